@@ -1,0 +1,1 @@
+"""axonnx: approximate arithmetic in quantized DNNs, on ONNX."""

@@ -1,0 +1,64 @@
+"""The typer app, the shared output sink and the error boundary."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from axonnx.errors import AxonnxError
+
+app = typer.Typer(
+    name="axonnx",
+    help="Approximate arithmetic (ROUP multipliers) in quantized ONNX DNNs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Data goes to stdout; tables for humans, progress and errors go to stderr.
+stdout = Console()
+stderr = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def fail(message: str) -> None:
+    """Print one actionable line and exit non-zero."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+def main() -> None:
+    """Entry point: library errors become one line; tracebacks only with AXONNX_DEBUG=1."""
+    try:
+        app(standalone_mode=False)
+    except AxonnxError as exc:
+        if os.environ.get("AXONNX_DEBUG"):
+            raise
+        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        stderr.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if os.environ.get("AXONNX_DEBUG"):
+            raise
+        stderr.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} "
+                     "(set AXONNX_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,84 @@
+"""Canonical multiplier names: parsing and the project's named strengths.
+
+Grammar (SPEC.md):
+    ROUP(P,R)            8-bit, asymmetric rounding r_j = max(0, R - 2j)
+    ROUP(P,R;N=16)       other widths
+    ROUP(P;r=4/2/0)      explicit rounding vector r_P .. r_{N/2-1} (may add ;N=..)
+    SKIP                 the multiplication is not performed
+    LUT(name)            a 256x256 table found on the LUT search path
+    ROUP_L, ROUP_M, ROUP_H   aliases of the named strengths below
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from axonnx.errors import AxonnxError
+from axonnx.multipliers.base import Multiplier, Skip
+from axonnx.multipliers.lut import LUT
+from axonnx.multipliers.roup import ROUP
+
+# The project's low / medium / high approximation strengths, chosen from the energy and
+# error characterization in axonnx/multipliers/energy_table.json (see README, "Multipliers").
+NAMED_STRENGTHS = {
+    "ROUP_L": "ROUP(0,4)",
+    "ROUP_M": "ROUP(1,4)",
+    "ROUP_H": "ROUP(2,6)",
+}
+
+_ROUP_RE = re.compile(
+    r"^ROUP\(\s*(?P<p>\d+)\s*(?:,\s*(?P<r>\d+)|;\s*r\s*=\s*(?P<vec>\d+(?:\s*/\s*\d+)*))"
+    r"\s*(?:;\s*N\s*=\s*(?P<n>\d+))?\s*\)$"
+)
+_LUT_RE = re.compile(r"^LUT\(\s*(?P<name>[^(),;\s]+)\s*\)$")
+
+
+def parse(name: str, luts: dict[str, LUT] | None = None) -> Multiplier:
+    """Build the multiplier a canonical name (or alias) denotes.
+
+    ``luts`` maps LUT names to already-loaded tables; other LUTs are looked up on disk.
+    """
+    text = name.strip()
+    text = NAMED_STRENGTHS.get(text, text)
+    if text.upper() == "SKIP":
+        return Skip()
+    if match := _ROUP_RE.match(text):
+        bits = int(match["n"]) if match["n"] else 8
+        p = int(match["p"])
+        if match["vec"] is not None:
+            widths = tuple(int(v) for v in match["vec"].split("/"))
+            return ROUP(p, None, widths=widths, bits=bits)
+        return ROUP(p, int(match["r"]), bits=bits)
+    if match := _LUT_RE.match(text):
+        lut_name = match["name"]
+        if luts and lut_name in luts:
+            return luts[lut_name]
+        return _find_lut(lut_name)
+    raise AxonnxError(
+        f"unknown multiplier {name!r}: use ROUP(P,R), ROUP(P;r=a/b/..), SKIP, LUT(name) "
+        f"or one of {', '.join(NAMED_STRENGTHS)}"
+    )
+
+
+@lru_cache(maxsize=64)
+def _find_lut(name: str) -> LUT:
+    return LUT.find(name)
+
+
+def parse_list(text: str) -> list[Multiplier]:
+    """Split a comma-separated list of names, keeping the commas inside parentheses."""
+    items, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += ch
+    items.append(current)
+    names = [item.strip() for item in items]
+    if any(not n for n in names):
+        raise AxonnxError(f"empty multiplier name in {text!r}")
+    return [parse(n) for n in names]

@@ -1,0 +1,259 @@
+"""The numpy oracle of ``ROUPConv``: this file *is* the op's specification.
+
+ROUPConv is 2-D QLinearConv in which every weight position has its own multiplier
+(docs/roupconv-op.md). The C++ kernel in ``customops/roupconv`` follows this file bit for
+bit, and the passes and energy counts are tested against it. It favours obviousness over
+speed: every term of the accumulator is formed as SPEC.md writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from axonnx.errors import AxonnxError
+from axonnx.multipliers import LUT, Multiplier, parse
+
+DOMAIN = "com.axonnx"
+OP_TYPE = "ROUPConv"
+OPSET_VERSION = 1
+ENCODED_OPERANDS = ("weight", "activation")
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Explicit 2-D conv geometry: every ONNX default and auto_pad resolved."""
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    pads: tuple[int, int, int, int]  # top, left, bottom, right
+    group: int
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        out = []
+        for axis, size in enumerate((height, width)):
+            span = self.dilations[axis] * (self.kernel[axis] - 1) + 1
+            padded = size + self.pads[axis] + self.pads[axis + 2]
+            out.append((padded - span) // self.strides[axis] + 1)
+        if min(out) < 1:
+            raise AxonnxError(f"{OP_TYPE}: the kernel does not fit the {height}x{width} input")
+        return out[0], out[1]
+
+
+def resolve_geometry(weight_shape: Sequence[int], input_hw: Sequence[int], *,
+                     auto_pad: str = "NOTSET", dilations=None, group: int = 1,
+                     kernel_shape=None, pads=None, strides=None) -> ConvGeometry:
+    """Apply the ONNX Conv rules for defaults and auto_pad."""
+    if len(weight_shape) != 4:
+        raise AxonnxError(f"{OP_TYPE} supports 2-D convolution only (weight rank 4), "
+                          f"got a weight of rank {len(weight_shape)}")
+    kernel = tuple(kernel_shape) if kernel_shape else tuple(weight_shape[2:])
+    strides = tuple(strides) if strides else (1, 1)
+    dilations = tuple(dilations) if dilations else (1, 1)
+    if auto_pad not in AUTO_PADS:
+        raise AxonnxError(f"{OP_TYPE}: unknown auto_pad {auto_pad!r}; use one of {AUTO_PADS}")
+    if auto_pad == "NOTSET":
+        pads = tuple(pads) if pads else (0, 0, 0, 0)
+    elif auto_pad == "VALID":
+        pads = (0, 0, 0, 0)
+    else:
+        begin, end = [], []
+        for axis in range(2):
+            size = input_hw[axis]
+            out = -(-size // strides[axis])
+            total = max(0, (out - 1) * strides[axis] + dilations[axis] * (kernel[axis] - 1) + 1 - size)
+            small, large = total // 2, total - total // 2
+            begin.append(small if auto_pad == "SAME_UPPER" else large)
+            end.append(large if auto_pad == "SAME_UPPER" else small)
+        pads = (begin[0], begin[1], end[0], end[1])
+    return ConvGeometry(kernel, strides, dilations, pads, int(group))
+
+
+def to_domain(values: np.ndarray, stored_dtype, signed: bool) -> np.ndarray:
+    """Stored uint8/int8 values as int64 in a multiplier's signed or unsigned domain."""
+    v = np.asarray(values).astype(np.int64)
+    stored_signed = np.dtype(stored_dtype) == np.int8
+    if stored_signed and not signed:
+        return v + 128
+    if signed and not stored_signed:
+        return v - 128
+    return v
+
+
+def im2col(x: np.ndarray, pad_value: int, geometry: ConvGeometry) -> tuple[np.ndarray, int, int]:
+    """[N, C, H, W] -> [N, C, kH, kW, Ho, Wo], padding with ``pad_value``."""
+    n, c, h, w = x.shape
+    top, left, bottom, right = geometry.pads
+    padded = np.full((n, c, h + top + bottom, w + left + right), pad_value, dtype=np.int64)
+    padded[:, :, top:top + h, left:left + w] = x
+    ho, wo = geometry.output_size(h, w)
+    (kh, kw), (sh, sw), (dh, dw) = geometry.kernel, geometry.strides, geometry.dilations
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = padded[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                                      j * dw:j * dw + sw * (wo - 1) + 1:sw]
+    return cols, ho, wo
+
+
+def requantize(acc: np.ndarray, x_scale, w_scale, y_scale, y_zero_point) -> np.ndarray:
+    """onnxruntime's QLinearConv requantization, bit for bit: float32 scale
+    ``x_scale * w_scale[m] / y_scale``, float32 product, round half to even, add the zero
+    point, saturate. ``acc`` is [N, M, Ho, Wo]."""
+    m = acc.shape[1]
+    w_scale = np.broadcast_to(np.asarray(w_scale, np.float32).reshape(-1), (m,))
+    scale = (np.float32(x_scale) * w_scale).astype(np.float32) / np.float32(y_scale)
+    scaled = acc.astype(np.float32) * scale.astype(np.float32)[None, :, None, None]
+    out_dtype = np.asarray(y_zero_point).dtype
+    info = np.iinfo(out_dtype)
+    rounded = np.rint(scaled).astype(np.int64) + int(np.asarray(y_zero_point))
+    return np.clip(rounded, info.min, info.max).astype(out_dtype)
+
+
+def roup_conv(
+    x: np.ndarray, x_scale, x_zero_point, w: np.ndarray, w_scale, w_zero_point,
+    y_scale, y_zero_point, bias: np.ndarray | None = None, *,
+    multipliers: Sequence[Multiplier | str] = ("ROUP(0,0)",),
+    multiplier_index: np.ndarray | None = None,
+    encoded_operand: str = "weight",
+    auto_pad: str = "NOTSET", dilations=None, group: int = 1, kernel_shape=None,
+    pads=None, strides=None, return_accumulator: bool = False,
+) -> np.ndarray:
+    """Reference ROUPConv. Returns y (dtype of ``y_zero_point``), or the int64
+    accumulator [N, M, Ho, Wo] when ``return_accumulator`` is set."""
+    mults = [parse(m) if isinstance(m, str) else m for m in multipliers]
+    if any(m.bits != 8 for m in mults):
+        raise AxonnxError(f"{OP_TYPE}: operands are 8-bit, so every multiplier needs N=8")
+    if encoded_operand not in ENCODED_OPERANDS:
+        raise AxonnxError(f"{OP_TYPE}: encoded_operand must be one of {ENCODED_OPERANDS}")
+    index = (np.zeros(w.shape, np.int64) if multiplier_index is None
+             else np.asarray(multiplier_index).astype(np.int64))
+    if index.shape != w.shape:
+        raise AxonnxError(f"{OP_TYPE}: multiplier_index has shape {index.shape}, "
+                          f"the weight has {w.shape}")
+    if index.size and (index.min() < 0 or index.max() >= len(mults)):
+        raise AxonnxError(f"{OP_TYPE}: multiplier_index refers past the "
+                          f"{len(mults)} multipliers")
+
+    geometry = resolve_geometry(w.shape, x.shape[2:], auto_pad=auto_pad, dilations=dilations,
+                                group=group, kernel_shape=kernel_shape, pads=pads,
+                                strides=strides)
+    n, c, _, _ = x.shape
+    m_out, c_per_group = w.shape[:2]
+    g = geometry.group
+    if c != c_per_group * g or m_out % g:
+        raise AxonnxError(f"{OP_TYPE}: {c} input channels and weight {w.shape} do not "
+                          f"fit group={g}")
+    zx = np.asarray(x_zero_point).reshape(())
+    zw = np.broadcast_to(np.asarray(w_zero_point).reshape(-1), (m_out,))
+    m_per_group = m_out // g
+
+    # Both operands move into each multiplier's domain; padding holds x's zero point.
+    cols, ho, wo = im2col(x.astype(np.int64), int(zx), geometry)
+    acc = np.zeros((n, m_out, ho, wo), dtype=np.int64)
+    for mi, mult in enumerate(mults):
+        # a is the rounded operand: x when the weight is encoded, w otherwise.
+        if encoded_operand == "weight":
+            x_signed, w_signed = mult.a_signed, mult.b_signed
+        else:
+            w_signed, x_signed = mult.a_signed, mult.b_signed
+        xs = to_domain(cols, x.dtype, x_signed)
+        zxs = int(to_domain(zx, x.dtype, x_signed))
+        for out_ch in range(m_out):
+            mask = index[out_ch] == mi
+            if not mask.any():
+                continue
+            grp = out_ch // m_per_group
+            window = xs[:, grp * c_per_group:(grp + 1) * c_per_group][:, mask]  # [N, k, Ho, Wo]
+            ws = to_domain(w[out_ch][mask], w.dtype, w_signed)[None, :, None, None]
+            zws = int(to_domain(zw[out_ch], w.dtype, w_signed))
+            if encoded_operand == "weight":
+                products = mult.multiply(window, ws)
+            else:
+                products = mult.multiply(np.broadcast_to(ws, window.shape), window)
+            # SPEC: acc = sum M(x_s, w_s) - zw_s sum x_s - zx_s sum w_s + K zx_s zw_s
+            terms = products - zws * window - zxs * ws + zxs * zws
+            acc[:, out_ch] += terms.sum(axis=1)
+    if bias is not None:
+        acc += np.asarray(bias, dtype=np.int64)[None, :, None, None]
+    if return_accumulator:
+        return acc
+    if np.abs(acc).max(initial=0) >= 2**31:
+        raise AxonnxError(f"{OP_TYPE}: the accumulator overflows int32")
+    return requantize(acc, x_scale, w_scale, y_scale, y_zero_point)
+
+
+# ---- the ONNX node: building it and reading its assignment back -------------------------
+
+def make_roupconv_node(
+    inputs: Sequence[str], outputs: Sequence[str], *, name: str,
+    multipliers: Sequence[Multiplier], multiplier_index: np.ndarray,
+    encoded_operand: str = "weight", conv_attributes: dict | None = None,
+) -> onnx.NodeProto:
+    """A ROUPConv node. ``conv_attributes`` are QLinearConv's attributes, copied as-is."""
+    if not multipliers:
+        raise AxonnxError(f"{OP_TYPE} node {name!r}: needs at least one multiplier")
+    if len(multipliers) > 256:
+        raise AxonnxError(f"{OP_TYPE} node {name!r}: at most 256 multipliers per node")
+    index = np.asarray(multiplier_index).astype(np.uint8)
+    attrs = dict(conv_attributes or {})
+    attrs["multipliers"] = [m.name for m in multipliers]
+    attrs["multiplier_index"] = numpy_helper.from_array(index, name="multiplier_index")
+    if encoded_operand != "weight":
+        attrs["encoded_operand"] = encoded_operand
+    luts = [m for m in multipliers if isinstance(m, LUT)]
+    if luts:
+        attrs["lut_tables"] = numpy_helper.from_array(
+            np.stack([m.table for m in luts]).astype(np.int32), name="lut_tables")
+        attrs["lut_signedness"] = [int(s) for m in luts for s in (m.a_signed, m.b_signed)]
+    return helper.make_node(OP_TYPE, list(inputs), list(outputs), name=name, domain=DOMAIN,
+                            **attrs)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The multiplier assignment a ROUPConv node carries."""
+
+    multipliers: tuple[Multiplier, ...]
+    index: np.ndarray  # int, weight-shaped
+    encoded_operand: str = "weight"
+
+    def per_position_names(self) -> np.ndarray:
+        return np.asarray([m.name for m in self.multipliers], dtype=object)[self.index]
+
+
+def read_assignment(node: onnx.NodeProto) -> Assignment:
+    """The assignment of a ROUPConv node, LUT tables included (no files needed)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    names = [n.decode() if isinstance(n, bytes) else n for n in attrs.get("multipliers", [b"ROUP(0,0)"])]
+    luts = {}
+    if "lut_tables" in attrs:
+        tables = numpy_helper.to_array(attrs["lut_tables"])
+        signedness = list(attrs.get("lut_signedness", [0, 0] * len(tables)))
+        lut_names = [n[4:-1] for n in names if n.startswith("LUT(")]
+        for k, lut_name in enumerate(lut_names):
+            luts[lut_name] = LUT(lut_name, tables[k], a_signed=bool(signedness[2 * k]),
+                                 b_signed=bool(signedness[2 * k + 1]), source="model")
+    mults = tuple(parse(n, luts=luts) for n in names)
+    index = attrs.get("multiplier_index")
+    index = None if index is None else numpy_helper.to_array(index).astype(np.int64)
+    encoded = attrs.get("encoded_operand", b"weight")
+    encoded = encoded.decode() if isinstance(encoded, bytes) else encoded
+    return Assignment(mults, index, encoded)
+
+
+def conv_attributes(node: onnx.NodeProto) -> dict:
+    """The QLinearConv attributes of a (QLinear|ROUP)Conv node, as python values."""
+    keep = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+    out = {}
+    for a in node.attribute:
+        if a.name in keep:
+            value = helper.get_attribute_value(a)
+            out[a.name] = value.decode() if isinstance(value, bytes) else value
+    return out
