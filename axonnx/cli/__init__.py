@@ -2,6 +2,9 @@
 arguments, calls one library function and renders the result."""
 
 from axonnx.cli._app import app, main
-from axonnx.cli import multipliers as _multipliers  # noqa: F401  (registers commands)
+# Importing a command module registers its commands on the app.
+from axonnx.cli import inspect as _inspect  # noqa: F401
+from axonnx.cli import multipliers as _multipliers  # noqa: F401
+from axonnx.cli import transform as _transform  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -257,3 +257,23 @@ def conv_attributes(node: onnx.NodeProto) -> dict:
             value = helper.get_attribute_value(a)
             out[a.name] = value.decode() if isinstance(value, bytes) else value
     return out
+
+
+def reference_op():
+    """The oracle as an ``onnx.reference`` op, for ``ReferenceEvaluator(model,
+    new_ops=[reference_op()])``: a pure-Python way to run a transformed model."""
+    from onnx.reference.op_run import OpRun
+
+    class ROUPConv(OpRun):
+        op_domain = DOMAIN
+
+        def _run(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
+                 y_zero_point, B=None, **_attributes):
+            assignment = read_assignment(self.onnx_node)
+            return (roup_conv(
+                x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
+                multipliers=assignment.multipliers, multiplier_index=assignment.index,
+                encoded_operand=assignment.encoded_operand,
+                **conv_attributes(self.onnx_node)),)
+
+    return ROUPConv

@@ -1,0 +1,3 @@
+from axonnx.cli import main
+
+main()

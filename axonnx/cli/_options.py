@@ -1,0 +1,22 @@
+"""Options that several commands share, defined once."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+ModelArgument = Annotated[str, typer.Argument(help="An .onnx file or a zoo name (zoo:resnet8).")]
+PlanOption = Annotated[Optional[str], typer.Option("--plan", help="A plan file (YAML or JSON).")]
+LlamOption = Annotated[Optional[str], typer.Option("--llam", help="Layer level: one multiplier, e.g. 'ROUP(1,4)'.")]
+FlamOption = Annotated[Optional[str], typer.Option("--flam", help="Filter level: one multiplier per class, most accurate first, e.g. 'ROUP(0,0),ROUP(1,4),ROUP(2,6)'.")]
+KlamChanOption = Annotated[Optional[str], typer.Option("--klam-chan", help="Kernel level (filter x input channel): one multiplier per class.")]
+KlamRowOption = Annotated[Optional[str], typer.Option("--klam-row", help="Kernel rows: one multiplier per class.")]
+KlamColOption = Annotated[Optional[str], typer.Option("--klam-col", help="Kernel columns: one multiplier per class.")]
+KlmsOption = Annotated[Optional[float], typer.Option("--klms", help="Multiplication skip: skip weights outside mu +- k sigma (k = 1 or 2).")]
+KlmsKeepOption = Annotated[str, typer.Option("--klms-keep", help="Which side KLMS performs: inside or outside.")]
+KlmsMultOption = Annotated[Optional[str], typer.Option("--klms-multiplier", help="Multiplier for the multiplications KLMS keeps (default exact).")]
+PolicyOption = Annotated[str, typer.Option("--policy", help="How groups are ranked into classes: magnitude or index.")]
+LayersOption = Annotated[Optional[str], typer.Option("--layers", help="Comma-separated globs of the layers to approximate (default all).")]
+SkipFirstOption = Annotated[bool, typer.Option("--skip-first", help="Keep the first conv layer exact.")]
+EncodedOption = Annotated[str, typer.Option("--encoded-operand", help="Radix-4 encoded operand: weight or activation.")]

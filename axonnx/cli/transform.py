@@ -1,0 +1,70 @@
+"""``axonnx transform``: rewrite a quantized model's convolutions into ROUPConv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from axonnx.cli._app import JsonOption, app, emit_json, stderr
+from axonnx.cli._options import (
+    EncodedOption, FlamOption, KlamChanOption, KlamColOption, KlamRowOption, KlmsKeepOption,
+    KlmsMultOption, KlmsOption, LayersOption, LlamOption, ModelArgument, PlanOption,
+    PolicyOption, SkipFirstOption,
+)
+from axonnx.errors import AxonnxError
+
+
+def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str, **compact):
+    """A plan from a file or from the compact options (not both)."""
+    from axonnx.plan import Plan, plan_from_options
+    from axonnx.transform import prepared
+
+    given = any(v is not None for k, v in compact.items() if k not in ("klms_keep", "policy", "layers", "klms_multiplier"))
+    if plan_file and given:
+        raise AxonnxError("give either --plan or one of the compact options, not both")
+    if plan_file:
+        plan = Plan.load(plan_file)
+    else:
+        plan = plan_from_options(encoded_operand=encoded_operand, **compact)
+    if skip_first:
+        _, layers, _ = prepared(model)
+        plan = plan.with_exact_first(layers[0].name)
+    return plan
+
+
+@app.command("transform")
+def transform_command(
+    model: ModelArgument,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the rewritten model.")],
+    plan: PlanOption = None,
+    llam: LlamOption = None, flam: FlamOption = None, klam_chan: KlamChanOption = None,
+    klam_row: KlamRowOption = None, klam_col: KlamColOption = None, klms: KlmsOption = None,
+    klms_keep: KlmsKeepOption = "inside", klms_multiplier: KlmsMultOption = None,
+    policy: PolicyOption = "magnitude", layers: LayersOption = None,
+    skip_first: SkipFirstOption = False, encoded_operand: EncodedOption = "weight",
+    save_plan: Annotated[Optional[Path], typer.Option("--save-plan", help="Also write the resolved plan (YAML or JSON).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
+    from axonnx.model import load_model, resolve_model_path, save_model_atomic
+    from axonnx.transform import plan_of, transform_model
+
+    source = None if model.startswith("zoo:") else resolve_model_path(model)
+    loaded = load_model(model)
+    the_plan = build_plan(loaded, plan, skip_first=skip_first, encoded_operand=encoded_operand,
+                          llam=llam, flam=flam, klam_chan=klam_chan, klam_row=klam_row,
+                          klam_col=klam_col, klms=klms, klms_keep=klms_keep,
+                          klms_multiplier=klms_multiplier, policy=policy, layers=layers)
+    out_model = transform_model(loaded, the_plan)
+    written = save_model_atomic(out_model, output, protect=[source] if source else [])
+    resolved = plan_of(out_model)
+    if save_plan:
+        resolved.save(save_plan)
+    if json_output:
+        emit_json({"output": str(written), "plan": resolved.to_dict(), "digest": resolved.digest()})
+        return
+    approximated = sum(r.approach != "exact" for r in resolved.rules)
+    stderr.print(f"wrote {written}: {len(resolved.rules)} conv layers as ROUPConv, "
+                 f"{approximated} approximated (plan digest {resolved.digest()})", soft_wrap=True)

@@ -1,0 +1,281 @@
+"""Plans: which approximation approach applies to which conv layer.
+
+A plan is a human-editable YAML or JSON file::
+
+    version: 1
+    encoded_operand: weight        # or activation
+    layers:                        # first matching rule wins; unmatched layers stay exact
+      - match: stem*               # glob (or list of globs) on the node name
+        approach: exact
+      - match: "*"
+        approach: flam             # exact | llam | flam | klam-chan | klam-row | klam-col | klms
+        multipliers: [ROUP(0,0), ROUP(1,4), ROUP(2,6)]   # class 0 = most important
+        policy: magnitude          # or index
+        fractions: [0.5, 0.25, 0.25]   # optional class sizes (default: equal)
+
+KLMS rules take ``k`` (1 or 2 sigma), ``keep`` (``inside``: only weights within
+mu +- k sigma are multiplied, the rest are skipped; ``outside``: the reverse) and an
+optional ``multipliers: [M]`` for the multiplications that are kept (default exact).
+
+``Plan.resolve(layer_names)`` binds rules to concrete layers; a resolved plan is what a
+transformed model stores, and reads back.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from axonnx.errors import AxonnxError
+from axonnx.multipliers import parse
+
+PLAN_VERSION = 1
+APPROACHES = ("exact", "llam", "flam", "klam-chan", "klam-row", "klam-col", "klms")
+CLASSED_APPROACHES = ("flam", "klam-chan", "klam-row", "klam-col")
+POLICIES = ("magnitude", "index")
+KLMS_SIDES = ("inside", "outside")
+_RULE_KEYS = {"match", "approach", "multipliers", "policy", "fractions", "k", "keep"}
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """One approach with its parameters, for the layers its globs match."""
+
+    match: tuple[str, ...] = ("*",)
+    approach: str = "exact"
+    multipliers: tuple[str, ...] = ()
+    policy: str = "magnitude"
+    fractions: tuple[float, ...] | None = None
+    k: float | None = None
+    keep: str = "inside"
+
+    @property
+    def classes(self) -> int:
+        return len(self.multipliers)
+
+    def matches(self, layer: str) -> bool:
+        return any(fnmatch.fnmatchcase(layer, pattern) for pattern in self.match)
+
+    def to_dict(self, with_match: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if with_match:
+            out["match"] = self.match[0] if len(self.match) == 1 else list(self.match)
+        out["approach"] = self.approach
+        if self.approach == "exact":
+            return out
+        if self.approach == "klms":
+            out["k"] = self.k
+            out["keep"] = self.keep
+            if self.multipliers:
+                out["multipliers"] = list(self.multipliers)
+            return out
+        out["multipliers"] = list(self.multipliers)
+        if self.approach in CLASSED_APPROACHES:
+            out["policy"] = self.policy
+            if self.fractions is not None:
+                out["fractions"] = list(self.fractions)
+        return out
+
+
+def _as_tuple(value, what: str, where: str) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise AxonnxError(f"{where}: '{what}' must be a string or a list, got {type(value).__name__}")
+
+
+def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
+    """Validate one rule from a plan file or the command line."""
+    if not isinstance(raw, dict):
+        raise AxonnxError(f"{where}: a rule must be a mapping with 'match' and 'approach'")
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise AxonnxError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+    approach = str(raw.get("approach", "")).lower().replace("_", "-")
+    if approach not in APPROACHES:
+        raise AxonnxError(f"{where}: unknown approach {raw.get('approach')!r}; use one of "
+                          f"{', '.join(APPROACHES)}")
+    match = tuple(str(m) for m in _as_tuple(raw.get("match", "*"), "match", where))
+    if not match:
+        raise AxonnxError(f"{where}: 'match' is empty")
+    names = tuple(str(m) for m in _as_tuple(raw.get("multipliers"), "multipliers", where))
+    names = tuple(parse(n).name for n in names)  # validates, canonicalises aliases
+    policy = str(raw.get("policy", "magnitude")).lower()
+    if policy not in POLICIES:
+        raise AxonnxError(f"{where}: unknown policy {policy!r}; use 'magnitude' or 'index'")
+    fractions = raw.get("fractions")
+    k = raw.get("k")
+    keep = str(raw.get("keep", "inside")).lower()
+
+    if approach == "exact":
+        if names:
+            raise AxonnxError(f"{where}: an exact rule takes no multipliers")
+        return LayerRule(match, "exact")
+    if approach == "klms":
+        try:
+            k = float(k)
+        except (TypeError, ValueError):
+            raise AxonnxError(f"{where}: klms needs k = 1 or 2 (sigmas)") from None
+        if k not in (1.0, 2.0):
+            raise AxonnxError(f"{where}: klms needs k = 1 or 2 (sigmas), got {k:g}")
+        if keep not in KLMS_SIDES:
+            raise AxonnxError(f"{where}: klms 'keep' must be 'inside' or 'outside', got {keep!r}")
+        if len(names) > 1:
+            raise AxonnxError(f"{where}: klms takes at most one multiplier for the kept "
+                              "multiplications")
+        return LayerRule(match, "klms", names, k=k, keep=keep)
+    if approach == "llam" and len(names) != 1:
+        raise AxonnxError(f"{where}: llam takes exactly one multiplier, got {len(names)}")
+    if approach in CLASSED_APPROACHES and not names:
+        raise AxonnxError(f"{where}: {approach} needs one multiplier per class")
+    if fractions is not None:
+        if approach not in CLASSED_APPROACHES:
+            raise AxonnxError(f"{where}: 'fractions' applies to flam and klam-* only")
+        try:
+            fractions = tuple(float(f) for f in fractions)
+        except (TypeError, ValueError):
+            raise AxonnxError(f"{where}: 'fractions' must be a list of numbers") from None
+        if len(fractions) != len(names) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+            raise AxonnxError(f"{where}: 'fractions' needs {len(names)} non-negative numbers "
+                              "summing to 1, one per multiplier")
+    return LayerRule(match, approach, names, policy, fractions)
+
+
+@dataclass(frozen=True)
+class Plan:
+    rules: tuple[LayerRule, ...] = ()
+    encoded_operand: str = "weight"
+    version: int = PLAN_VERSION
+
+    # ---- building --------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "plan") -> "Plan":
+        if not isinstance(data, dict):
+            raise AxonnxError(f"{source}: a plan is a mapping with 'version' and 'layers'")
+        unknown = set(data) - {"version", "encoded_operand", "layers"}
+        if unknown:
+            raise AxonnxError(f"{source}: unknown key(s) {sorted(unknown)}; a plan has "
+                              "'version', 'encoded_operand' and 'layers'")
+        version = data.get("version", PLAN_VERSION)
+        if version != PLAN_VERSION:
+            raise AxonnxError(f"{source}: plan version {version!r} is not supported "
+                              f"(this axonnx reads version {PLAN_VERSION})")
+        encoded = data.get("encoded_operand", "weight")
+        if encoded not in ("weight", "activation"):
+            raise AxonnxError(f"{source}: encoded_operand must be 'weight' or 'activation'")
+        layers = data.get("layers", [])
+        if not isinstance(layers, list):
+            raise AxonnxError(f"{source}: 'layers' must be a list of rules")
+        rules = tuple(make_rule(r, f"{source}, rule {i + 1}") for i, r in enumerate(layers))
+        return cls(rules, encoded)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise AxonnxError(f"cannot read plan {path}: {exc.strerror}") from None
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+            first = str(exc).splitlines()[0]
+            raise AxonnxError(f"plan {path} is not valid {path.suffix[1:].upper() or 'JSON'}: "
+                              f"{first}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def uniform(cls, rule: LayerRule, encoded_operand: str = "weight") -> "Plan":
+        return cls((rule,), encoded_operand)
+
+    def with_exact_first(self, layer: str) -> "Plan":
+        """Prepend an exact rule for one layer (``--skip-first``)."""
+        return replace(self, rules=(LayerRule((layer,), "exact"),) + self.rules)
+
+    # ---- using -----------------------------------------------------------------------
+    def rule_for(self, layer: str) -> LayerRule:
+        for rule in self.rules:
+            if rule.matches(layer):
+                return rule
+        return LayerRule((layer,), "exact")
+
+    def resolve(self, layers: Sequence[str]) -> "Plan":
+        """One explicit rule per layer, in model order; checks every glob matches."""
+        for i, rule in enumerate(self.rules):
+            for pattern in rule.match:
+                if not any(fnmatch.fnmatchcase(layer, pattern) for layer in layers):
+                    raise AxonnxError(
+                        f"plan rule {i + 1} names {pattern!r}, which matches no quantized conv "
+                        f"layer; known layers: {', '.join(layers)}"
+                    )
+        resolved = tuple(replace(self.rule_for(layer), match=(layer,)) for layer in layers)
+        return replace(self, rules=resolved)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "encoded_operand": self.encoded_operand,
+                "layers": [r.to_dict() for r in self.rules]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def digest(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        else:
+            path.write_text(self.to_json() + "\n")
+
+    @property
+    def multiplier_names(self) -> list[str]:
+        names = []
+        for rule in self.rules:
+            for n in rule.multipliers:
+                if n not in names:
+                    names.append(n)
+        return names
+
+
+def plan_from_options(*, llam: str | None = None, flam: str | None = None,
+                      klam_chan: str | None = None, klam_row: str | None = None,
+                      klam_col: str | None = None, klms: float | None = None,
+                      klms_keep: str = "inside", klms_multiplier: str | None = None,
+                      policy: str = "magnitude", layers: str | None = None,
+                      encoded_operand: str = "weight") -> Plan:
+    """The compact command-line forms: exactly one approach, optionally limited to
+    ``layers`` (comma-separated globs)."""
+    from axonnx.multipliers import parse_list
+
+    given = {"llam": llam, "flam": flam, "klam-chan": klam_chan, "klam-row": klam_row,
+             "klam-col": klam_col, "klms": klms}
+    chosen = [(k, v) for k, v in given.items() if v is not None]
+    if len(chosen) != 1:
+        raise AxonnxError("give exactly one of --llam, --flam, --klam-chan, --klam-row, "
+                          "--klam-col, --klms (or a --plan file)")
+    approach, value = chosen[0]
+    match = tuple(p.strip() for p in layers.split(",")) if layers else ("*",)
+    raw: dict[str, Any] = {"match": list(match), "approach": approach, "policy": policy}
+    if approach == "klms":
+        raw.update(k=value, keep=klms_keep)
+        if klms_multiplier:
+            raw["multipliers"] = [klms_multiplier]
+    else:
+        raw["multipliers"] = [m.name for m in parse_list(value)]
+    return Plan((make_rule(raw, "command line"),), encoded_operand)

@@ -1,0 +1,162 @@
+"""Transform a quantized model with a plan, and describe (inspect) a model's conv layers.
+
+    model -> name nodes -> survey convs -> resolve plan -> assign per layer -> rewrite
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from axonnx import __version__
+from axonnx.assign import LayerAssignment, assign_layer
+from axonnx.errors import AxonnxError
+from axonnx.model import load_model, tensor_shapes
+from axonnx.passes import ConvLayer, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
+from axonnx.plan import Plan
+
+META_VERSION = "axonnx.version"
+META_PLAN = "axonnx.plan"
+META_DIGEST = "axonnx.plan_digest"
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    form: str
+    weight_shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    group: int
+    output_hw: tuple[int, int]
+    macs_per_image: int
+    multiplications: dict[str, int]  # per multiplier name, per image
+    rule: dict | None = None
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class ModelInfo:
+    layers: list[LayerInfo]
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    fully_connected: list[str] = field(default_factory=list)
+    plan: Plan | None = None
+    plan_verified: bool | None = None
+    axonnx_version: str | None = None
+
+    @property
+    def multiplications(self) -> dict[str, dict[str, int]]:
+        """Per layer, multiplications per multiplier and image: the energy model's input."""
+        return {layer.name: dict(layer.multiplications) for layer in self.layers}
+
+    def as_dict(self) -> dict:
+        return {
+            "layers": [layer.as_dict() for layer in self.layers],
+            "left_alone": [{"node": n, "reason": r} for n, r in self.refused],
+            "fully_connected_exact": self.fully_connected,
+            "plan": None if self.plan is None else self.plan.to_dict(),
+            "plan_verified": self.plan_verified,
+            "axonnx_version": self.axonnx_version,
+        }
+
+
+def prepared(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[ConvLayer], object]:
+    """A named copy of the model and its quantized 2-D convs (error if there are none)."""
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    name_unnamed_nodes(work)
+    survey = survey_convs(work)
+    if not survey.layers:
+        reasons = "; ".join(f"{r.node}: {r.reason}" for r in survey.refused[:3])
+        raise AxonnxError("the model has no quantized 2-D convolution (QLinearConv, or "
+                          "DequantizeLinear->Conv->QuantizeLinear) to rewrite"
+                          + (f" ({reasons})" if reasons else "")
+                          + "; quantize it with onnxruntime's quantize_static first")
+    return work, survey.layers, survey
+
+
+def assign_plan(plan: Plan, layers: list[ConvLayer]) -> tuple[Plan, dict[str, LayerAssignment]]:
+    resolved = plan.resolve([layer.name for layer in layers])
+    assignments = {
+        layer.name: assign_layer(rule, layer.real_weight, layer.name)
+        for layer, rule in zip(layers, resolved.rules)
+    }
+    return resolved, assignments
+
+
+def transform_model(model, plan: Plan) -> onnx.ModelProto:
+    """The model with every quantized conv rewritten to ROUPConv as the plan says.
+    Layers the plan does not match become exact ROUPConv nodes."""
+    work, layers, _ = prepared(load_model(model))
+    resolved, assignments = assign_plan(plan, layers)
+    out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand)
+    meta = {p.key: p.value for p in out.metadata_props}
+    meta.update({META_VERSION: __version__, META_PLAN: json.dumps(resolved.to_dict()),
+                 META_DIGEST: resolved.digest()})
+    del out.metadata_props[:]
+    onnx.helper.set_model_props(out, meta)
+    return out
+
+
+def plan_of(model) -> Plan | None:
+    """The resolved plan a transformed model records, or None."""
+    meta = {p.key: p.value for p in load_model(model).metadata_props}
+    if META_PLAN not in meta:
+        return None
+    return Plan.from_dict(json.loads(meta[META_PLAN]), source="model metadata")
+
+
+def verify_plan(plan: Plan, layers: list[ConvLayer]) -> bool:
+    """True when every ROUPConv's attributes equal what the plan gives its weights."""
+    if len(plan.rules) != len(layers):
+        return False
+    for layer, rule in zip(layers, plan.rules):
+        if layer.assignment is None or rule.match != (layer.name,):
+            return False
+        expected = assign_layer(rule, layer.real_weight, layer.name)
+        got = layer.assignment
+        want_names = np.asarray([m.name for m in expected.multipliers], dtype=object)[expected.index]
+        if not np.array_equal(want_names, got.per_position_names()):
+            return False
+        if got.encoded_operand != plan.encoded_operand:
+            return False
+    return True
+
+
+def inspect_model(model) -> ModelInfo:
+    model = load_model(model)
+    work, layers, survey = prepared(model)
+    shapes = tensor_shapes(work, [layer.output for layer in layers])
+    infos = []
+    for layer in layers:
+        out_hw = tuple(int(v) for v in shapes[layer.output][2:4])
+        positions = int(layer.weight.size)
+        pixels = out_hw[0] * out_hw[1]
+        if layer.assignment is not None and layer.assignment.index is not None:
+            names = layer.assignment.per_position_names().ravel()
+            labels, counts = np.unique(names, return_counts=True)
+            mults = {str(k): int(c) * pixels for k, c in zip(labels, counts)}
+        else:
+            mults = {"exact (not rewritten)": positions * pixels}
+        infos.append(LayerInfo(
+            name=layer.name, form=layer.form, weight_shape=tuple(layer.weight.shape),
+            strides=tuple(layer.attributes.get("strides", (1, 1))),
+            group=int(layer.attributes.get("group", 1)), output_hw=out_hw,
+            macs_per_image=positions * pixels, multiplications=mults,
+        ))
+    meta = {p.key: p.value for p in model.metadata_props}
+    plan = plan_of(model)
+    verified = None
+    if plan is not None:
+        verified = verify_plan(plan, layers)
+        for info, rule in zip(infos, plan.rules if verified else ()):
+            info.rule = rule.to_dict(with_match=False)
+    return ModelInfo(
+        layers=infos, refused=[(r.node, r.reason) for r in survey.refused],
+        fully_connected=list(survey.fully_connected), plan=plan, plan_verified=verified,
+        axonnx_version=meta.get(META_VERSION),
+    )
