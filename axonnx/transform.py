@@ -14,6 +14,7 @@ import onnx
 from axonnx import __version__
 from axonnx.assign import LayerAssignment, assign_layer
 from axonnx.errors import AxonnxError
+from axonnx.multipliers import EXACT
 from axonnx.model import load_model, tensor_shapes
 from axonnx.passes import ConvLayer, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
 from axonnx.plan import Plan
@@ -21,6 +22,7 @@ from axonnx.plan import Plan
 META_VERSION = "axonnx.version"
 META_PLAN = "axonnx.plan"
 META_DIGEST = "axonnx.plan_digest"
+META_RECOVERY = "axonnx.recovery"
 
 
 @dataclass
@@ -88,13 +90,21 @@ def assign_plan(plan: Plan, layers: list[ConvLayer]) -> tuple[Plan, dict[str, La
     return resolved, assignments
 
 
-def transform_model(model, plan: Plan) -> onnx.ModelProto:
+def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
     """The model with every quantized conv rewritten to ROUPConv as the plan says.
-    Layers the plan does not match become exact ROUPConv nodes."""
+    Layers the plan does not match become exact ROUPConv nodes.
+
+    ``recovery`` (an :class:`axonnx.recovery.Recovery`) also tunes the approximated
+    layers' weights and/or corrects their biases; the assignment is always computed from
+    the original weights, and the settings are recorded in ``axonnx.recovery``."""
     work, layers, _ = prepared(load_model(model))
     resolved, assignments = assign_plan(plan, layers)
     out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand)
     meta = {p.key: p.value for p in out.metadata_props}
+    meta.pop(META_RECOVERY, None)
+    if recovery is not None:
+        changes = recovery.apply(out, layers, assignments, plan.encoded_operand)
+        meta[META_RECOVERY] = json.dumps({**recovery.describe(), "layers": changes})
     meta.update({META_VERSION: __version__, META_PLAN: json.dumps(resolved.to_dict()),
                  META_DIGEST: resolved.digest()})
     del out.metadata_props[:]
@@ -141,7 +151,8 @@ def inspect_model(model) -> ModelInfo:
             labels, counts = np.unique(names, return_counts=True)
             mults = {str(k): int(c) * pixels for k, c in zip(labels, counts)}
         else:
-            mults = {"exact (not rewritten)": positions * pixels}
+            # Not rewritten yet: every multiplication is exact.
+            mults = {EXACT.name: positions * pixels}
         infos.append(LayerInfo(
             name=layer.name, form=layer.form, weight_shape=tuple(layer.weight.shape),
             strides=tuple(layer.attributes.get("strides", (1, 1))),

@@ -100,6 +100,7 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
         )
         by_anchor[layer.replaced_nodes[-1]] = node
         remove.update(layer.replaced_nodes)
+        _declare_output_type(out, layer.output, inputs[7])
 
     new_nodes = []
     for node in graph.node:
@@ -115,6 +116,24 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
         out.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
     out.ir_version = min(out.ir_version, MAX_LOADABLE_IR_VERSION)
     return out
+
+
+def _declare_output_type(model: onnx.ModelProto, output: str, y_zero_point: str) -> None:
+    """Record the ROUPConv output's element type (that of y_zero_point) as value_info.
+    ONNX shape inference cannot see into a custom op, and onnxruntime's QDQ fusions
+    downstream (e.g. DequantizeLinear -> GlobalAveragePool -> QuantizeLinear) only fire
+    when they know the type of the tensor they start from."""
+    graph = model.graph
+    elem_type = None
+    for t in graph.initializer:
+        if t.name == y_zero_point:
+            elem_type = t.data_type
+    if elem_type is None or output in {o.name for o in graph.output}:
+        return
+    kept = [v for v in graph.value_info if v.name != output]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)
+    graph.value_info.append(onnx.helper.make_tensor_value_info(output, elem_type, None))
 
 
 def _remove_dead(model: onnx.ModelProto, candidates: set[str]) -> None:

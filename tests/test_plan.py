@@ -8,6 +8,7 @@ import pytest
 
 from axonnx.assign import assign_layer
 from axonnx.errors import AxonnxError
+from axonnx.multipliers import NAMED_STRENGTHS
 from axonnx.plan import LayerRule, Plan, make_rule, plan_from_options
 
 RNG = np.random.default_rng(3)
@@ -124,7 +125,7 @@ def test_yaml_and_json_files_round_trip(tmp_path):
         again = Plan.load(path)
         assert again == plan
         assert again.digest() == plan.digest()
-    assert plan.rules[0].multipliers == ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)")
+    assert plan.rules[0].multipliers == ("ROUP(0,0)", NAMED_STRENGTHS["ROUP_M"], "ROUP(2,6)")
 
 
 def test_bad_plan_files(tmp_path):

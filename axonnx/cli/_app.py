@@ -21,8 +21,9 @@ app = typer.Typer(
 )
 
 # Data goes to stdout; tables for humans, progress and errors go to stderr.
-stdout = Console()
-stderr = Console(stderr=True)
+# Piped output keeps wide tables readable instead of rich's 80-column default.
+stdout = Console(width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 

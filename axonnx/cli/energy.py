@@ -1,0 +1,99 @@
+"""Rendering of the multiplier energy report (``axonnx energy``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from axonnx.cli._app import JsonOption, app, emit_json, stderr, stdout
+from axonnx.cli._options import ModelArgument
+from axonnx.energy import EXACT, EnergyReport
+
+
+def _fmt_pj(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1e6:
+        return f"{value / 1e6:.4g} µJ"
+    if value >= 1e3:
+        return f"{value / 1e3:.4g} nJ"
+    return f"{value:.4g} pJ"
+
+
+def render_energy_report(report: EnergyReport, json_output: bool) -> None:
+    """Print the report: JSON on stdout, or a table (per layer: multiplications per
+    multiplier, energy, share) with totals, the all-exact baseline and the gain."""
+    if json_output:
+        emit_json(report.as_dict())
+        return
+    names = list(report.entries)
+    table = Table(title="Multiplier energy per image")
+    table.add_column("layer", justify="left", no_wrap=True)
+    for name in names:
+        table.add_column(name, justify="right", overflow="fold")
+    table.add_column("energy", justify="right", no_wrap=True)
+    table.add_column("rel. to exact", justify="right")
+    table.add_column("share", justify="right")
+    for layer in report.layers:
+        table.add_row(
+            layer.name, *[f"{layer.counts.get(n, 0):,}" for n in names],
+            _fmt_pj(layer.pj) if layer.pj is not None else f"{layer.relative:,.0f} × exact",
+            f"{1 - layer.gain:.3f}", f"{100 * layer.share:.1f}%",
+        )
+    totals = {n: sum(layer.counts.get(n, 0) for layer in report.layers) for n in names}
+    table.add_section()
+    table.add_row("total", *[f"{totals[n]:,}" for n in names],
+                  _fmt_pj(report.pj) if report.pj is not None else f"{report.relative:,.0f} × exact",
+                  f"{1 - report.gain:.3f}", "100.0%", style="bold")
+    table.add_row("all exact", *["" for _ in names],
+                  _fmt_pj(report.baseline_pj) if report.baseline_pj is not None
+                  else f"{report.baseline_relative:,.0f} × exact", "1.000", "")
+    stdout.print(table)
+    stdout.print(f"energy gain versus all exact ({report.multiplications:,} multiplications at "
+                 f"{EXACT}): [bold]{100 * report.gain:.1f}%[/]", highlight=False)
+
+    # Where each figure comes from (sources numbered once; they are long).
+    sources: list[str] = []
+    per = Table(title="Energy per multiplication", show_edge=False)
+    for col in ("multiplier", "pJ", "relative", "source"):
+        per.add_column(col, justify="right" if col in ("pJ", "relative", "source") else "left")
+    exact_pj = report.baseline_pj / report.baseline_relative if report.baseline_pj else None
+    for name, entry in report.entries.items():
+        if entry.source not in sources:
+            sources.append(entry.source)
+        label = name if entry.name == name else f"{name} = {entry.name}"
+        if entry.pj is not None:
+            pj = f"{entry.pj:.4g}"
+        elif name in report.estimated_pj and exact_pj:
+            pj = f"~{entry.relative * exact_pj:.4g}"
+        else:
+            pj = "-"
+        per.add_row(label, pj, f"{entry.relative:.3f}", f"[{sources.index(entry.source) + 1}]")
+    stderr.print(per)
+    for k, source in enumerate(sources, start=1):
+        stderr.print(f"[{k}] {source}", highlight=False, markup=False)
+    if report.estimated_pj:
+        stderr.print("~ pJ estimated as relative energy × the exact multiplier's pJ "
+                     f"({', '.join(report.estimated_pj)})", highlight=False)
+
+
+@app.command("energy")
+def energy_command(
+    model: ModelArgument,
+    table: Annotated[Optional[Path], typer.Option("--table", help="A user energy table (JSON or CSV) that overrides or extends the built-in one.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Multiplier energy per layer of a model, and the gain versus all-exact.
+
+    Works on original and transformed models; SKIPped multiplications cost nothing."""
+    from axonnx.energy import EnergyTable, energy_report
+    from axonnx.transform import inspect_model
+
+    energy_table = EnergyTable.load_default()
+    if table is not None:
+        energy_table = energy_table.merged(EnergyTable.from_file(table))
+    render_energy_report(energy_report(inspect_model(model).multiplications, energy_table),
+                         json_output)
