@@ -1,0 +1,299 @@
+#include "roupconv/gemm.h"
+
+#include "roupconv/multiplier.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define AXONNX_X86 1
+#include <immintrin.h>
+#endif
+
+namespace axonnx::roupconv {
+namespace {
+
+inline int32_t LoadPair(const int16_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// ---- portable versions ----------------------------------------------------------------------
+
+void GemmPortable(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
+                  const int16_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+  const int kpairs = kp / 2;
+  for (int t = 0; t < cols / kTile; ++t) {
+    const int16_t* tile = packed + static_cast<size_t>(t) * kpairs * 2 * kTile;
+    for (int i = 0; i < nrows; ++i) {
+      const int16_t* w = weights + static_cast<size_t>(i) * kp;
+      int32_t sum[kTile] = {};
+      for (int q = 0; q < kpairs; ++q) {
+        const int32_t w0 = w[2 * q], w1 = w[2 * q + 1];
+        const int16_t* b = tile + static_cast<size_t>(q) * 2 * kTile;
+        for (int c = 0; c < kTile; ++c) sum[c] += w0 * b[2 * c] + w1 * b[2 * c + 1];
+      }
+      int32_t* out = acc + static_cast<size_t>(row_of[i]) * ld_acc + t * kTile;
+      for (int c = 0; c < kTile; ++c) out[c] += sum[c];
+    }
+  }
+}
+
+// Eight columns at a time with their sums in registers: one 8-byte load brings the eight
+// activation indices of a tap (byte i of a little-endian word is column c + i).
+void GatherPortable(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
+                    int32_t* acc) {
+  int c = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  for (; c + 8 <= cols; c += 8) {
+    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    for (size_t i = 0; i < ntaps; ++i) {
+      const int32_t* row = taps[i].row;
+      uint64_t u;
+      std::memcpy(&u, index + static_cast<size_t>(taps[i].k) * ld + c, sizeof u);
+      s0 += row[u & 0xFF];
+      s1 += row[(u >> 8) & 0xFF];
+      s2 += row[(u >> 16) & 0xFF];
+      s3 += row[(u >> 24) & 0xFF];
+      s4 += row[(u >> 32) & 0xFF];
+      s5 += row[(u >> 40) & 0xFF];
+      s6 += row[(u >> 48) & 0xFF];
+      s7 += row[u >> 56];
+    }
+    int32_t* a = acc + c;
+    a[0] += s0; a[1] += s1; a[2] += s2; a[3] += s3;
+    a[4] += s4; a[5] += s5; a[6] += s6; a[7] += s7;
+  }
+#endif
+  for (size_t i = 0; i < ntaps; ++i) {
+    const uint8_t* idx = index + static_cast<size_t>(taps[i].k) * ld;
+    for (int j = c; j < cols; ++j) acc[j] += taps[i].row[idx[j]];
+  }
+}
+
+void RequantizePortable(const int32_t* acc, int n, float scale, int zero_point, int lo, int hi,
+                        uint8_t* out) {
+  const float fmin = static_cast<float>(lo - zero_point);
+  const float fmax = static_cast<float>(hi - zero_point);
+  for (int i = 0; i < n; ++i) {
+    float v = static_cast<float>(acc[i]) * scale;
+    v = std::min(std::max(v, fmin), fmax);  // the bounds are integers: clamping commutes with rounding
+    const int q = static_cast<int>(std::nearbyint(v)) + zero_point;  // default mode: half to even
+    out[i] = static_cast<uint8_t>(q);
+  }
+}
+
+void PackPortable(const uint8_t* index, size_t ld, int rows, int cols, const XTransform& transform,
+                  int16_t* packed) {
+  int16_t table[256];
+  for (int u = 0; u < 256; ++u) table[u] = transform.Apply(u);
+  const int kpairs = (rows + 1) / 2;
+  for (int q = 0; q < kpairs; ++q) {
+    const uint8_t* r0 = index + static_cast<size_t>(2 * q) * ld;
+    const uint8_t* r1 = 2 * q + 1 < rows ? r0 + ld : nullptr;
+    for (int t = 0; t < cols / kTile; ++t) {
+      int16_t* dst = packed + (static_cast<size_t>(t) * kpairs + q) * 2 * kTile;
+      const uint8_t* a = r0 + t * kTile;
+      const uint8_t* b = r1 ? r1 + t * kTile : nullptr;
+      for (int c = 0; c < kTile; ++c) {
+        dst[2 * c] = table[a[c]];
+        dst[2 * c + 1] = b ? table[b[c]] : 0;
+      }
+    }
+  }
+}
+
+// ---- AVX2 versions --------------------------------------------------------------------------
+#ifdef AXONNX_X86
+
+template <int MR>
+__attribute__((target("avx2"))) inline void GemmTileAvx2(const int16_t* weights, int kp,
+                                                         const int16_t* tile, int kpairs,
+                                                         int32_t* const* out) {
+  __m256i lo[MR], hi[MR];
+  for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+  const int16_t* b = tile;
+  for (int q = 0; q < kpairs; ++q, b += 2 * kTile) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kTile));
+    for (int i = 0; i < MR; ++i) {
+      const __m256i w = _mm256_set1_epi32(LoadPair(weights + static_cast<size_t>(i) * kp + 2 * q));
+      lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(w, b0));
+      hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(w, b1));
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    __m256i* o = reinterpret_cast<__m256i*>(out[i]);
+    _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), lo[i]));
+    _mm256_storeu_si256(o + 1, _mm256_add_epi32(_mm256_loadu_si256(o + 1), hi[i]));
+  }
+}
+
+__attribute__((target("avx2"))) void GemmAvx2(const int16_t* weights, int nrows,
+                                              const int32_t* row_of, int kp,
+                                              const int16_t* packed, int cols, int32_t* acc,
+                                              size_t ld_acc) {
+  constexpr int kRows = 4;  // 8 accumulators + 2 columns + 4 broadcasts: all in the 16 ymm registers
+  const int kpairs = kp / 2;
+  for (int t = 0; t < cols / kTile; ++t) {
+    const int16_t* tile = packed + static_cast<size_t>(t) * kpairs * 2 * kTile;
+    int32_t* out[kRows];
+    int i = 0;
+    for (; i + kRows <= nrows; i += kRows) {
+      for (int r = 0; r < kRows; ++r) out[r] = acc + static_cast<size_t>(row_of[i + r]) * ld_acc + t * kTile;
+      GemmTileAvx2<kRows>(weights + static_cast<size_t>(i) * kp, kp, tile, kpairs, out);
+    }
+    const int rest = nrows - i;
+    for (int r = 0; r < rest; ++r) out[r] = acc + static_cast<size_t>(row_of[i + r]) * ld_acc + t * kTile;
+    const int16_t* w = weights + static_cast<size_t>(i) * kp;
+    switch (rest) {
+      case 3: GemmTileAvx2<3>(w, kp, tile, kpairs, out); break;
+      case 2: GemmTileAvx2<2>(w, kp, tile, kpairs, out); break;
+      case 1: GemmTileAvx2<1>(w, kp, tile, kpairs, out); break;
+      default: break;
+    }
+  }
+}
+
+__attribute__((target("avx2"))) void GatherAvx2(const LutTap* taps, size_t ntaps,
+                                                const uint8_t* index, size_t ld, int cols,
+                                                int32_t* acc) {
+  // Tap by tap over all columns: the tap's 1 KiB error row stays in L1 for its cols/8 gathers.
+  for (size_t i = 0; i < ntaps; ++i) {
+    const uint8_t* idx = index + static_cast<size_t>(taps[i].k) * ld;
+    const int* row = reinterpret_cast<const int*>(taps[i].row);
+    int c = 0;
+    for (; c + 16 <= cols; c += 16) {
+      const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx + c));
+      __m256i* o = reinterpret_cast<__m256i*>(acc + c);
+      const __m256i g0 = _mm256_i32gather_epi32(row, _mm256_cvtepu8_epi32(u), 4);
+      const __m256i g1 = _mm256_i32gather_epi32(row, _mm256_cvtepu8_epi32(_mm_srli_si128(u, 8)), 4);
+      _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), g0));
+      _mm256_storeu_si256(o + 1, _mm256_add_epi32(_mm256_loadu_si256(o + 1), g1));
+    }
+    for (; c < cols; ++c) acc[c] += row[idx[c]];
+  }
+}
+
+__attribute__((target("avx2"))) void RequantizeAvx2(const int32_t* acc, int n, float scale,
+                                                    int zero_point, int lo, int hi, uint8_t* out) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  const __m256 fmin = _mm256_set1_ps(static_cast<float>(lo - zero_point));
+  const __m256 fmax = _mm256_set1_ps(static_cast<float>(hi - zero_point));
+  const __m256i zp = _mm256_set1_epi32(zero_point);
+  int i = 0;
+  alignas(32) int32_t q[8];
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i))), vscale);
+    v = _mm256_min_ps(_mm256_max_ps(v, fmin), fmax);
+    // cvtps2dq rounds with the MXCSR mode: round half to even, like std::nearbyint.
+    _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_add_epi32(_mm256_cvtps_epi32(v), zp));
+    for (int j = 0; j < 8; ++j) out[i + j] = static_cast<uint8_t>(q[j]);
+  }
+  if (i < n) RequantizePortable(acc + i, n - i, scale, zero_point, lo, hi, out + i);
+}
+
+// x_s = u - 128 as int16, transformed: round_r(x) = ((x + 2^(r-1)) >> r) << r (arithmetic
+// shift: floors), or digit_j(x) = -2 x[2j+1] + x[2j] + x[2j-1] (bits of the two's complement).
+__attribute__((target("avx2"))) inline __m256i TransformAvx2(__m256i v, const XTransform& t) {
+  const int p = t.param;
+  if (t.kind == XTransform::Kind::kRound) {
+    if (p == 0) return v;
+    const __m256i half = _mm256_set1_epi16(static_cast<int16_t>(1 << (p - 1)));
+    const __m128i shift = _mm_cvtsi32_si128(p);
+    return _mm256_sll_epi16(_mm256_sra_epi16(_mm256_add_epi16(v, half), shift), shift);
+  }
+  const __m256i one = _mm256_set1_epi16(1);
+  const __m256i hi = _mm256_and_si256(_mm256_sra_epi16(v, _mm_cvtsi32_si128(2 * p + 1)), one);
+  const __m256i mid = _mm256_and_si256(_mm256_sra_epi16(v, _mm_cvtsi32_si128(2 * p)), one);
+  const __m256i lo = p > 0 ? _mm256_and_si256(_mm256_sra_epi16(v, _mm_cvtsi32_si128(2 * p - 1)), one)
+                           : _mm256_setzero_si256();
+  return _mm256_sub_epi16(_mm256_add_epi16(mid, lo), _mm256_add_epi16(hi, hi));
+}
+
+__attribute__((target("avx2"))) void PackAvx2(const uint8_t* index, size_t ld, int rows, int cols,
+                                              const XTransform& transform, int16_t* packed) {
+  const int kpairs = (rows + 1) / 2;
+  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+  const __m256i keep_even = _mm256_set1_epi32(0x0000FFFF);  // zero the missing odd row
+  for (int q = 0; q < kpairs; ++q) {
+    const uint8_t* r0 = index + static_cast<size_t>(2 * q) * ld;
+    const bool pair = 2 * q + 1 < rows;
+    const uint8_t* r1 = pair ? r0 + ld : r0;
+    for (int t = 0; t < cols / kTile; ++t) {
+      // u ^ 0x80 read as int8 is u - 128.
+      const __m128i a = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + t * kTile)), flip);
+      const __m128i b = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + t * kTile)), flip);
+      __m256i v0 = TransformAvx2(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b)), transform);
+      __m256i v1 = TransformAvx2(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b)), transform);
+      if (!pair) {
+        v0 = _mm256_and_si256(v0, keep_even);
+        v1 = _mm256_and_si256(v1, keep_even);
+      }
+      __m256i* dst = reinterpret_cast<__m256i*>(packed + (static_cast<size_t>(t) * kpairs + q) * 2 * kTile);
+      _mm256_storeu_si256(dst, v0);
+      _mm256_storeu_si256(dst + 1, v1);
+    }
+  }
+}
+
+#endif  // AXONNX_X86
+
+bool DetectAvx2() {
+#ifdef AXONNX_X86
+  // AXONNX_NO_AVX2=1 forces the portable loops (tests compare both).
+  const char* off = std::getenv("AXONNX_NO_AVX2");
+  if (off && *off && std::strcmp(off, "0") != 0) return false;
+  return __builtin_cpu_supports("avx2");
+#else
+  return false;
+#endif
+}
+
+const bool kAvx2 = DetectAvx2();
+
+}  // namespace
+
+bool UsingAvx2() { return kAvx2; }
+
+int16_t XTransform::Apply(int u) const {
+  const int v = u - 128;
+  return static_cast<int16_t>(kind == Kind::kRound ? RoundHalfUp(v, param) : BoothDigit(v, param));
+}
+
+void PackColumns(const uint8_t* index, size_t ld, int rows, int cols, const XTransform& transform,
+                 int16_t* packed) {
+#ifdef AXONNX_X86
+  if (kAvx2) return PackAvx2(index, ld, rows, cols, transform, packed);
+#endif
+  PackPortable(index, ld, rows, cols, transform, packed);
+}
+
+void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
+             const int16_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+#ifdef AXONNX_X86
+  if (kAvx2) return GemmAvx2(weights, nrows, row_of, kp, packed, cols, acc, ld_acc);
+#endif
+  GemmPortable(weights, nrows, row_of, kp, packed, cols, acc, ld_acc);
+}
+
+void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
+               int32_t* acc) {
+#ifdef AXONNX_X86
+  if (kAvx2) return GatherAvx2(taps, ntaps, index, ld, cols, acc);
+#endif
+  GatherPortable(taps, ntaps, index, ld, cols, acc);
+}
+
+void Requantize(const int32_t* acc, int n, float scale, int zero_point, int lo, int hi,
+                uint8_t* out) {
+#ifdef AXONNX_X86
+  if (kAvx2) return RequantizeAvx2(acc, n, scale, zero_point, lo, hi, out);
+#endif
+  RequantizePortable(acc, n, scale, zero_point, lo, hi, out);
+}
+
+}  // namespace axonnx::roupconv

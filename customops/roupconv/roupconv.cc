@@ -1,0 +1,608 @@
+#include "roupconv/roupconv.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <sstream>
+
+namespace axonnx::roupconv {
+
+ONNXTensorElementDataType ElementTypeOf(uint8_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
+ONNXTensorElementDataType ElementTypeOf(int8_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8; }
+
+namespace {
+
+constexpr size_t kMaxMultipliers = 256;  // multiplier_index is uint8
+constexpr int kTableSize = 256;
+
+bool IsSigned(ONNXTensorElementDataType type) { return type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8; }
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+template <size_t N>
+std::array<int64_t, N> ReadFixed(const std::vector<int64_t>& values, const char* name, int64_t min) {
+  if (values.size() != N) {
+    throw OpError(std::string(name) + " must hold " + std::to_string(N) + " values for a 2-D "
+                  "convolution, got " + std::to_string(values.size()));
+  }
+  std::array<int64_t, N> out{};
+  for (size_t i = 0; i < N; ++i) {
+    if (values[i] < min) {
+      throw OpError(std::string(name) + " values must be >= " + std::to_string(min) + ", got " +
+                    ShapeString(values));
+    }
+    out[i] = values[i];
+  }
+  return out;
+}
+
+// The activation index u of every window position of one image and one conv group, for output
+// pixels [p0, p1): index[k * cols + (p - p0)], k = (c * KH + i) * KW + j. Padding and the columns
+// past p1 hold the index of the zero point. The input rows the pixels need are first copied
+// into a band padded on every side, so that each row of `index` is a plain (strided) copy.
+struct Im2Col {
+  int64_t H, W, KH, KW, SH, SW, DH, DW, pad_top, pad_left, out_w;
+
+  void operator()(const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols,
+                  uint8_t flip, uint8_t pad, uint8_t* index, std::vector<uint8_t>& band) const {
+    // Locals, not members: byte stores may alias *this, which would reload every member.
+    const int64_t H = this->H, W = this->W, KH = this->KH, KW = this->KW, SH = this->SH,
+                  SW = this->SW, DH = this->DH, DW = this->DW, pad_left = this->pad_left,
+                  out_w = this->out_w;
+    const int64_t oh0 = p0 / out_w, oh1 = (p1 - 1) / out_w;
+    const int64_t ih0 = oh0 * SH - pad_top;
+    const int64_t band_h = (oh1 - oh0) * SH + (KH - 1) * DH + 1;
+    const int64_t band_w = std::max(W + pad_left, (out_w - 1) * SW + (KW - 1) * DW + 1);
+    band.assign(static_cast<size_t>(channels * band_h * band_w), pad);
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t r = std::max<int64_t>(0, -ih0); r < band_h && ih0 + r < H; ++r) {
+        const uint8_t* __restrict src = x + (c * H + ih0 + r) * W;
+        uint8_t* __restrict dst = band.data() + (c * band_h + r) * band_w + pad_left;
+        if (flip) {
+          for (int64_t i = 0; i < W; ++i) dst[i] = static_cast<uint8_t>(src[i] ^ 0x80u);
+        } else {
+          std::memcpy(dst, src, static_cast<size_t>(W));
+        }
+      }
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      for (int64_t i = 0; i < KH; ++i) {
+        for (int64_t j = 0; j < KW; ++j) {
+          uint8_t* dst = index + ((c * KH + i) * KW + j) * cols - p0;  // indexed by p
+          for (int64_t oh = oh0; oh <= oh1; ++oh) {
+            const int64_t pa = std::max(p0, oh * out_w), pb = std::min(p1, (oh + 1) * out_w);
+            const uint8_t* __restrict src = band.data() + (c * band_h + (oh - oh0) * SH + i * DH) * band_w +
+                                 j * DW + (pa - oh * out_w) * SW;
+            uint8_t* __restrict d = dst + pa;
+            const int64_t n = pb - pa;
+            if (SW == 1) {
+              for (int64_t t = 0; t < n; ++t) d[t] = src[t];
+            } else if (SW == 2) {
+              for (int64_t t = 0; t < n; ++t) d[t] = src[2 * t];
+            } else {
+              for (int64_t t = 0; t < n; ++t) d[t] = src[t * SW];
+            }
+          }
+          std::memset(dst + p1, pad, static_cast<size_t>(cols - (p1 - p0)));
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+// Scratch buffers for one task, grown as needed and kept for the next runs. A pool rather than
+// thread_local storage: TLS in a dlopen'ed library costs a __tls_get_addr call per access.
+struct Scratch {
+  std::vector<uint8_t> band;
+  std::vector<uint8_t> index;
+  std::vector<int16_t> packed;
+  std::vector<int32_t> acc;
+};
+
+std::unique_ptr<Scratch> ScratchPool::Acquire() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (free_.empty()) return std::make_unique<Scratch>();
+  std::unique_ptr<Scratch> s = std::move(free_.back());
+  free_.pop_back();
+  return s;
+}
+
+void ScratchPool::Release(std::unique_ptr<Scratch> scratch) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  free_.push_back(std::move(scratch));
+}
+
+ScratchPool::ScratchPool() = default;
+ScratchPool::~ScratchPool() = default;
+
+// ---- construction: attributes, checked once ----------------------------------------------------
+
+ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
+                               ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
+                               ONNXTensorElementDataType y_type)
+    : api_(api),
+      y_type_(y_type),
+      x_flip_(IsSigned(x_type) ? 0x80 : 0),
+      w_flip_(IsSigned(w_type) ? 0x80 : 0) {
+  KernelAttributes attrs(api, info);
+  node_name_ = attrs.node_name();
+  try {
+    ReadAttributes(attrs);
+    BuildLutRows();
+    // With a constant weight, every weight-dependent check (and the plan) happens now.
+    if (std::optional<TensorValue> w = attrs.ConstantInput(3)) {
+      CheckWeightShape(w->shape);
+      std::optional<TensorValue> zw = attrs.ConstantInput(5);
+      if (zw) {
+        const size_t m = static_cast<size_t>(w->shape[0]);
+        if (zw->size() != 1 && zw->size() != m) {
+          throw OpError("w_zero_point must be a scalar or hold one value per output channel (" +
+                        std::to_string(m) + "), got shape " + ShapeString(zw->shape));
+        }
+        constant_plan_ = std::make_shared<const WeightPlan>(
+            BuildPlan(w->data<uint8_t>(), w->shape, zw->data<uint8_t>(), zw->size()));
+      }
+    }
+  } catch (const std::exception& e) {
+    throw OpError(Prefix() + e.what());
+  }
+}
+
+std::string ROUPConvKernel::Prefix() const {
+  return std::string("[") + kOpName + "] node '" + node_name_ + "': ";
+}
+
+void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs) {
+  if (auto v = attrs.String("auto_pad")) {
+    static const char* const kModes[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
+    if (std::none_of(std::begin(kModes), std::end(kModes), [&](const char* m) { return *v == m; })) {
+      throw OpError("unknown auto_pad " + Quote(*v) + "; use NOTSET, SAME_UPPER, SAME_LOWER or VALID");
+    }
+    conv_.auto_pad = *v;
+  }
+  if (auto v = attrs.Ints("strides")) conv_.strides = ReadFixed<2>(*v, "strides", 1);
+  if (auto v = attrs.Ints("dilations")) conv_.dilations = ReadFixed<2>(*v, "dilations", 1);
+  if (auto v = attrs.Ints("pads")) conv_.pads = ReadFixed<4>(*v, "pads", 0);
+  if (auto v = attrs.Ints("kernel_shape")) {
+    const auto k = ReadFixed<2>(*v, "kernel_shape", 1);
+    conv_.kernel_shape.assign(k.begin(), k.end());
+  }
+  if (auto v = attrs.Int("group")) {
+    if (*v < 1) throw OpError("group must be >= 1, got " + std::to_string(*v));
+    conv_.group = *v;
+  }
+
+  // Multipliers and their LUTs.
+  const std::vector<std::string> names =
+      attrs.Strings("multipliers").value_or(std::vector<std::string>{"ROUP(0,0)"});
+  if (names.empty()) throw OpError("multipliers is empty; name at least one multiplier");
+  if (names.size() > kMaxMultipliers) {
+    throw OpError("at most 256 multipliers per node (multiplier_index is uint8), got " +
+                  std::to_string(names.size()));
+  }
+  size_t luts = 0;
+  for (const std::string& name : names) {
+    Multiplier m = ParseMultiplier(name);
+    if (m.kind == MultiplierKind::kLut) m.lut = static_cast<int>(luts++);
+    multipliers_.push_back(std::move(m));
+  }
+
+  if (auto v = attrs.String("encoded_operand")) {
+    if (*v != "weight" && *v != "activation") {
+      throw OpError("encoded_operand must be 'weight' or 'activation', got " + Quote(*v));
+    }
+    encode_activation_ = *v == "activation";
+  }
+
+  std::optional<TensorValue> tables = attrs.Tensor("lut_tables");
+  if (luts == 0 && tables && tables->size() != 0) {
+    throw OpError("lut_tables holds tables, but multipliers names no LUT(...) entry");
+  }
+  if (luts > 0) {
+    if (!tables) {
+      throw OpError("multipliers names " + std::to_string(luts) +
+                    " LUT(...) entries, but the lut_tables attribute is missing");
+    }
+    if (tables->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32) {
+      throw OpError(std::string("lut_tables must be an int32 tensor, got ") + TypeName(tables->type));
+    }
+    const std::vector<int64_t> expected{static_cast<int64_t>(luts), kTableSize, kTableSize};
+    if (tables->shape != expected) {
+      throw OpError("lut_tables has shape " + ShapeString(tables->shape) + ", but multipliers names " +
+                    std::to_string(luts) + " LUT(...) entries: expected " + ShapeString(expected));
+    }
+    lut_tables_.resize(luts);
+    for (size_t l = 0; l < luts; ++l) {
+      const int32_t* t = tables->data<int32_t>() + l * kTableSize * kTableSize;
+      lut_tables_[l].assign(t, t + kTableSize * kTableSize);
+    }
+  }
+  lut_signedness_.assign(2 * luts, 0);
+  if (auto v = attrs.Ints("lut_signedness")) {
+    if (v->size() != 2 * luts) {
+      throw OpError("lut_signedness needs 2 values per LUT (" + std::to_string(2 * luts) + "), got " +
+                    std::to_string(v->size()));
+    }
+    for (int64_t s : *v) {
+      if (s != 0 && s != 1) throw OpError("lut_signedness values must be 0 or 1, got " + ShapeString(*v));
+    }
+    lut_signedness_ = *v;
+  }
+
+  if (std::optional<TensorValue> index = attrs.Tensor("multiplier_index")) {
+    if (index->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
+      throw OpError(std::string("multiplier_index must be a uint8 tensor, got ") + TypeName(index->type));
+    }
+    if (index->shape.size() != 4) {
+      throw OpError("multiplier_index must have the weight's rank-4 shape, got " + ShapeString(index->shape));
+    }
+    const uint8_t* data = index->data<uint8_t>();
+    const uint8_t top = index->size() ? *std::max_element(data, data + index->size()) : 0;
+    if (top >= multipliers_.size()) {
+      throw OpError("multiplier_index refers to multiplier " + std::to_string(top) + ", but the node names " +
+                    std::to_string(multipliers_.size()) + " multipliers");
+    }
+    index_ = std::move(index);
+  }
+}
+
+void ROUPConvKernel::BuildLutRows() {
+  // Error rows, one per (LUT, weight index v), indexed by the activation index u:
+  //   row[v][u] = T[a][b] - a * b, with (a, b) = (u, v) when the weight is encoded and (v, u)
+  // otherwise, each taken in its domain (signed: index - 128; unsigned: index).
+  lut_rows_.resize(lut_tables_.size());
+  for (size_t l = 0; l < lut_tables_.size(); ++l) {
+    const int a_off = lut_signedness_[2 * l] ? 128 : 0, b_off = lut_signedness_[2 * l + 1] ? 128 : 0;
+    const std::vector<int32_t>& table = lut_tables_[l];
+    std::vector<int32_t>& rows = lut_rows_[l];
+    rows.resize(kTableSize * kTableSize);
+    for (int v = 0; v < kTableSize; ++v) {
+      for (int u = 0; u < kTableSize; ++u) {
+        const int a = encode_activation_ ? v : u, b = encode_activation_ ? u : v;
+        const int64_t error = static_cast<int64_t>(table[a * kTableSize + b]) -
+                              static_cast<int64_t>(a - a_off) * (b - b_off);
+        if (error < std::numeric_limits<int32_t>::min() || error > std::numeric_limits<int32_t>::max()) {
+          throw OpError("lut_tables entry " + std::to_string(l) + " holds products too large for int32");
+        }
+        rows[v * kTableSize + u] = static_cast<int32_t>(error);
+      }
+    }
+  }
+}
+
+void ROUPConvKernel::CheckWeightShape(const std::vector<int64_t>& w_shape) const {
+  if (w_shape.size() != 4) {
+    throw OpError("supports 2-D convolution only: the weight must have rank 4, got shape " + ShapeString(w_shape));
+  }
+  if (std::any_of(w_shape.begin(), w_shape.end(), [](int64_t d) { return d < 1; })) {
+    throw OpError("the weight has an empty dimension: " + ShapeString(w_shape));
+  }
+  if (!conv_.kernel_shape.empty() &&
+      (conv_.kernel_shape[0] != w_shape[2] || conv_.kernel_shape[1] != w_shape[3])) {
+    throw OpError("kernel_shape " + ShapeString(conv_.kernel_shape) + " does not match the weight " +
+                  ShapeString(w_shape));
+  }
+  if (w_shape[0] % conv_.group) {
+    throw OpError("the weight's " + std::to_string(w_shape[0]) + " output channels do not divide into group=" +
+                  std::to_string(conv_.group));
+  }
+  if (index_ && index_->shape != w_shape) {
+    throw OpError("multiplier_index has shape " + ShapeString(index_->shape) + ", the weight has " +
+                  ShapeString(w_shape));
+  }
+}
+
+// ---- the weight plan -----------------------------------------------------------------------
+
+WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
+                                     const uint8_t* w_zero_point, size_t w_zero_point_size) const {
+  WeightPlan plan;
+  plan.M = w_shape[0];
+  plan.Cg = w_shape[1];
+  plan.KH = w_shape[2];
+  plan.KW = w_shape[3];
+  plan.K = plan.Cg * plan.KH * plan.KW;
+  plan.Kp = RoundUp(plan.K, 2);
+  plan.group = conv_.group;
+  plan.Mg = plan.M / plan.group;
+  const int64_t M = plan.M, K = plan.K;
+  const uint8_t* index = index_ ? index_->data<uint8_t>() : nullptr;
+
+  // One GEMM per rounding width r (weight encoded) or per Booth digit j (activation encoded).
+  const int slots = encode_activation_ ? kDigits : kBits + 1;
+  std::vector<std::vector<int32_t>> dense(static_cast<size_t>(slots));
+  const auto cell = [&](int slot, int64_t m, int64_t k) -> int32_t& {
+    std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+    if (d.empty()) d.assign(static_cast<size_t>(M * K), 0);
+    return d[static_cast<size_t>(m * K + k)];
+  };
+
+  plan.sum_w.assign(static_cast<size_t>(M), 0);
+  plan.zw_s.assign(static_cast<size_t>(M), 0);
+  plan.lut_taps.resize(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    const int zw = static_cast<int>(w_zero_point[w_zero_point_size == 1 ? 0 : m] ^ w_flip_) - 128;
+    plan.zw_s[static_cast<size_t>(m)] = zw;
+    for (int64_t k = 0; k < K; ++k) {
+      const int v = w[m * K + k] ^ w_flip_;  // weight index
+      const int b = v - 128;                 // signed-domain weight
+      plan.sum_w[static_cast<size_t>(m)] += b;
+      const Multiplier& mult = multipliers_[index ? index[m * K + k] : 0];
+      switch (mult.kind) {
+        case MultiplierKind::kSkip:
+          break;
+        case MultiplierKind::kLut:
+          // The exact signed product joins the exact group; the gather adds the LUT's error.
+          if (encode_activation_) {
+            for (int j = 0; j < kDigits; ++j) cell(j, m, k) += b * (1 << (2 * j));
+          } else {
+            cell(0, m, k) += b;
+          }
+          plan.lut_taps[static_cast<size_t>(m)].push_back(
+              {static_cast<int32_t>(k), lut_rows_[static_cast<size_t>(mult.lut)].data() + v * kTableSize});
+          break;
+        case MultiplierKind::kRoup:
+          for (int j = mult.perforation; j < kDigits; ++j) {
+            if (encode_activation_) {
+              const int rounded = RoundHalfUp(b, mult.width[j]);
+              if (rounded) cell(j, m, k) += rounded * (1 << (2 * j));
+            } else {
+              const int d = BoothDigit(b, j);
+              if (d) cell(mult.width[j], m, k) += d * (1 << (2 * j));
+            }
+          }
+          break;
+      }
+    }
+    // -zw * sum_k x_k, folded into the GEMMs: round_0(x) = x, and sum_j D_j(x) 4^j = x.
+    if (zw) {
+      for (int slot = 0; slot < (encode_activation_ ? kDigits : 1); ++slot) {
+        for (int64_t k = 0; k < K; ++k) cell(slot, m, k) -= zw * (1 << (2 * slot));
+      }
+    }
+  }
+
+  for (int slot = 0; slot < slots; ++slot) {
+    const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+    if (d.empty()) continue;
+    WeightPlan::Gemm gemm;
+    gemm.transform = {encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound, slot};
+    gemm.rows.resize(static_cast<size_t>(plan.group));
+    gemm.weights.resize(static_cast<size_t>(plan.group));
+    bool any = false;
+    for (int64_t g = 0; g < plan.group; ++g) {
+      for (int64_t ml = 0; ml < plan.Mg; ++ml) {
+        const int32_t* row = d.data() + (g * plan.Mg + ml) * K;
+        if (std::all_of(row, row + K, [](int32_t v) { return v == 0; })) continue;
+        gemm.rows[g].push_back(static_cast<int32_t>(ml));
+        std::vector<int16_t>& out = gemm.weights[g];
+        for (int64_t k = 0; k < plan.Kp; ++k) {
+          const int32_t v = k < K ? row[k] : 0;
+          if (v < std::numeric_limits<int16_t>::min() || v > std::numeric_limits<int16_t>::max()) {
+            throw OpError("internal: a decomposed weight does not fit int16");
+          }
+          out.push_back(static_cast<int16_t>(v));
+        }
+        any = true;
+      }
+    }
+    if (any) plan.gemms.push_back(std::move(gemm));
+  }
+  return plan;
+}
+
+// ---- running ---------------------------------------------------------------------------------
+
+std::vector<int64_t> ROUPConvKernel::OutputShape(const Inputs& in, Geometry* geometry) const {
+  const int64_t H = in.x_shape[2], W = in.x_shape[3];
+  const int64_t kernel[2] = {in.w_shape[2], in.w_shape[3]};
+  const int64_t size[2] = {H, W};
+  int64_t begin[2] = {conv_.pads[0], conv_.pads[1]}, end[2] = {conv_.pads[2], conv_.pads[3]};
+  if (conv_.auto_pad == "VALID") {
+    begin[0] = begin[1] = end[0] = end[1] = 0;
+  } else if (conv_.auto_pad != "NOTSET") {
+    for (int a = 0; a < 2; ++a) {
+      const int64_t out = CeilDiv(size[a], conv_.strides[a]);
+      const int64_t total = std::max<int64_t>(
+          0, (out - 1) * conv_.strides[a] + conv_.dilations[a] * (kernel[a] - 1) + 1 - size[a]);
+      const int64_t small = total / 2, large = total - total / 2;
+      begin[a] = conv_.auto_pad == "SAME_UPPER" ? small : large;
+      end[a] = conv_.auto_pad == "SAME_UPPER" ? large : small;
+    }
+  }
+  int64_t out[2];
+  for (int a = 0; a < 2; ++a) {
+    const int64_t span = conv_.dilations[a] * (kernel[a] - 1) + 1;
+    const int64_t padded = size[a] + begin[a] + end[a];
+    if (padded < span) {
+      throw OpError("the kernel does not fit the " + std::to_string(H) + "x" + std::to_string(W) + " input");
+    }
+    out[a] = (padded - span) / conv_.strides[a] + 1;
+  }
+  geometry->pad_top = begin[0];
+  geometry->pad_left = begin[1];
+  geometry->out_h = out[0];
+  geometry->out_w = out[1];
+  return {in.x_shape[0], in.w_shape[0], out[0], out[1]};
+}
+
+void ROUPConvKernel::Check(const Inputs& in) const {
+  if (in.x_shape.size() != 4) {
+    throw OpError("supports 2-D convolution only: x must be NCHW, got shape " + ShapeString(in.x_shape));
+  }
+  if (constant_plan_) {
+    const WeightPlan& p = *constant_plan_;
+    if (in.w_shape != std::vector<int64_t>{p.M, p.Cg, p.KH, p.KW}) {
+      throw OpError("the weight changed shape after the session was created");
+    }
+  } else {
+    CheckWeightShape(in.w_shape);
+  }
+  const int64_t M = in.w_shape[0];
+  if (in.x_shape[1] != in.w_shape[1] * conv_.group) {
+    throw OpError("x has " + std::to_string(in.x_shape[1]) + " channels, but the weight " +
+                  ShapeString(in.w_shape) + " with group=" + std::to_string(conv_.group) + " needs " +
+                  std::to_string(in.w_shape[1] * conv_.group));
+  }
+  const auto per_channel = [M](size_t n) { return n == 1 || n == static_cast<size_t>(M); };
+  if (!per_channel(in.w_scale_size)) {
+    throw OpError("w_scale must be a scalar or hold one value per output channel (" + std::to_string(M) +
+                  "), got " + std::to_string(in.w_scale_size) + " values");
+  }
+  if (!per_channel(in.w_zero_point_size)) {
+    throw OpError("w_zero_point must be a scalar or hold one value per output channel (" +
+                  std::to_string(M) + "), got " + std::to_string(in.w_zero_point_size) + " values");
+  }
+  if (in.bias && in.bias_size != static_cast<size_t>(M)) {
+    throw OpError("B must hold one value per output channel (" + std::to_string(M) + "), got " +
+                  std::to_string(in.bias_size));
+  }
+}
+
+void ROUPConvKernel::Run(OrtKernelContext* context, const Inputs& in,
+                         const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const {
+  Check(in);
+  Geometry geometry;
+  const std::vector<int64_t> shape = OutputShape(in, &geometry);
+  uint8_t* y = allocate(shape);
+  if (shape[0] == 0 || shape[1] == 0) return;
+  if (constant_plan_) {
+    Execute(context, in, *constant_plan_, geometry, y);
+  } else {
+    if (in.w_zero_point_size != 1 && in.w_zero_point_size != static_cast<size_t>(in.w_shape[0])) {
+      throw OpError("w_zero_point does not match the weight");
+    }
+    const WeightPlan plan = BuildPlan(in.w, in.w_shape, in.w_zero_point, in.w_zero_point_size);
+    Execute(context, in, plan, geometry, y);
+  }
+}
+
+namespace {
+
+struct Job {
+  const WeightPlan* plan;
+  ScratchPool* pool;
+  Im2Col im2col;
+  const uint8_t* x;
+  uint8_t* y;
+  int64_t C, P, chunk, chunks;
+  uint8_t x_flip, x_pad;
+  std::vector<int32_t> base;   // per m: the exact constant terms and the bias
+  std::vector<float> scale;    // per m
+  int y_zero_point, y_lo, y_hi;
+  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::string error;
+
+  void Task(size_t task) {
+    const WeightPlan& p = *plan;
+    const int64_t n = static_cast<int64_t>(task) / chunks, p0 = (static_cast<int64_t>(task) % chunks) * chunk;
+    const int64_t p1 = std::min(P, p0 + chunk), cols = RoundUp(p1 - p0, kTile);
+    std::unique_ptr<Scratch> lease = pool->Acquire();
+    Scratch& scratch = *lease;
+    scratch.index.resize(static_cast<size_t>(p.K * cols));
+    scratch.packed.resize(static_cast<size_t>(p.Kp * cols));
+    scratch.acc.resize(static_cast<size_t>(p.Mg * cols));
+    uint8_t* index = scratch.index.data();
+    int32_t* acc = scratch.acc.data();
+    for (int64_t g = 0; g < p.group; ++g) {
+      im2col(x + (n * C + g * p.Cg) * im2col.H * im2col.W, p.Cg, p0, p1, cols, x_flip, x_pad, index,
+             scratch.band);
+      for (int64_t ml = 0; ml < p.Mg; ++ml) std::fill_n(acc + ml * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
+      for (const WeightPlan::Gemm& gemm : p.gemms) {
+        const std::vector<int32_t>& rows = gemm.rows[static_cast<size_t>(g)];
+        if (rows.empty()) continue;
+        PackColumns(index, static_cast<size_t>(cols), static_cast<int>(p.K), static_cast<int>(cols),
+                    gemm.transform, scratch.packed.data());
+        GemmS16(gemm.weights[static_cast<size_t>(g)].data(), static_cast<int>(rows.size()), rows.data(),
+                static_cast<int>(p.Kp), scratch.packed.data(), static_cast<int>(cols), acc,
+                static_cast<size_t>(cols));
+      }
+      for (int64_t ml = 0; ml < p.Mg; ++ml) {
+        const std::vector<LutTap>& taps = p.lut_taps[static_cast<size_t>(g * p.Mg + ml)];
+        if (!taps.empty()) {
+          GatherAdd(taps.data(), taps.size(), index, static_cast<size_t>(cols), static_cast<int>(cols),
+                    acc + ml * cols);
+        }
+      }
+      for (int64_t ml = 0; ml < p.Mg; ++ml) {
+        const int64_t m = g * p.Mg + ml;
+        Requantize(acc + ml * cols, static_cast<int>(p1 - p0), scale[static_cast<size_t>(m)], y_zero_point,
+                   y_lo, y_hi, y + (n * p.M + m) * P + p0);
+      }
+    }
+    pool->Release(std::move(lease));
+  }
+
+  static void Run(void* self, size_t task) {
+    Job* job = static_cast<Job*>(self);
+    if (job->failed.load(std::memory_order_relaxed)) return;
+    try {
+      job->Task(task);
+    } catch (const std::exception& e) {  // never let an exception into onnxruntime's thread pool
+      std::lock_guard<std::mutex> lock(job->mutex);
+      if (!job->failed.exchange(true)) job->error = e.what();
+    }
+  }
+};
+
+}  // namespace
+
+void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
+                             const Geometry& geometry, uint8_t* y) const {
+  const int64_t N = in.x_shape[0], M = plan.M, P = geometry.out_h * geometry.out_w;
+  Job job;
+  job.plan = &plan;
+  job.pool = &pool_;
+  job.im2col = Im2Col{in.x_shape[2], in.x_shape[3], plan.KH, plan.KW,
+                      conv_.strides[0], conv_.strides[1], conv_.dilations[0], conv_.dilations[1],
+                      geometry.pad_top, geometry.pad_left, geometry.out_w};
+  job.x = in.x;
+  job.y = y;
+  job.C = in.x_shape[1];
+  job.P = P;
+  job.x_flip = x_flip_;
+  job.x_pad = in.x_zero_point ^ x_flip_;
+  const int64_t za = static_cast<int64_t>(job.x_pad) - 128;  // x's zero point, signed domain
+
+  // acc = GEMMs + gathers + base, base[m] = -za sum_k w_s + K za zw_s + B[m] (int32 like QLinearConv).
+  job.base.resize(static_cast<size_t>(M));
+  job.scale.resize(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    const size_t i = static_cast<size_t>(m);
+    const int64_t base = -za * plan.sum_w[i] + plan.K * za * plan.zw_s[i] + (in.bias ? in.bias[m] : 0);
+    job.base[i] = static_cast<int32_t>(static_cast<uint32_t>(base));
+    const float w_scale = in.w_scale[in.w_scale_size == 1 ? 0 : m];
+    const float product = in.x_scale * w_scale;  // float32, as onnxruntime computes it
+    job.scale[i] = product / in.y_scale;
+  }
+  job.y_zero_point = in.y_zero_point;
+  job.y_lo = IsSigned(y_type_) ? -128 : 0;
+  job.y_hi = IsSigned(y_type_) ? 127 : 255;
+
+  // Tasks: (image, run of output pixels). A run's scratch (activation indices, packed operands,
+  // accumulators) is sized to stay in the L2 cache.
+  const int64_t bytes_per_column = plan.K + 2 * plan.Kp + 4 * plan.Mg;
+  int64_t chunk = std::clamp<int64_t>((192 * 1024 / bytes_per_column) / kTile * kTile, kTile, 4096);
+  chunk = std::min(chunk, RoundUp(P, kTile));
+  while (N * CeilDiv(P, chunk) < 8 && chunk > 4 * kTile) chunk = RoundUp(chunk / 2, kTile);
+  job.chunk = chunk;
+  job.chunks = CeilDiv(P, chunk);
+  const size_t tasks = static_cast<size_t>(N * job.chunks);
+
+  if (tasks == 1) {
+    Job::Run(&job, 0);
+  } else {
+    Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &Job::Run, tasks, 0, &job));
+  }
+  if (job.failed) throw OpError(job.error);
+}
+
+}  // namespace axonnx::roupconv

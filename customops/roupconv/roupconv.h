@@ -1,0 +1,190 @@
+// ROUPConv (domain com.axonnx, version 1): QLinearConv whose multiplications are done by a
+// per-weight-position multiplier (docs/roupconv-op.md). The numpy oracle axonnx/ops/roupconv.py
+// is the specification; this kernel reproduces it bit for bit.
+//
+// Fast path (SPEC.md "A fast, exact kernel"): with the weight encoded,
+//   sum_k M_k(x_k, w_k) = sum_r conv(round_r(X), W_r),  W_r = sum_{j >= P_c, r_cj = r} d_j(w) 4^j,
+// one exact int16 GEMM per distinct rounding width r; with the activation encoded, one GEMM per
+// Booth digit j of X. LUT positions join the exact group and add their error T[a][b] - a*b
+// from a per-weight-value table row. The zero-point terms are exact integer corrections.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <onnxruntime_cxx_api.h>
+#include <onnxruntime_lite_custom_op.h>
+
+#include "common/kernel_info.h"
+#include "roupconv/gemm.h"
+#include "roupconv/multiplier.h"
+
+namespace axonnx::roupconv {
+
+inline constexpr const char* kOpName = "ROUPConv";
+
+// Conv attributes as the node gives them (ONNX defaults applied, auto_pad not yet resolved).
+struct ConvAttributes {
+  std::string auto_pad = "NOTSET";
+  std::array<int64_t, 2> strides{1, 1};
+  std::array<int64_t, 2> dilations{1, 1};
+  std::array<int64_t, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+  std::vector<int64_t> kernel_shape;        // empty: taken from the weight
+  int64_t group = 1;
+};
+
+// Everything that depends only on the weight tensor, its zero point and the assignment:
+// built once when both are constant initializers, otherwise on every run.
+struct WeightPlan {
+  int64_t M = 0, Cg = 0, KH = 0, KW = 0, K = 0, Kp = 0, group = 1, Mg = 0;
+
+  struct Gemm {
+    XTransform transform;  // activation index u (stored byte, int8 flipped) -> GEMM operand
+    // Per conv group: the output channels (local to the group) with a non-zero weight row, and
+    // those rows, compacted: [rows.size()][Kp].
+    std::vector<std::vector<int32_t>> rows;
+    std::vector<std::vector<int16_t>> weights;
+  };
+  std::vector<Gemm> gemms;
+  std::vector<int64_t> sum_w;          // per m: sum_k w_s[m, k] (signed domain)
+  std::vector<int32_t> zw_s;           // per m: the weight zero point, signed domain
+  std::vector<std::vector<LutTap>> lut_taps;  // per m: LUT positions and their error rows
+};
+
+struct Scratch;
+
+// Per-task scratch buffers, reused across tasks and runs (thread-safe).
+class ScratchPool {
+ public:
+  ScratchPool();
+  ~ScratchPool();
+  std::unique_ptr<Scratch> Acquire();
+  void Release(std::unique_ptr<Scratch> scratch);
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Scratch>> free_;
+};
+
+class ROUPConvKernel {
+ public:
+  ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info, ONNXTensorElementDataType x_type,
+                 ONNXTensorElementDataType w_type, ONNXTensorElementDataType y_type);
+
+ protected:
+  struct Inputs {
+    const uint8_t* x;
+    std::vector<int64_t> x_shape;
+    float x_scale;
+    uint8_t x_zero_point;  // stored byte
+    const uint8_t* w;
+    std::vector<int64_t> w_shape;
+    const float* w_scale;
+    size_t w_scale_size;
+    const uint8_t* w_zero_point;
+    size_t w_zero_point_size;
+    float y_scale;
+    int y_zero_point;
+    const int32_t* bias;  // nullptr when absent
+    size_t bias_size;
+  };
+
+  // Checks the inputs, plans and runs the convolution; `allocate` returns the output buffer.
+  // Throws OpError (without the node prefix) for bad inputs.
+  void Run(OrtKernelContext* context, const Inputs& in,
+           const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const;
+
+  std::string Prefix() const;
+
+ private:
+  struct Geometry {
+    int64_t pad_top = 0, pad_left = 0, out_h = 0, out_w = 0;
+  };
+  void ReadAttributes(const KernelAttributes& attrs);
+  void BuildLutRows();
+  void CheckWeightShape(const std::vector<int64_t>& w_shape) const;
+  WeightPlan BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
+                       const uint8_t* w_zero_point, size_t w_zero_point_size) const;
+  void Check(const Inputs& in) const;
+  std::vector<int64_t> OutputShape(const Inputs& in, Geometry* geometry) const;
+  void Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
+               const Geometry& geometry, uint8_t* y) const;
+
+  const OrtApi& api_;
+  std::string node_name_;
+  ONNXTensorElementDataType y_type_;
+  uint8_t x_flip_, w_flip_;  // XOR turning a stored byte into its table index (0x80 for int8)
+
+  ConvAttributes conv_;
+  std::vector<Multiplier> multipliers_;
+  bool encode_activation_ = false;
+  std::optional<TensorValue> index_;        // multiplier_index (uint8, weight-shaped)
+  std::vector<std::vector<int32_t>> lut_tables_;  // [L][256 * 256], table[a][b]
+  std::vector<int64_t> lut_signedness_;           // [2L]
+  std::vector<std::vector<int32_t>> lut_rows_;    // [L][256 (weight index) * 256 (activation index)]
+  std::shared_ptr<const WeightPlan> constant_plan_;
+  mutable ScratchPool pool_;
+};
+
+ONNXTensorElementDataType ElementTypeOf(uint8_t);
+ONNXTensorElementDataType ElementTypeOf(int8_t);
+
+// One struct per (x, w, y) element-type combination, all registered under the same op name.
+template <typename TX, typename TW, typename TY>
+struct ROUPConv : ROUPConvKernel {
+  ROUPConv(const OrtApi* api, const OrtKernelInfo* info)
+      : ROUPConvKernel(*api, info, ElementTypeOf(TX{}), ElementTypeOf(TW{}), ElementTypeOf(TY{})) {}
+
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<TX>& x,
+                      const Ort::Custom::Tensor<float>& x_scale,
+                      const Ort::Custom::Tensor<TX>& x_zero_point,
+                      const Ort::Custom::Tensor<TW>& w, const Ort::Custom::Tensor<float>& w_scale,
+                      const Ort::Custom::Tensor<TW>& w_zero_point,
+                      const Ort::Custom::Tensor<float>& y_scale,
+                      const Ort::Custom::Tensor<TY>& y_zero_point,
+                      std::optional<const Ort::Custom::Tensor<int32_t>*> bias,
+                      Ort::Custom::Tensor<TY>& y) {
+    try {
+      const auto scalar = [](const Ort::Custom::TensorBase& t, const char* name) {
+        if (t.NumberOfElement() != 1) {
+          throw OpError(std::string(name) + " must be a scalar, got shape " + ShapeString(t.Shape()));
+        }
+      };
+      scalar(x_scale, "x_scale");
+      scalar(x_zero_point, "x_zero_point");
+      scalar(y_scale, "y_scale");
+      scalar(y_zero_point, "y_zero_point");
+      Inputs in{};
+      in.x = reinterpret_cast<const uint8_t*>(x.Data());
+      in.x_shape = x.Shape();
+      in.x_scale = *x_scale.Data();
+      in.x_zero_point = static_cast<uint8_t>(*x_zero_point.Data());
+      in.w = reinterpret_cast<const uint8_t*>(w.Data());
+      in.w_shape = w.Shape();
+      in.w_scale = w_scale.Data();
+      in.w_scale_size = static_cast<size_t>(w_scale.NumberOfElement());
+      in.w_zero_point = reinterpret_cast<const uint8_t*>(w_zero_point.Data());
+      in.w_zero_point_size = static_cast<size_t>(w_zero_point.NumberOfElement());
+      in.y_scale = *y_scale.Data();
+      in.y_zero_point = static_cast<int>(*y_zero_point.Data());
+      if (bias.has_value() && *bias) {
+        in.bias = (*bias)->Data();
+        in.bias_size = static_cast<size_t>((*bias)->NumberOfElement());
+      }
+      Run(context, in, [&y](const std::vector<int64_t>& shape) {
+        return reinterpret_cast<uint8_t*>(y.Allocate(shape));
+      });
+      return Ort::Status(nullptr);
+    } catch (const std::exception& e) {
+      return Ort::Status((Prefix() + e.what()).c_str(), ORT_INVALID_ARGUMENT);
+    }
+  }
+};
+
+}  // namespace axonnx::roupconv

@@ -1,0 +1,426 @@
+"""The C++ ROUPConv kernel (customops/roupconv) against its specification, the numpy oracle
+axonnx/ops/roupconv.py, byte for byte; exact mode against onnxruntime's own QLinearConv; and
+bad attributes failing session creation with a message that names the node."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
+
+from axonnx import InferenceSession, get_library_path
+from axonnx.multipliers import LUT, ROUP, Skip, parse
+from axonnx.ops.roupconv import DOMAIN, OP_TYPE, make_roupconv_node, roup_conv
+
+ONNX_TYPES = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8}
+INPUT_NAMES = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale",
+               "y_zero_point", "B"]
+ORT_ERRORS = (ort.capi.onnxruntime_pybind11_state.Fail,
+              ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+              ort.capi.onnxruntime_pybind11_state.RuntimeException,
+              ort.capi.onnxruntime_pybind11_state.InvalidGraph)
+
+
+# ---- building and running single-node models ---------------------------------------------------
+
+def single_node_model(node, args, *, weight_input=False):
+    """A graph around one (QLinear|ROUP)Conv node: x (and, optionally, w) are graph inputs, the
+    other operands initializers. IR 10: onnxruntime 1.31 loads IR <= 13."""
+    x, w, y_zero_point = args[0], args[3], args[7]
+    inputs = [helper.make_tensor_value_info("x", ONNX_TYPES[x.dtype], ["N", "C", "H", "W"])]
+    if weight_input:
+        inputs.append(helper.make_tensor_value_info("w", ONNX_TYPES[w.dtype], list(w.shape)))
+    inits = [numpy_helper.from_array(np.asarray(value), name)
+             for name, value in zip(INPUT_NAMES, args)
+             if value is not None and name != "x" and not (weight_input and name == "w")]
+    graph = helper.make_graph(
+        [node], "single", inputs,
+        [helper.make_tensor_value_info("y", ONNX_TYPES[np.asarray(y_zero_point).dtype], None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
+                                                    helper.make_opsetid(DOMAIN, 1)])
+    model.ir_version = 10
+    return model
+
+
+def node_inputs(args):
+    names = INPUT_NAMES[:8]
+    if args[8] is not None:
+        names = INPUT_NAMES
+    return names
+
+
+def run(model, args, *, threads=1, weight_input=False):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = threads
+    feeds = {"x": args[0]}
+    if weight_input:
+        feeds["w"] = args[3]
+    return InferenceSession(model, options).run(None, feeds)[0]
+
+
+def run_roupconv(args, conv_attributes, *, multipliers=(ROUP(0, 0),), index=None,
+                 encoded="weight", threads=1, weight_input=False):
+    index = np.zeros(args[3].shape, np.uint8) if index is None else index
+    node = make_roupconv_node(node_inputs(args), ["y"], name="conv", multipliers=list(multipliers),
+                              multiplier_index=index, encoded_operand=encoded,
+                              conv_attributes=conv_attributes)
+    model = single_node_model(node, args, weight_input=weight_input)
+    return run(model, args, threads=threads, weight_input=weight_input)
+
+
+def run_qlinearconv(args, conv_attributes):
+    node = helper.make_node("QLinearConv", node_inputs(args), ["y"], name="conv", **conv_attributes)
+    return run(single_node_model(node, args), args)
+
+
+def oracle(args, conv_attributes, *, multipliers=(ROUP(0, 0),), index=None, encoded="weight"):
+    return roup_conv(*args, multipliers=list(multipliers), multiplier_index=index,
+                     encoded_operand=encoded, **conv_attributes)
+
+
+def random_args(rng, *, xdt, wdt, ydt, n, c, m, hw, kernel, per_channel, bias, group=1,
+                w_span=None, zero_weight_zero_point=False):
+    """The nine QLinearConv operands, random: [x, xs, zx, w, ws, zw, ys, zy, B or None]."""
+    xi, wi, yi = np.iinfo(xdt), np.iinfo(wdt), np.iinfo(ydt)
+    lo, hi = w_span or (wi.min, wi.max)
+    x = rng.integers(xi.min, xi.max + 1, (n, c, *hw)).astype(xdt)
+    w = rng.integers(lo, hi + 1, (m, c // group, *kernel)).astype(wdt)
+    zx = np.array(rng.integers(xi.min, xi.max + 1), xdt)
+    shape = (m,) if per_channel else ()
+    ws = (rng.random(shape) * 0.02 + 0.001).astype(np.float32)
+    if zero_weight_zero_point:
+        zw = np.zeros(shape, wdt)
+    else:
+        zw = rng.integers(wi.min, wi.max + 1, shape).astype(wdt)
+    zy = np.array(rng.integers(yi.min, yi.max + 1), ydt)
+    b = rng.integers(-5000, 5000, m).astype(np.int32) if bias else None
+    return [x, np.float32(rng.random() * 0.05 + 0.005), zx, w, ws, zw,
+            np.float32(rng.random() * 0.5 + 0.05), zy, b]
+
+
+# ---- the kernel equals the oracle on random cases ----------------------------------------------
+
+def random_lut(rng, name):
+    a_signed, b_signed = bool(rng.integers(2)), bool(rng.integers(2))
+    a = np.arange(256)[:, None] - (128 if a_signed else 0)
+    b = np.arange(256)[None, :] - (128 if b_signed else 0)
+    if rng.integers(2):
+        table = a * b + rng.integers(-300, 300, (256, 256))  # an approximate product
+    else:
+        table = rng.integers(-(2**20), 2**20, (256, 256))    # anything at all
+    return LUT(name, table, a_signed=a_signed, b_signed=b_signed, source="test")
+
+
+def random_multiplier(rng, k):
+    kind = rng.choice(["roup", "vector", "skip", "lut"], p=[0.45, 0.15, 0.15, 0.25])
+    if kind == "roup":
+        return ROUP(int(rng.integers(0, 4)), int(rng.integers(0, 9)))
+    if kind == "vector":
+        p = int(rng.integers(0, 4))
+        return ROUP(p, None, widths=tuple(int(r) for r in rng.integers(0, 9, 4 - p)))
+    if kind == "skip":
+        return Skip()
+    return random_lut(rng, f"t{k}")
+
+
+def assignment(rng, style, n_mults, w_shape):
+    m, c, kh, kw = w_shape
+    if style == "uniform":
+        index = np.full(w_shape, rng.integers(n_mults))
+    elif style == "filter":
+        index = np.broadcast_to(rng.integers(0, n_mults, (m, 1, 1, 1)), w_shape)
+    elif style == "kernel":
+        index = np.broadcast_to(rng.integers(0, n_mults, (m, c, 1, 1)), w_shape)
+    elif style == "row":
+        index = np.broadcast_to(rng.integers(0, n_mults, (m, c, kh, 1)), w_shape)
+    else:
+        index = rng.integers(0, n_mults, w_shape)
+    return np.ascontiguousarray(index).astype(np.uint8)
+
+
+@st.composite
+def conv_cases(draw):
+    dtypes = st.sampled_from([np.uint8, np.int8])
+    xdt, wdt, ydt = draw(dtypes), draw(dtypes), draw(dtypes)
+    if draw(st.booleans()):
+        group = draw(st.integers(1, 3))
+        c_per_group, m_per_group = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    else:  # depthwise
+        group = draw(st.integers(1, 6))
+        c_per_group, m_per_group = 1, draw(st.integers(1, 2))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    hw = (draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+    strides = [draw(st.integers(1, 3)), draw(st.integers(1, 3))]
+    dilations = [draw(st.integers(1, 2)), draw(st.integers(1, 2))]
+    auto_pad = draw(st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    attrs = dict(strides=strides, dilations=dilations, group=group)
+    if auto_pad == "NOTSET":
+        attrs["pads"] = draw(st.lists(st.integers(0, 2), min_size=4, max_size=4))
+        pads = attrs["pads"]
+    else:
+        attrs["auto_pad"] = auto_pad
+        pads = [0, 0, 0, 0]
+    if draw(st.booleans()):
+        attrs["kernel_shape"] = list(kernel)
+    # The window must fit (SAME always fits).
+    for axis in range(2):
+        span = dilations[axis] * (kernel[axis] - 1) + 1
+        if auto_pad in ("NOTSET", "VALID") and hw[axis] + pads[axis] + pads[axis + 2] < span:
+            hw = tuple(span if a == axis else s for a, s in enumerate(hw))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    c, m = c_per_group * group, m_per_group * group
+    args = random_args(rng, xdt=xdt, wdt=wdt, ydt=ydt, n=draw(st.integers(1, 2)), c=c, m=m, hw=hw,
+                       kernel=kernel, per_channel=draw(st.booleans()), bias=draw(st.booleans()),
+                       group=group)
+    mults = [random_multiplier(rng, k) for k in range(draw(st.integers(1, 5)))]
+    style = draw(st.sampled_from(["uniform", "filter", "kernel", "row", "position"]))
+    index = assignment(rng, style, len(mults), args[3].shape)
+    return dict(args=args, attrs=attrs, mults=mults, index=index,
+                encoded=draw(st.sampled_from(["weight", "activation"])),
+                weight_input=draw(st.booleans()), threads=draw(st.sampled_from([1, 2])))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_kernel_equals_oracle(case):
+    kw = dict(multipliers=case["mults"], index=case["index"], encoded=case["encoded"])
+    # y_scale spreads the outputs over the output range, so that few saturate.
+    args = case["args"]
+    acc = roup_conv(*args, multipliers=case["mults"], multiplier_index=case["index"],
+                    encoded_operand=case["encoded"], return_accumulator=True, **case["attrs"])
+    args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
+    expected = oracle(case["args"], case["attrs"], **kw)
+    got = run_roupconv(case["args"], case["attrs"], threads=case["threads"],
+                       weight_input=case["weight_input"], **kw)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes()
+
+
+def resnet_like_case(seed, *, xdt=np.int8, per_channel=True):
+    rng = np.random.default_rng(seed)
+    args = random_args(rng, xdt=xdt, wdt=np.int8, ydt=xdt, n=3, c=16, m=32, hw=(17, 15),
+                       kernel=(3, 3), per_channel=per_channel, bias=True,
+                       zero_weight_zero_point=True)
+    return rng, args
+
+
+@pytest.mark.parametrize("encoded", ["weight", "activation"])
+def test_larger_mixed_layer_is_exact_with_threads(encoded):
+    """Many pixel runs and row tiles, every multiplier kind, two threads."""
+    rng, args = resnet_like_case(1)
+    mults = [parse(n) for n in ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)", "SKIP", "ROUP(0;r=4/2/1/0)")]
+    mults.append(random_lut(rng, "noisy"))
+    index = assignment(rng, "position", len(mults), args[3].shape)
+    attrs = dict(pads=[1, 1, 1, 1], strides=[1, 1])
+    expected = oracle(args, attrs, multipliers=mults, index=index, encoded=encoded)
+    for threads in (1, 2):
+        got = run_roupconv(args, attrs, multipliers=mults, index=index, encoded=encoded,
+                           threads=threads)
+        assert got.tobytes() == expected.tobytes()
+
+
+def test_portable_loops_equal_avx2():
+    """AXONNX_NO_AVX2=1 selects the portable loops; they give the same bytes (a fresh process:
+    the choice is made when the library loads)."""
+    script = textwrap.dedent("""
+        import numpy as np, sys
+        sys.path.insert(0, sys.argv[1])
+        import test_kernel as t
+        rng, args = t.resnet_like_case(2, xdt=np.uint8)
+        mults = [t.parse(n) for n in ("ROUP(0,0)", "ROUP(1,4)", "SKIP")] + [t.random_lut(rng, "l")]
+        index = t.assignment(rng, "position", len(mults), args[3].shape)
+        for encoded in ("weight", "activation"):
+            attrs = dict(pads=[0, 1, 2, 1], strides=[2, 1])
+            got = t.run_roupconv(args, attrs, multipliers=mults, index=index, encoded=encoded)
+            want = t.oracle(args, attrs, multipliers=mults, index=index, encoded=encoded)
+            assert got.tobytes() == want.tobytes(), encoded
+        print("ok")
+    """)
+    env = dict(os.environ, AXONNX_NO_AVX2="1", PYTHONSAFEPATH="1")
+    done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# ---- exact mode is onnxruntime's QLinearConv -----------------------------------------------------
+
+GEOMETRIES = [
+    dict(pads=[1, 1, 1, 1]),
+    dict(pads=[0, 1, 2, 0], strides=[2, 1]),
+    dict(auto_pad="SAME_UPPER", strides=[2, 2]),
+    dict(auto_pad="SAME_LOWER", strides=[1, 2]),
+    dict(auto_pad="VALID", dilations=[2, 1]),
+    dict(pads=[2, 2, 2, 2], dilations=[2, 2], strides=[3, 2]),
+]
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=range(len(GEOMETRIES)))
+@pytest.mark.parametrize("xdt, wdt", [(np.int8, np.int8), (np.uint8, np.uint8), (np.uint8, np.int8)],
+                         ids=["s8s8", "u8u8", "u8s8"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+@pytest.mark.parametrize("group", [1, 2, 8], ids=["g1", "g2", "depthwise"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_exact_equals_qlinearconv(geometry, xdt, wdt, per_channel, group, bias):
+    rng = np.random.default_rng(abs(hash((str(geometry), xdt, per_channel, group, bias))) % 2**32)
+    # onnxruntime's u8s8 AVX2 path saturates int16 pairs (docs/roupconv-op.md): small weights.
+    span = (-64, 63) if (xdt, wdt) == (np.uint8, np.int8) else None
+    c_per_group, m_per_group = (1, 1) if group == 8 else (3, 5)
+    args = random_args(rng, xdt=xdt, wdt=wdt, ydt=xdt, n=2, c=c_per_group * group,
+                       m=m_per_group * group, hw=(9, 8), kernel=(3, 3), per_channel=per_channel,
+                       bias=bias, group=group, w_span=span, zero_weight_zero_point=wdt == np.int8)
+    attrs = dict(geometry, group=group)
+    expected = run_qlinearconv(args, attrs)
+    assert run_roupconv(args, attrs).tobytes() == expected.tobytes()
+    # An exact multiplier in either role, or as an exact table, changes nothing.
+    assert run_roupconv(args, attrs, encoded="activation").tobytes() == expected.tobytes()
+    index = rng.integers(0, 2, args[3].shape).astype(np.uint8)
+    both = [ROUP(0, 0), LUT.exact(a_signed=bool(rng.integers(2)), b_signed=bool(rng.integers(2)))]
+    assert run_roupconv(args, attrs, multipliers=both, index=index).tobytes() == expected.tobytes()
+
+
+def test_node_without_multiplier_attributes_is_qlinearconv():
+    rng = np.random.default_rng(3)
+    args = random_args(rng, xdt=np.int8, wdt=np.int8, ydt=np.int8, n=2, c=4, m=6, hw=(7, 7),
+                       kernel=(3, 3), per_channel=True, bias=True, zero_weight_zero_point=True)
+    node = helper.make_node(OP_TYPE, INPUT_NAMES, ["y"], name="bare", domain=DOMAIN, pads=[1, 1, 1, 1])
+    got = run(single_node_model(node, args), args)
+    assert got.tobytes() == run_qlinearconv(args, dict(pads=[1, 1, 1, 1])).tobytes()
+
+
+def test_exact_tables_equal_exact_roup():
+    rng, args = resnet_like_case(4, xdt=np.uint8)
+    attrs = dict(pads=[1, 1, 1, 1])
+    exact = run_roupconv(args, attrs)
+    for a_signed in (False, True):
+        for b_signed in (False, True):
+            table = LUT.exact(a_signed=a_signed, b_signed=b_signed)
+            for encoded in ("weight", "activation"):
+                got = run_roupconv(args, attrs, multipliers=[table], encoded=encoded)
+                assert got.tobytes() == exact.tobytes()
+
+
+def test_empty_optional_bias_name():
+    rng = np.random.default_rng(8)
+    args = random_args(rng, xdt=np.uint8, wdt=np.uint8, ydt=np.uint8, n=1, c=2, m=3, hw=(5, 5),
+                       kernel=(3, 3), per_channel=False, bias=False)
+    node = helper.make_node(OP_TYPE, INPUT_NAMES[:8] + [""], ["y"], name="c", domain=DOMAIN)
+    assert run(single_node_model(node, args), args).tobytes() == oracle(args, {}).tobytes()
+
+
+def test_session_helper():
+    """axonnx.InferenceSession takes paths, bytes and protos, keeps the caller's options
+    object unchanged and honours its thread count."""
+    rng = np.random.default_rng(9)
+    args = random_args(rng, xdt=np.int8, wdt=np.int8, ydt=np.int8, n=1, c=2, m=3, hw=(5, 5),
+                       kernel=(3, 3), per_channel=False, bias=False)
+    node = make_roupconv_node(INPUT_NAMES[:8], ["y"], name="c", multipliers=[ROUP(1, 4)],
+                              multiplier_index=np.zeros(args[3].shape))
+    model = single_node_model(node, args)
+    expected = oracle(args, {}, multipliers=[ROUP(1, 4)])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for form in (model, model.SerializeToString()):
+        session = InferenceSession(form, options)
+        assert session.get_providers() == ["CPUExecutionProvider"]
+        assert session.get_session_options().intra_op_num_threads == 1
+        assert session.get_session_options().graph_optimization_level == \
+            ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        assert session.run(None, {"x": args[0]})[0].tobytes() == expected.tobytes()
+    # The caller's object did not get the library: plain onnxruntime still refuses the op.
+    with pytest.raises(ORT_ERRORS):
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    assert get_library_path().endswith("libaxonnx_customops.so")
+
+
+# ---- bad nodes fail at session creation, naming the node ---------------------------------------
+
+def bad_node(name="bad", weight_shape=(4, 2, 3, 3), weight_input=False, **attributes):
+    rng = np.random.default_rng(0)
+    args = random_args(rng, xdt=np.int8, wdt=np.int8, ydt=np.int8, n=1, c=weight_shape[1],
+                       m=weight_shape[0], hw=(6, 6), kernel=weight_shape[2:], per_channel=False,
+                       bias=False)
+    prebuilt = [v for v in attributes.values() if isinstance(v, AttributeProto)]
+    attributes = {k: v for k, v in attributes.items() if not isinstance(v, AttributeProto)}
+    node = helper.make_node(OP_TYPE, INPUT_NAMES[:8], ["y"], name=name, domain=DOMAIN, **attributes)
+    node.attribute.extend(prebuilt)
+    return single_node_model(node, args, weight_input=weight_input), args
+
+
+def index_tensor(array):
+    return numpy_helper.from_array(np.asarray(array), name="multiplier_index")
+
+
+def table_tensor(count):
+    return numpy_helper.from_array(np.zeros((count, 256, 256), np.int32), name="lut_tables")
+
+
+BAD_NODES = {
+    "unknown multiplier": (dict(multipliers=["ROUP(0,0)", "MUL(3)"]), r"unknown multiplier 'MUL\(3\)'"),
+    "malformed multiplier": (dict(multipliers=["ROUP(1,)"]), r"unknown multiplier"),
+    "perforation out of range": (dict(multipliers=["ROUP(4,0)"]), r"perforation P=4"),
+    "rounding vector length": (dict(multipliers=["ROUP(1;r=2/0)"]), r"needs 3 widths"),
+    "rounding width too large": (dict(multipliers=["ROUP(0,12)"]), r"rounding widths must lie"),
+    "not 8-bit": (dict(multipliers=["ROUP(1,2;N=16)"]), r"needs N=8"),
+    "empty multiplier list": (
+        dict(multipliers=helper.make_attribute("multipliers", [], attr_type=AttributeProto.STRINGS)),
+        r"multipliers is empty"),
+    "index out of range": (dict(multipliers=["ROUP(0,0)", "SKIP"],
+                                multiplier_index=index_tensor(np.full((4, 2, 3, 3), 2, np.uint8))),
+                           r"refers to multiplier 2, but the node names 2 multipliers"),
+    "index shape": (dict(multiplier_index=index_tensor(np.zeros((4, 2, 3, 1), np.uint8))),
+                    r"multiplier_index has shape \[4, 2, 3, 1\], the weight has \[4, 2, 3, 3\]"),
+    "index rank": (dict(multiplier_index=index_tensor(np.zeros((72,), np.uint8))), r"rank-4"),
+    "index type": (dict(multiplier_index=index_tensor(np.zeros((4, 2, 3, 3), np.int32))),
+                   r"must be a uint8 tensor, got int32"),
+    "encoded operand": (dict(encoded_operand="both"), r"encoded_operand must be 'weight' or 'activation'"),
+    "LUT without tables": (dict(multipliers=["LUT(a)"]), r"lut_tables attribute is missing"),
+    "LUT count": (dict(multipliers=["LUT(a)", "LUT(b)"], lut_tables=table_tensor(1)),
+                  r"lut_tables has shape \[1, 256, 256\], but multipliers names 2"),
+    "tables without LUT": (dict(multipliers=["ROUP(0,0)"], lut_tables=table_tensor(1)),
+                           r"names no LUT"),
+    "LUT signedness": (dict(multipliers=["LUT(a)"], lut_tables=table_tensor(1), lut_signedness=[1]),
+                       r"lut_signedness needs 2 values per LUT"),
+    "auto_pad": (dict(auto_pad="SAME"), r"unknown auto_pad 'SAME'"),
+    "strides": (dict(strides=[1, 0]), r"strides values must be >= 1"),
+    "pads": (dict(pads=[1, 1]), r"pads must hold 4 values"),
+    "kernel_shape": (dict(kernel_shape=[5, 5]), r"kernel_shape \[5, 5\] does not match"),
+    "group": (dict(group=3), r"do not divide into group=3"),
+    "attribute type": (dict(group=2.5), r"attribute 'group' must be an int"),
+}
+
+
+@pytest.mark.parametrize("attributes, message", BAD_NODES.values(), ids=BAD_NODES.keys())
+def test_bad_node_fails_at_session_creation(attributes, message):
+    model, _ = bad_node(name="layer3/conv", **attributes)
+    options = ort.SessionOptions()
+    with pytest.raises(ORT_ERRORS, match=r"\[ROUPConv\] node 'layer3/conv': (.|\n)*" + message):
+        InferenceSession(model, options)
+
+
+def test_bad_index_with_a_runtime_weight_fails_at_run():
+    """Without a constant weight the index shape is checked on each run, with the same prefix."""
+    model, args = bad_node(name="late", weight_input=True,
+                           multiplier_index=index_tensor(np.zeros((4, 2, 1, 1), np.uint8)))
+    session = InferenceSession(model)
+    with pytest.raises(ORT_ERRORS, match=r"\[ROUPConv\] node 'late': multiplier_index has shape"):
+        session.run(None, {"x": args[0], "w": args[3]})
+
+
+def test_bad_input_shapes_fail_cleanly():
+    model, args = bad_node(name="shapes", weight_input=True)
+    session = InferenceSession(model)
+    with pytest.raises(ORT_ERRORS, match=r"\[ROUPConv\] node 'shapes': x has 3 channels"):
+        session.run(None, {"x": np.zeros((1, 3, 6, 6), np.int8), "w": args[3]})
+    with pytest.raises(ORT_ERRORS, match=r"\[ROUPConv\] node 'shapes': the kernel does not fit"):
+        session.run(None, {"x": np.zeros((1, 2, 2, 2), np.int8), "w": args[3]})
