@@ -17,6 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AXONNX_DATA", REPO.parent / "shared" / "data"))
 
 
+# Conv geometries that cover explicit, asymmetric and auto pads, strides and dilations.
+GEOMETRIES = [
+    dict(pads=[1, 1, 1, 1]),
+    dict(pads=[0, 1, 2, 0], strides=[2, 1]),
+    dict(auto_pad="SAME_UPPER", strides=[2, 2]),
+    dict(auto_pad="SAME_LOWER", strides=[1, 2]),
+    dict(auto_pad="VALID", dilations=[2, 1]),
+    dict(pads=[2, 2, 2, 2], dilations=[2, 2], strides=[3, 2]),
+]
+
+
 def shared_data_or_skip(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():

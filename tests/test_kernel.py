@@ -20,6 +20,8 @@ from axonnx import InferenceSession, get_library_path
 from axonnx.multipliers import LUT, ROUP, Skip, parse
 from axonnx.ops.roupconv import DOMAIN, OP_TYPE, make_roupconv_node, roup_conv
 
+from conftest import GEOMETRIES
+
 ONNX_TYPES = {np.dtype(np.uint8): TensorProto.UINT8, np.dtype(np.int8): TensorProto.INT8}
 INPUT_NAMES = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale",
                "y_zero_point", "B"]
@@ -254,14 +256,6 @@ def test_portable_loops_equal_avx2():
 
 # ---- exact mode is onnxruntime's QLinearConv -----------------------------------------------------
 
-GEOMETRIES = [
-    dict(pads=[1, 1, 1, 1]),
-    dict(pads=[0, 1, 2, 0], strides=[2, 1]),
-    dict(auto_pad="SAME_UPPER", strides=[2, 2]),
-    dict(auto_pad="SAME_LOWER", strides=[1, 2]),
-    dict(auto_pad="VALID", dilations=[2, 1]),
-    dict(pads=[2, 2, 2, 2], dilations=[2, 2], strides=[3, 2]),
-]
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=range(len(GEOMETRIES)))

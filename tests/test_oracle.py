@@ -10,6 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 from axonnx.multipliers import LUT, parse
 from axonnx.ops.roupconv import roup_conv
 
+from conftest import GEOMETRIES
+
 TYPES = {np.uint8: TensorProto.UINT8, np.int8: TensorProto.INT8}
 
 
@@ -47,14 +49,6 @@ def qlinearconv(args, attrs):
     return session.run(None, {"x": args[0]})[0]
 
 
-GEOMETRIES = [
-    dict(pads=[1, 1, 1, 1]),
-    dict(pads=[0, 1, 2, 0], strides=[2, 1]),
-    dict(auto_pad="SAME_UPPER", strides=[2, 2]),
-    dict(auto_pad="SAME_LOWER", strides=[1, 2]),
-    dict(auto_pad="VALID", dilations=[2, 1]),
-    dict(pads=[2, 2, 2, 2], dilations=[2, 2], strides=[3, 2]),
-]
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=range(len(GEOMETRIES)))
