@@ -11,5 +11,6 @@ from axonnx.cli import inspect as _inspect  # noqa: F401
 from axonnx.cli import multipliers as _multipliers  # noqa: F401
 from axonnx.cli import transform as _transform  # noqa: F401
 from axonnx.cli import zoo as _zoo  # noqa: F401
+from axonnx.cli import analysis as _analysis  # noqa: F401
 
 __all__ = ["app", "main"]

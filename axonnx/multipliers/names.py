@@ -76,7 +76,7 @@ def _find_lut(name: str) -> LUT:
     return LUT.find(name)
 
 
-def parse_list(text: str) -> list[Multiplier]:
+def split_names(text: str) -> list[str]:
     """Split a comma-separated list of names, keeping the commas inside parentheses."""
     items, depth, current = [], 0, ""
     for ch in text:
@@ -91,4 +91,10 @@ def parse_list(text: str) -> list[Multiplier]:
     names = [item.strip() for item in items]
     if any(not n for n in names):
         raise AxonnxError(f"empty multiplier name in {text!r}")
+    return names
+
+
+def parse_list(text: str) -> list[Multiplier]:
+    """Parse a comma-separated list of multiplier names (see :func:`split_names`)."""
+    names = split_names(text)
     return [parse(n) for n in names]

@@ -1,0 +1,85 @@
+"""Multiplier energy of plans on one model: multiplications per layer and multiplier (each
+weight position is used H_out x W_out times per image; SKIP costs nothing), priced by
+``axonnx.energy``, relative to the all-exact model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from axonnx.plan import Plan
+
+
+def output_pixels(work, layers) -> dict[str, int]:
+    """H_out x W_out of every conv layer, measured by running the model once on zeros."""
+    import onnx
+
+    from axonnx.model import concrete_inputs
+    from axonnx.recovery import _session
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(work)
+    names = [layer.output for layer in layers]
+    present = {o.name for o in probe.graph.output}
+    for n in names:
+        if n not in present:
+            probe.graph.output.append(onnx.ValueInfoProto(name=n))
+    values = _session(probe).run(names, concrete_inputs(work))
+    return {layer.name: int(v.shape[2] * v.shape[3]) for layer, v in zip(layers, values)}
+
+
+@dataclass
+class PlanCost:
+    """Prices plans on one model."""
+
+    layers: list
+    pixels: dict[str, int]
+    table: object  # axonnx.energy.EnergyTable
+
+    @classmethod
+    def for_model(cls, model, table=None) -> "PlanCost":
+        from axonnx.model import load_model
+        from axonnx.transform import prepared
+
+        work, layers, _ = prepared(load_model(model))
+        return cls(layers, output_pixels(work, layers), table if table is not None else default_table())
+
+    def multiplications(self, plan: Plan) -> dict[str, dict[str, int]]:
+        """Per layer, multiplications per multiplier name, per image."""
+        from axonnx.transform import assign_plan
+
+        _, assignments = assign_plan(plan, self.layers)
+        out = {}
+        for layer in self.layers:
+            a = assignments[layer.name]
+            counts = np.bincount(a.index.ravel(), minlength=len(a.multipliers))
+            px = self.pixels[layer.name]
+            out[layer.name] = {m.name: int(c) * px for m, c in zip(a.multipliers, counts) if c}
+        return out
+
+    def report(self, plan: Plan):
+        """``axonnx.energy.energy_report`` of the plan's multiplications."""
+        from axonnx.energy import energy_report
+
+        return energy_report(self.multiplications(plan), self.table)
+
+    def relative(self, plan: Plan) -> float:
+        """The plan's multiplier energy over the all-exact model's (1 = no gain)."""
+        return 1.0 - self.report(plan).gain
+
+
+def default_table():
+    from axonnx.energy import EnergyTable
+
+    return EnergyTable.load_default()
+
+
+def load_table(path=None):
+    """The built-in table, overridden and extended by a user table (JSON/CSV) if given."""
+    from axonnx.energy import EnergyTable
+
+    table = EnergyTable.load_default()
+    if path is not None:
+        table = table.merged(EnergyTable.from_file(path))
+    return table

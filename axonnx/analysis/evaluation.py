@@ -1,0 +1,330 @@
+"""Scoring plans: accuracy of the transformed model on a set of images, serially, in
+local worker processes, or on a Dask cluster.
+
+A :class:`Workload` is everything needed to score plans (the model's bytes, the images,
+the recovery settings and their activation statistics); it is sent once to each worker,
+which keeps one :class:`PlanEvaluator` for it. Each plan is transformed once and scored
+with one onnxruntime session (``axonnx.evaluate.evaluate``). Results come back in
+submission order, so a search is deterministic whatever the backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import onnx
+
+from axonnx.errors import AxonnxError
+from axonnx.plan import Plan
+
+RECOVERY_MODES = ("none", "tune", "bias", "tune+bias")
+
+
+def recovery_flags(mode: str) -> tuple[bool, bool]:
+    """(tune_weights, correct_bias) of a recovery mode name."""
+    mode = mode.strip().lower().replace(",", "+")
+    if mode == "both":
+        mode = "tune+bias"
+    if mode not in RECOVERY_MODES:
+        raise AxonnxError(f"unknown recovery {mode!r}; use one of {', '.join(RECOVERY_MODES)}")
+    return "tune" in mode, "bias" in mode
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model, images with labels, and recovery settings: picklable, sent to workers."""
+
+    model_bytes: bytes = field(repr=False)
+    images: np.ndarray = field(repr=False)
+    labels: np.ndarray = field(repr=False)
+    source: str = ""
+    recovery: str = "none"
+    stats: object = field(default=None, repr=False)  # axonnx.recovery.ActivationStats
+    threads: int | None = 1
+    key: str = ""
+
+    @classmethod
+    def create(cls, model: onnx.ModelProto, split, *, recovery: str = "none", stats=None,
+               threads: int | None = 1) -> "Workload":
+        tune, bias = recovery_flags(recovery)
+        if (tune or bias) and stats is None:
+            raise AxonnxError("recovery needs activation statistics from calibration images")
+        data = model.SerializeToString()
+        digest = hashlib.sha256(data)
+        digest.update(np.ascontiguousarray(split.images).tobytes())
+        digest.update(np.ascontiguousarray(split.labels).tobytes())
+        digest.update(recovery.encode())
+        if stats is not None and (tune or bias):
+            for name, la in stats.layers.items():
+                digest.update(name.encode())
+                digest.update(la.taps.tobytes())
+        return cls(data, np.ascontiguousarray(split.images), np.asarray(split.labels, np.int64),
+                   split.source, recovery, stats if (tune or bias) else None, threads,
+                   digest.hexdigest()[:16])
+
+    def with_recovery(self, recovery: str, stats=None) -> "Workload":
+        from axonnx.data import Split
+
+        return Workload.create(onnx.load_from_string(self.model_bytes),
+                               Split(self.images, self.labels, self.source),
+                               recovery=recovery, stats=stats if stats is not None else self.stats,
+                               threads=self.threads)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class PlanEvaluator:
+    """Transforms plans and scores them on one workload."""
+
+    def __init__(self, workload: Workload):
+        from axonnx.data import Split
+
+        self.workload = workload
+        self.model = onnx.load_from_string(workload.model_bytes)
+        self.split = Split(workload.images, workload.labels, workload.source)
+        self.recovery = None
+        tune, bias = recovery_flags(workload.recovery)
+        if tune or bias:
+            from axonnx.recovery import Recovery
+
+            self.recovery = Recovery(workload.stats, tune_weights=tune, correct_bias=bias)
+        self._tmp = Path(tempfile.mkdtemp(prefix="axonnx-eval-"))
+        self._lock = threading.Lock()  # one Recovery cache, threads of a Dask worker
+        self._count = 0
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __del__(self):  # pragma: no cover - best effort
+        self.close()
+
+    def model_for(self, plan: Plan) -> onnx.ModelProto:
+        from axonnx.transform import transform_model
+
+        with self._lock:
+            return transform_model(self.model, plan, recovery=self.recovery)
+
+    def accuracy(self, plan: Plan | None) -> float:
+        """Top-1 of the model transformed by ``plan`` (``None``: the original model)."""
+        model = self.model if plan is None else self.model_for(plan)
+        return self.model_accuracy(model)
+
+    def model_accuracy(self, model: onnx.ModelProto) -> float:
+        from axonnx.evaluate import evaluate
+
+        with self._lock:
+            self._count += 1
+            path = self._tmp / f"candidate_{threading.get_ident()}_{self._count}.onnx"
+        path.write_bytes(model.SerializeToString())
+        try:
+            result = evaluate(path, self.split, threads=self.workload.threads, progress=False)
+        finally:
+            path.unlink(missing_ok=True)
+        return result.top1
+
+
+# ---- workers ---------------------------------------------------------------------------------
+
+_EVALUATORS: dict[str, PlanEvaluator] = {}
+_EVALUATORS_LOCK = threading.Lock()
+
+
+def _evaluator(workload: Workload) -> PlanEvaluator:
+    with _EVALUATORS_LOCK:
+        found = _EVALUATORS.get(workload.key)
+        if found is None:
+            if len(_EVALUATORS) >= 4:  # keep memory bounded in long-lived Dask workers
+                _EVALUATORS.pop(next(iter(_EVALUATORS))).close()
+            found = _EVALUATORS[workload.key] = PlanEvaluator(workload)
+        return found
+
+
+def score(plan_dict: dict | None, workload: Workload) -> float:
+    """Accuracy of one plan (a ``Plan.to_dict()``; ``None``: the untransformed model)."""
+    plan = None if plan_dict is None else Plan.from_dict(plan_dict, source="candidate plan")
+    return _evaluator(workload).accuracy(plan)
+
+
+def _score_from_file(key: str, path: str, plan_dict: dict | None) -> float:
+    """In a worker process: the workload comes from a file written once by the parent."""
+    with _EVALUATORS_LOCK:
+        known = key in _EVALUATORS
+    if not known:
+        import pickle
+
+        with open(path, "rb") as fh:
+            workload = pickle.load(fh)
+        _evaluator(workload)
+    return _EVALUATORS[key].accuracy(
+        None if plan_dict is None else Plan.from_dict(plan_dict, source="candidate plan"))
+
+
+def _init_process() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+class Backend:
+    """Scores lists of plans; results in submission order."""
+
+    name = "serial"
+
+    def map(self, workload: Workload, plans: Sequence[Plan | None],
+            done: Callable[[int], None] | None = None) -> list[float]:
+        out = []
+        for plan in plans:
+            out.append(score(None if plan is None else plan.to_dict(), workload))
+            if done:
+                done(1)
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ProcessBackend(Backend):
+    """Local worker processes (spawned once). Each workload is written once to a temporary
+    file, which a worker reads the first time it meets it."""
+
+    name = "processes"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool = None
+        self._tmp: Path | None = None
+        self._files: dict[str, str] = {}
+
+    def _file_for(self, workload: Workload) -> str:
+        import pickle
+
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="axonnx-workloads-"))
+        if workload.key not in self._files:
+            path = self._tmp / f"{workload.key}.pkl"
+            path.write_bytes(pickle.dumps(workload, protocol=pickle.HIGHEST_PROTOCOL))
+            self._files[workload.key] = str(path)
+        return self._files[workload.key]
+
+    def _get_pool(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_process)
+        return self._pool
+
+    def map(self, workload, plans, done=None):
+        path = self._file_for(workload)
+        pool = self._get_pool()
+        futures = [pool.submit(_score_from_file, workload.key, path,
+                               None if p is None else p.to_dict()) for p in plans]
+        out = []
+        for f in futures:
+            try:
+                out.append(f.result())
+            except AxonnxError:
+                raise
+            except Exception as exc:  # a worker died (BrokenProcessPool) or similar
+                raise AxonnxError(f"a worker process failed: {type(exc).__name__}: {exc}") from None
+            if done:
+                done(1)
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+            self._files = {}
+
+
+class DaskBackend(Backend):
+    """A dask.distributed cluster: ``tcp://host:port`` (a running scheduler) or
+    ``local:N`` (a LocalCluster of N workers; ``local:N:threads`` runs them as threads
+    in this process)."""
+
+    name = "dask"
+
+    def __init__(self, address: str):
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise AxonnxError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
+        self.address = address
+        self._cluster = None
+        if address.startswith("local"):
+            parts = address.split(":")
+            try:
+                n = int(parts[1]) if len(parts) > 1 and parts[1] else 2
+            except ValueError:
+                raise AxonnxError(f"--dask {address!r}: use local:N with a number of workers") from None
+            processes = not (len(parts) > 2 and parts[2] == "threads")
+            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
+                                         dashboard_address=None)
+            self.client = Client(self._cluster)
+        else:
+            try:
+                self.client = Client(address, timeout=20)
+            except (OSError, TimeoutError) as exc:
+                raise AxonnxError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+        self._scattered: dict[str, object] = {}
+
+    def _workload_future(self, workload: Workload):
+        if workload.key not in self._scattered:
+            self._scattered[workload.key] = self.client.scatter(workload, broadcast=True)
+        return self._scattered[workload.key]
+
+    def map(self, workload, plans, done=None):
+        from dask.distributed import as_completed
+
+        wl = self._workload_future(workload)
+        dicts = [None if p is None else p.to_dict() for p in plans]
+        futures = [self.client.submit(score, d, wl, pure=False) for d in dicts]
+        if done:
+            for _ in as_completed(futures):
+                done(1)
+        try:
+            return list(self.client.gather(futures))
+        except AxonnxError:
+            raise
+        except Exception as exc:
+            raise AxonnxError(f"a Dask task failed: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_backend(workers: int | None = None, dask: str | None = None) -> Backend:
+    if dask:
+        return DaskBackend(dask)
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise AxonnxError(f"--workers must be at least 1, not {workers}")
+    return Backend() if workers == 1 else ProcessBackend(workers)
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)

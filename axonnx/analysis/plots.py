@@ -1,0 +1,95 @@
+"""Figures (matplotlib, Agg backend; nothing is shown on screen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+APPROACH_COLOURS = {
+    "llam": "#7f7f7f", "flam": "#1f77b4", "klam-chan": "#d62728", "klam-row": "#2ca02c",
+    "klam-col": "#9467bd", "klms": "#ff7f0e", "uniform": "#000000",
+}
+MULTIPLIER_COLOURS = ["#2ca02c", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#8c564b"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sensitivity(rows: list[dict], path: Path, *, title: str, baseline: float) -> Path:
+    """Accuracy vs layer, one line per multiplier, the baseline at layer 0 (paper Fig. 3)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    mults = []
+    for r in rows:
+        if r["multiplier"] not in mults:
+            mults.append(r["multiplier"])
+    for k, m in enumerate(mults):
+        pts = sorted((r["layer"], r["accuracy"]) for r in rows if r["multiplier"] == m)
+        xs = [0] + [p[0] for p in pts]
+        ys = [100 * baseline] + [100 * p[1] for p in pts]
+        label = m if not rows or "alias" not in rows[0] else next(
+            (r["alias"] for r in rows if r["multiplier"] == m), m)
+        ax.plot(xs, ys, marker="o", color=MULTIPLIER_COLOURS[k % len(MULTIPLIER_COLOURS)],
+                label=label)
+    ax.axhline(100 * baseline, color="#999999", lw=0.8, ls="--")
+    ax.set_xlabel("layer (0 = baseline, no approximation)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_xticks(sorted({0} | {r["layer"] for r in rows}))
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_runs(runs, path: Path, *, extra_points: list[dict] | None = None,
+              max_loss: float | None = None, title: str | None = None) -> Path:
+    """Energy vs accuracy loss of every evaluated candidate, coloured by approach, with each
+    run's Pareto front as a line (paper Fig. 4). ``extra_points``: dicts with ``label``,
+    ``loss``, ``energy`` (both fractions), drawn as black crosses (e.g. uniform EvoApprox
+    multipliers)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.8), dpi=120)
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
+    for k, run in enumerate(runs):
+        colour = APPROACH_COLOURS.get(run.approach, None)
+        pts = [(100 * r.loss, 100 * r.energy) for r in run.records
+               if max_loss is None or r.loss <= max_loss]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, s=9, alpha=0.25, color=colour, marker=markers[k % len(markers)],
+                       linewidths=0)
+        front = [(100 * float(p["accuracy_loss_subset"]), 100 * float(p["energy_relative"]))
+                 for p in run.pareto]
+        if not front:
+            from axonnx.analysis.pareto import pareto_indices
+            import numpy as np
+
+            F = np.array([[r.loss, r.energy] for r in run.records if r.feasible])
+            front = [(100 * F[i, 0], 100 * F[i, 1]) for i in pareto_indices(F)] if len(F) else []
+        if max_loss is not None:
+            front = [p for p in front if p[0] <= 100 * max_loss]
+        if front:
+            xs, ys = zip(*sorted(front))
+            ax.plot(xs, ys, marker=markers[k % len(markers)], ms=4, lw=1.2, color=colour,
+                    label=f"{run.name} (front)", drawstyle="steps-post")
+    for p in extra_points or []:
+        ax.scatter([100 * p["loss"]], [100 * p["energy"]], marker="x", s=40, color="black")
+        ax.annotate(p["label"], (100 * p["loss"], 100 * p["energy"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("accuracy loss vs the int8 model (percentage points, search subset)")
+    ax.set_ylabel("multiplier energy (% of all-exact)")
+    ax.set_title(title or "energy vs accuracy loss", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,120 @@
+"""Layer sensitivity (paper Fig. 3): accuracy when layer-level (LLAM) approximation covers
+one conv layer (``single``, Fig. 3a) or layers 1..m (``cumulative``, Fig. 3b), for each
+multiplier. Every point is one plan, transformed once and scored with one session."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from axonnx.errors import AxonnxError
+from axonnx.multipliers import NAMED_STRENGTHS
+from axonnx.plan import LayerRule, Plan
+
+MODES = ("single", "cumulative")
+
+
+def sensitivity_plans(layers: list[str], multiplier: str, mode: str,
+                      encoded_operand: str = "weight") -> list[Plan]:
+    """Plan m (m = 1..len(layers)) approximates layer m alone, or layers 1..m."""
+    if mode not in MODES:
+        raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
+    plans = []
+    for m in range(1, len(layers) + 1):
+        match = (layers[m - 1],) if mode == "single" else tuple(layers[:m])
+        plans.append(Plan((LayerRule(match, "llam", (multiplier,)),), encoded_operand))
+    return plans
+
+
+@dataclass
+class SensitivityResult:
+    model: str
+    mode: str
+    data: str
+    images: int
+    baseline: float
+    layers: list[str]
+    rows: list[dict] = field(default_factory=list)  # multiplier, alias, layer, layers, accuracy, ...
+    recovery: str = "none"
+    encoded_operand: str = "weight"
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "mode": self.mode, "data": self.data, "images": self.images,
+                "baseline": self.baseline, "layers": self.layers, "recovery": self.recovery,
+                "encoded_operand": self.encoded_operand, "rows": self.rows}
+
+
+def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None,
+                energy_table=None, recovery: str = "none", stats=None,
+                encoded_operand: str = "weight",
+                progress: Callable | None = None) -> SensitivityResult:
+    """Score every (multiplier, m) plan on ``split``."""
+    from axonnx.analysis.cost import PlanCost
+    from axonnx.analysis.evaluation import Backend, Workload
+    from axonnx.model import load_model
+    from axonnx.multipliers import parse
+    from axonnx.transform import prepared
+
+    if mode not in MODES:
+        raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
+    if not multipliers:
+        raise AxonnxError("give at least one multiplier (--mult)")
+    if encoded_operand not in ("weight", "activation"):
+        raise AxonnxError(f"--encoded-operand must be weight or activation, not {encoded_operand!r}")
+    loaded = load_model(model)
+    _, layers, _ = prepared(loaded)
+    names = [layer.name for layer in layers]
+    canonical = [parse(m).name for m in multipliers]
+    alias = {NAMED_STRENGTHS.get(m, m): m for m in multipliers}
+    backend = backend or Backend()
+    threads = None if type(backend) is Backend else 1
+    workload = Workload.create(loaded, split, recovery=recovery, stats=stats, threads=threads)
+    cost = PlanCost.for_model(loaded, energy_table)
+
+    jobs: list[tuple[str, int, Plan | None]] = [("", 0, None)]
+    for mult in canonical:
+        for m, plan in enumerate(sensitivity_plans(names, mult, mode, encoded_operand), start=1):
+            jobs.append((mult, m, plan))
+    if progress:
+        progress("sensitivity", 0, len(jobs))
+    accs = backend.map(workload, [j[2] for j in jobs],
+                       done=(lambda n: progress("sensitivity", n, None)) if progress else None)
+    baseline = accs[0]
+    result = SensitivityResult(str(model), mode, split.source, len(split), baseline, names,
+                               recovery=recovery, encoded_operand=encoded_operand)
+    for (mult, m, plan), acc in zip(jobs[1:], accs[1:]):
+        approximated = [names[m - 1]] if mode == "single" else names[:m]
+        result.rows.append({
+            "multiplier": mult, "alias": alias.get(mult, mult), "layer": m,
+            "layers": approximated, "accuracy": acc, "accuracy_loss": baseline - acc,
+            "energy_relative": cost.relative(plan),
+        })
+    return result
+
+
+def write_sensitivity(result: SensitivityResult, out: Path) -> dict[str, Path]:
+    """sensitivity_<mode>.csv, .json and .png in ``out``."""
+    from axonnx.analysis.plots import plot_sensitivity
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"sensitivity_{result.mode}"
+    paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "png": out / f"{stem}.png"}
+    with open(paths["csv"], "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["multiplier", "alias", "layer", "layers_approximated", "accuracy",
+                    "accuracy_loss", "energy_relative"])
+        w.writerow(["(none)", "baseline", 0, "", f"{result.baseline:.6f}", "0.000000", "1.000000"])
+        for r in result.rows:
+            w.writerow([r["multiplier"], r["alias"], r["layer"], " ".join(r["layers"]),
+                        f"{r['accuracy']:.6f}", f"{r['accuracy_loss']:.6f}",
+                        f"{r['energy_relative']:.6f}"])
+    paths["json"].write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    what = "one layer at a time" if result.mode == "single" else "layers 1..m"
+    extra = "" if result.recovery == "none" else f", +{result.recovery}"
+    plot_sensitivity(result.rows, paths["png"], baseline=result.baseline,
+                     title=f"LLAM, {what} ({result.images} images; {result.encoded_operand} "
+                           f"encoded{extra})")
+    return paths
