@@ -83,9 +83,14 @@ class ActivationStats:
                 "layers": [{"name": n, "dtype": la.dtype, "input_hw": list(la.input_hw),
                             "windows": la.windows, "zero_point": la.zero_point}
                            for n, la in self.layers.items()]}
-        with open(path, "wb") as fh:
+        # Through a temporary file: an interrupted save must not leave a file that a resumed
+        # study would trust.
+        path = Path(path)
+        part = path.with_name(path.name + ".part")
+        with open(part, "wb") as fh:
             np.savez_compressed(fh, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                                 **arrays)
+        part.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "ActivationStats":
@@ -98,9 +103,9 @@ class ActivationStats:
                     data[f"taps_{i}"].astype(np.int64), int(entry["windows"]), entry["dtype"],
                     tuple(entry["input_hw"]), int(entry["zero_point"]))
                     for i, entry in enumerate(meta["layers"])}
-        except (OSError, KeyError, ValueError) as exc:
-            raise AxonnxError(f"cannot read activation statistics {path}: {exc}; measure "
-                              "them again") from None
+        except Exception as exc:  # a damaged zip raises BadZipFile, an empty one EOFError
+            raise AxonnxError(f"cannot read activation statistics {path}: {exc}; delete it "
+                              "to measure them again") from None
         return cls(layers, int(meta["images"]), meta.get("source", ""))
 
 

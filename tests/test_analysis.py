@@ -226,6 +226,19 @@ def test_explore_resume_gives_the_same_front(tiny, tmp_path):
         explore(path, cfg, tmp_path / "resumed", search_split=split.head(10))
 
 
+def test_finished_run_rescores_its_front_on_new_full_images(tiny, tmp_path):
+    from axonnx.analysis.explore import explore
+
+    path, split = tiny
+    cfg = _config(approach="llam", classes=1, gens=1, reeval=3)
+    first = explore(path, cfg, tmp_path / "r", search_split=split.head(12), full_split=split)
+    assert first.baseline_full == 1.0  # the labels are the model's own predictions
+    wrong = Split(split.images, (split.labels + 1) % 10, "mislabelled")
+    again = explore(path, cfg, tmp_path / "r", search_split=split.head(12), full_split=wrong)
+    assert again.baseline_full == 0.0
+    assert all(e.get("full") in (None, 0.0) for e in again.pareto)
+
+
 def test_dask_and_worker_processes_match_local(tiny, tmp_path):
     pytest.importorskip("dask.distributed")
     from axonnx.analysis.evaluation import DaskBackend, ProcessBackend
@@ -264,6 +277,13 @@ def test_cli_sensitivity_and_explore(tiny, tmp_path):
     out = json.loads(r.stdout)
     assert out["images"] == 10 and len(out["rows"]) == 6
     assert (tmp_path / "s" / "sensitivity_single.png").is_file()
+    # A name that is not canonical (ROUP(1,2) rounds nothing: ROUP(1,0)) keeps its spelling.
+    r = runner.invoke(app, ["sensitivity", str(path), "--mult", "ROUP(1,2)", "--sample",
+                            "--limit", "5", "--out", str(tmp_path / "s2"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "ROUP(1,2) top-1 %" in r.stdout.replace("\n", "")
+    rows = json.loads((tmp_path / "s2" / "sensitivity_single.json").read_text())["rows"]
+    assert {(row["alias"], row["multiplier"]) for row in rows} == {("ROUP(1,2)", "ROUP(1,0)")}
     r = runner.invoke(app, ["explore", str(path), "--approach", "llam", "--library",
                             "ROUP(0,0),ROUP_H", "--sample", "--subset", "10", "--pop", "4",
                             "--gens", "1", "--reeval", "0", "--workers", "1",
@@ -288,6 +308,14 @@ def test_cli_sensitivity_and_explore(tiny, tmp_path):
     (["explore", "--compare", "nowhere", "--out", "x"], ["not an exploration folder"]),
     (["sensitivity", "M", "--mode", "sideways"], ["--mode"]),
     (["sensitivity", "M", "--mult", "ROUP_Q"], ["unknown multiplier"]),
+    (["sensitivity", "M", "--mult", "ROUP_L,ROUP(0,4)"], ["same multiplier", "once"]),
+    (["sensitivity", "M", "--recovery", "bias", "--calib", "0"], ["--calib"]),
+    (["explore", "M", "--approach", "llam", "--library", "ROUP_L", "--dask", "local:0",
+      "--sample"],
+     ["local:N"]),
+    (["explore", "M", "--approach", "llam", "--library", "ROUP_L", "--dask", "no-port",
+      "--sample"],
+     ["cannot reach the Dask scheduler"]),
     (["sensitivity", "missing.onnx"], ["no model file"]),
 ])
 def test_cli_bad_arguments_are_one_line_errors(tiny, tmp_path, args, fragments):

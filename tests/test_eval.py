@@ -179,5 +179,17 @@ def test_zoo_models_on_the_sample(name):
     assert result.preprocess_source == "model metadata"
     assert result.top1 > 0.8
     recorded = card(name).get("top1_sample")
-    if recorded is not None:
+    if recorded is None:
+        return
+    import onnxruntime
+
+    from axonnx.zoo import get, zoo_root
+
+    # The card's figures were measured with the onnxruntime that quantized the models.
+    whole = json.loads((zoo_root() / get(name).folder / "card.json").read_text())
+    same_runtime = whole["quantization"]["onnxruntime"] == onnxruntime.__version__
+    if same_runtime or "qdq" not in name:
         assert result.correct == round(recorded * result.n)
+    else:
+        # onnxruntime fuses QDQ graphs into its own kernels, which change between versions.
+        assert abs(result.correct - round(recorded * result.n)) <= 0.01 * result.n

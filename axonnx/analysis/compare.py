@@ -39,17 +39,20 @@ def compare_runs(dirs: list[Path], out: Path) -> dict:
     rows = []
     for run in runs:
         pts = front_points(run)
-        at1, at4 = best_gain(pts, 0.01), best_gain(pts, 0.04)
+        # Never mix the two kinds of loss: the full test set when the front was re-scored.
+        on = "full" if any(p["on"] == "full" for p in pts) else "subset"
+        at1, at4 = best_gain(pts, 0.01, on), best_gain(pts, 0.04, on)
         rows.append({"path": str(run.path), "name": run.name, "evaluated": len(run.records),
-                     "front": len(run.pareto),
+                     "front": len(run.pareto), "loss_on": on,
                      "best_gain_at_1pp": at1 and at1["gain"], "best_gain_at_4pp": at4 and at4["gain"],
                      "best_at_1pp": at1 and at1["label"], "best_at_4pp": at4 and at4["label"]})
     path = out / "compare.csv"
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["run", "name", "evaluated", "front", "best_gain_at_1pp", "best_at_1pp",
-                    "best_gain_at_4pp", "best_at_4pp"])
+        w.writerow(["run", "name", "evaluated", "front", "loss_on", "best_gain_at_1pp",
+                    "best_at_1pp", "best_gain_at_4pp", "best_at_4pp"])
         for r in rows:
-            w.writerow([r["path"], r["name"], r["evaluated"], r["front"], r["best_gain_at_1pp"],
+            w.writerow([r["path"], r["name"], r["evaluated"], r["front"], r["loss_on"],
+                        r["best_gain_at_1pp"],
                         r["best_at_1pp"], r["best_gain_at_4pp"], r["best_at_4pp"]])
     return {"runs": rows, "plot": str(plot), "csv": str(path)}

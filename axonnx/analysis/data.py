@@ -53,6 +53,8 @@ def calibration_images(data: str | Path | None, sample: bool, n: int, fallback):
     ``fallback`` and a note saying so."""
     from axonnx.data import load_split
 
+    if n < 1:
+        raise AxonnxError(f"--calib must be at least 1 image, not {n}")
     if not sample:
         try:
             train = load_split("train", data, progress=False)

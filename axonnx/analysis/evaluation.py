@@ -28,13 +28,19 @@ from axonnx.plan import Plan
 RECOVERY_MODES = ("none", "tune", "bias", "tune+bias")
 
 
+def canonical_recovery(mode: str) -> str:
+    """The recovery mode's canonical name (``both`` and ``tune,bias`` mean ``tune+bias``)."""
+    name = mode.strip().lower().replace(",", "+")
+    if name in ("both", "bias+tune"):
+        name = "tune+bias"
+    if name not in RECOVERY_MODES:
+        raise AxonnxError(f"unknown recovery {mode!r}; use one of {', '.join(RECOVERY_MODES)}")
+    return name
+
+
 def recovery_flags(mode: str) -> tuple[bool, bool]:
     """(tune_weights, correct_bias) of a recovery mode name."""
-    mode = mode.strip().lower().replace(",", "+")
-    if mode == "both":
-        mode = "tune+bias"
-    if mode not in RECOVERY_MODES:
-        raise AxonnxError(f"unknown recovery {mode!r}; use one of {', '.join(RECOVERY_MODES)}")
+    mode = canonical_recovery(mode)
     return "tune" in mode, "bias" in mode
 
 
@@ -54,6 +60,7 @@ class Workload:
     @classmethod
     def create(cls, model: onnx.ModelProto, split, *, recovery: str = "none", stats=None,
                threads: int | None = 1) -> "Workload":
+        recovery = canonical_recovery(recovery)
         tune, bias = recovery_flags(recovery)
         if (tune or bias) and stats is None:
             raise AxonnxError("recovery needs activation statistics from calibration images")
@@ -270,12 +277,15 @@ class DaskBackend(Backend):
             raise AxonnxError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
         self.address = address
         self._cluster = None
-        if address.startswith("local"):
+        if address == "local" or address.startswith("local:"):
             parts = address.split(":")
             try:
                 n = int(parts[1]) if len(parts) > 1 and parts[1] else 2
             except ValueError:
-                raise AxonnxError(f"--dask {address!r}: use local:N with a number of workers") from None
+                n = 0
+            if n < 1 or len(parts) > 3 or (len(parts) == 3 and parts[2] != "threads"):
+                raise AxonnxError(f"--dask {address!r}: use local:N (N >= 1 workers), "
+                                  "local:N:threads, or tcp://host:port")
             processes = not (len(parts) > 2 and parts[2] == "threads")
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
                                          dashboard_address=None)
@@ -283,8 +293,9 @@ class DaskBackend(Backend):
         else:
             try:
                 self.client = Client(address, timeout=20)
-            except (OSError, TimeoutError) as exc:
-                raise AxonnxError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+            except Exception as exc:  # bad addresses raise ValueError, unreachable ones OSError
+                raise AxonnxError(f"cannot reach the Dask scheduler at {address!r}: {exc}; give "
+                                  "tcp://host:port of a running scheduler, or local:N") from None
         self._scattered: dict[str, object] = {}
 
     def _workload_future(self, workload: Workload):
@@ -312,6 +323,12 @@ class DaskBackend(Backend):
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def worker_threads(backend: Backend) -> int | None:
+    """Intra-op threads per scoring session: all cores when scoring in this process, one
+    per worker when the backend runs several workers side by side."""
+    return None if type(backend) is Backend else 1
 
 
 def make_backend(workers: int | None = None, dask: str | None = None) -> Backend:

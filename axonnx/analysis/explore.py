@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 from pymoo.core.repair import Repair
 
-from axonnx.analysis.evaluation import Backend, Workload, recovery_flags
+from axonnx.analysis.evaluation import Backend, Workload, canonical_recovery, recovery_flags, worker_threads
 from axonnx.analysis.pareto import pareto_indices
 from axonnx.analysis.space import SearchSpace
 from axonnx.errors import AxonnxError
@@ -263,7 +263,7 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
             stats.save(stats_path)
         notes.append(f"recovery {config.recovery}, statistics from {stats.source}")
     # In-process scoring may use every core; workers use one thread each.
-    threads = None if type(backend) is Backend else 1
+    threads = worker_threads(backend)
     workload = Workload.create(model, search_split, recovery=config.recovery, stats=stats,
                                threads=threads)
 
@@ -408,6 +408,12 @@ def _finish(out, config, space, pareto, state, workload, full_split, backend, pr
             full = Workload.create(
                 _model_of(workload), Split(full_split.images, full_split.labels, full_split.source),
                 recovery=config.recovery, stats=stats, threads=workload.threads)
+            state.setdefault("full_workload", full.key)  # checkpoints from before this check
+            if state["full_workload"] != full.key:
+                # Scores on other full-set images (another --data) must not be reused.
+                full_scores.clear()
+                state["baseline_full"] = None
+                state["full_workload"] = full.key
             todo = [pareto[k]["record"].genome for k in chosen
                     if pareto[k]["record"].genome not in full_scores]
             plans = ([None] if state["baseline_full"] is None else []) + \

@@ -16,6 +16,7 @@ so an interrupted study continues where it stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -56,14 +57,14 @@ class StudyConfig:
 
     @classmethod
     def full(cls) -> "StudyConfig":
-        # Sized for about an hour on 2 cores: every accuracy in the report is on the 10,000
-        # test images; the search scores a 1,000-image class-balanced subset.
+        # Sized for about an hour and a half on 2 cores: every accuracy in the report is on
+        # the 10,000 test images; the search scores a 1,000-image class-balanced subset.
         return cls(name="full", eval_images=None, sensitivity_images=None, subset=1000, pop=20,
-                   gens=12, library=DEFAULT_LIBRARY,
+                   gens=30, library=DEFAULT_LIBRARY,
                    approaches=(("llam", 1), ("flam", 3), ("klam-chan", 3), ("klam-row", 3),
                                ("klam-col", 3), ("klms", 1)),
                    variants=(("weight", "none"), ("weight", "tune+bias")),
-                   reeval=10, recovery_plans=3)
+                   reeval=16, recovery_plans=3)
 
     @classmethod
     def quick(cls) -> "StudyConfig":
@@ -114,7 +115,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     """Run (or resume) the study; ``test_split`` replaces the official test set (tests)."""
     from axonnx.analysis.cost import PlanCost
     from axonnx.analysis.data import balanced_subset, calibration_images, evaluation_split
-    from axonnx.analysis.evaluation import Backend, Workload
+    from axonnx.analysis.evaluation import Backend, Workload, worker_threads
     from axonnx.analysis.explore import ExploreConfig, explore, load_run
     from axonnx.analysis.sensitivity import sensitivity, write_sensitivity
     from axonnx.model import load_model
@@ -133,22 +134,27 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     search = balanced_subset(test, config.subset)
     timings: dict[str, float] = {}
 
+    # Every cached step is tied to the model's content, the energy table and the calibration,
+    # so a rerun into the same folder with other inputs recomputes instead of mixing results.
+    model_digest = hashlib.sha256(loaded.SerializeToString()).hexdigest()[:16]
     # Calibration statistics (training images), shared by every recovery.
-    stats_path = out / "activations.npz"
+    stats_path = out / f"activations-{model_digest}-{config.calib}.npz"
     if stats_path.exists():
         stats = ActivationStats.load(stats_path)
     else:
         images, source = calibration_images(data, False, config.calib, search)
         stats = measure_activations(loaded, images, source=source)
         stats.save(stats_path)
-    threads = None if type(backend) is Backend else 1
+    threads = worker_threads(backend)
+    study = {"model_sha256": model_digest, "energy_table": getattr(cost.table, "origin", ""),
+             "calibration": [stats.source, stats.images]}
 
     def workload(split, recovery="none"):
         return Workload.create(loaded, split, recovery=recovery, stats=stats, threads=threads)
 
     # 0. Baselines.
     t0 = time.perf_counter()
-    identity = {"model": str(model), "data": evaluation.source, "n": len(evaluation)}
+    identity = {**study, "data": evaluation.source, "n": len(evaluation)}
     base = _cached(out / "baseline.json", identity)
     if base is None:
         say(f"baseline: {len(evaluation)} images")
@@ -163,7 +169,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     encoded0, recovery0 = config.variants[0]
     sens: dict[str, dict] = {}
     for mode in ("single", "cumulative"):
-        identity = {"model": str(model), "data": sens_split.source, "n": len(sens_split),
+        identity = {**study, "data": sens_split.source, "n": len(sens_split),
                     "multipliers": list(SENSITIVITY_MULTIPLIERS), "mode": mode,
                     "variant": [encoded0, recovery0]}
         cached = _cached(out / "sensitivity" / f"sensitivity_{mode}.state.json", identity)
@@ -178,7 +184,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
             cached = {"identity": identity, "result": result.as_dict()}
             (out / "sensitivity" / f"sensitivity_{mode}.state.json").write_text(json.dumps(cached))
         sens[mode] = cached["result"]
-    encodings = _encoding_rows(loaded, cost, sens_split, backend, workload, out, say)
+    encodings = _encoding_rows(study, cost, sens_split, backend, workload, out, say)
     timings["sensitivity"] = time.perf_counter() - t0
 
     # 2. Explorations.
@@ -197,6 +203,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
                 recovery=recovery, calib=config.calib, reeval=config.reeval,
                 reeval_max_loss=config.reeval_max_loss, encoded_operand=encoded)
             if recovery != "none" and not (run_dir / "activations.npz").exists():
+                # (a run folder holding other statistics refuses to resume: explore checks)
                 run_dir.mkdir(parents=True, exist_ok=True)
                 stats.save(run_dir / "activations.npz")
             say(f"explore {run_dir.name}: population {config.pop}, {config.gens} generations")
@@ -208,12 +215,13 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     # 3. Uniform EvoApprox multipliers (LLAM on every layer), with and without recovery.
     t0 = time.perf_counter()
     evo_split = evaluation if config.evo_images is None else balanced_subset(test, config.evo_images)
-    evo = _evo_rows(loaded, cost, evo_split, search, backend, workload, out, say)
+    evo = _evo_rows(study, cost, evo_split, search, backend, workload, out, say)
     timings["evoapprox"] = time.perf_counter() - t0
 
     # 4. Recovery at equal energy.
     t0 = time.perf_counter()
-    recovered = _recovery_rows(runs, config, evaluation, backend, workload, baseline, out, say)
+    recovered = _recovery_rows(study, runs, config, evaluation, backend, workload, baseline, out,
+                               say)
     timings["recovery"] = time.perf_counter() - t0
 
     # 5. Figures, tables, report.
@@ -231,7 +239,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
         "model": str(model), "config": config.identity(), "baseline": baseline,
         "evaluation": {"source": evaluation.source, "images": len(evaluation)},
         "search": {"source": search.source, "images": len(search)},
-        "evo_images": len(evo_split),
+        "evo_images": len(evo_split), "calibration": stats.source,
         "sensitivity": sens, "encodings": encodings, "table1": table1, "evoapprox": evo, "recovery": recovered,
         "energy_table": getattr(cost.table, "origin", ""), "timings": timings,
         "machine": f"{platform.machine()}, {_cpus()} CPUs", "figure4": str(fig4),
@@ -254,13 +262,14 @@ def _cpus() -> int:
     return default_workers()
 
 
-def _encoding_rows(model, cost, split, backend, workload, out, say) -> list[dict]:
+def _encoding_rows(study, cost, split, backend, workload, out, say) -> list[dict]:
     """Uniform ROUP_L/M/H on every layer, with either operand encoded, without and with
     bias correction: why the encoding matters for int8 activations."""
     from axonnx.multipliers import parse
     from axonnx.plan import LayerRule, Plan
 
-    identity = {"data": split.source, "n": len(split), "multipliers": list(SENSITIVITY_MULTIPLIERS)}
+    identity = {**study, "data": split.source, "n": len(split),
+                "multipliers": list(SENSITIVITY_MULTIPLIERS)}
     cached = _cached(out / "encodings.json", identity)
     if cached is not None:
         return cached["rows"]
@@ -280,14 +289,14 @@ def _encoding_rows(model, cost, split, backend, workload, out, say) -> list[dict
     return rows
 
 
-def _evo_rows(model, cost, split, search, backend, workload, out, say) -> list[dict]:
+def _evo_rows(study, cost, split, search, backend, workload, out, say) -> list[dict]:
     """Uniform EvoApprox multipliers (LLAM on every layer), without recovery and with
     weight tuning + bias correction (ALWANN tunes weights), scored on ``split`` for Table I
     and on the search subset for Fig. 4."""
     from axonnx.multipliers import parse
     from axonnx.plan import LayerRule, Plan
 
-    identity = {"data": split.source, "n": len(split), "search": search.source,
+    identity = {**study, "data": split.source, "n": len(split), "search": search.source,
                 "multipliers": list(EVO_MULTIPLIERS)}
     cached = _cached(out / "evoapprox.json", identity)
     if cached is not None:
@@ -317,16 +326,11 @@ def _evo_rows(model, cost, split, search, backend, workload, out, say) -> list[d
     return results
 
 
-def _recovery_rows(runs, config, evaluation, backend, workload, baseline, out, say) -> list[dict]:
+def _recovery_rows(study, runs, config, evaluation, backend, workload, baseline, out,
+                   say) -> list[dict]:
     """The no-recovery Pareto plans with full-set accuracy, re-scored with each recovery."""
     from axonnx.plan import Plan
 
-    identity = {"data": evaluation.source, "n": len(evaluation), "per_run": config.recovery_plans,
-                "runs": [str(r.path) for r in runs if r.info["config"]["recovery"] == "none"]}
-    # (the plans keep their encoded operand: each is re-scored exactly as it was searched)
-    cached = _cached(out / "recovery.json", identity)
-    if cached is not None:
-        return cached["rows"]
     picks = []
     for run in runs:
         if run.info["config"]["recovery"] != "none":
@@ -337,6 +341,12 @@ def _recovery_rows(runs, config, evaluation, backend, workload, baseline, out, s
         scored.sort(key=lambda p: -float(p["energy_gain"]))
         for p in scored[: config.recovery_plans]:
             picks.append((run, p))
+    # (the plans keep their encoded operand: each is re-scored exactly as it was searched)
+    identity = {**study, "data": evaluation.source, "n": len(evaluation),
+                "plans": [[str(run.path), p["plan_digest"]] for run, p in picks]}
+    cached = _cached(out / "recovery.json", identity)
+    if cached is not None:
+        return cached["rows"]
     rows = []
     if picks:
         plans = [Plan.load(run.path / p["plan"]) for run, p in picks]
@@ -382,7 +392,8 @@ def _report(out: Path, s: dict, runs, config: StudyConfig) -> Path:
         f"`{config.name}`; machine {s['machine']}; total {s['timings']['total'] / 60:.1f} min.\n")
     add(f"Energy: multiplier energy only (paper's model, #multiplications x energy per "
         f"multiplication, SKIP free), relative to the all-exact model; table: "
-        f"`{s['energy_table']}`. Accuracy loss: percentage points vs the int8 baseline.\n")
+        f"`{s['energy_table']}`. Accuracy loss: percentage points vs the int8 baseline. "
+        f"Recovery statistics (weight tuning, bias correction): {s['calibration']}.\n")
 
     # headline
     table1 = s["table1"]

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable
 
 from axonnx.errors import AxonnxError
-from axonnx.multipliers import NAMED_STRENGTHS
 from axonnx.plan import LayerRule, Plan
 
 MODES = ("single", "cumulative")
@@ -40,11 +39,18 @@ class SensitivityResult:
     rows: list[dict] = field(default_factory=list)  # multiplier, alias, layer, layers, accuracy, ...
     recovery: str = "none"
     encoded_operand: str = "weight"
+    calibration: str = ""  # where the recovery statistics came from
+
+    @property
+    def aliases(self) -> list[str]:
+        """The multipliers as the user named them, in order."""
+        return list(dict.fromkeys(row["alias"] for row in self.rows))
 
     def as_dict(self) -> dict:
         return {"model": self.model, "mode": self.mode, "data": self.data, "images": self.images,
                 "baseline": self.baseline, "layers": self.layers, "recovery": self.recovery,
-                "encoded_operand": self.encoded_operand, "rows": self.rows}
+                "encoded_operand": self.encoded_operand, "calibration": self.calibration,
+                "rows": self.rows}
 
 
 def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None,
@@ -53,7 +59,7 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
                 progress: Callable | None = None) -> SensitivityResult:
     """Score every (multiplier, m) plan on ``split``."""
     from axonnx.analysis.cost import PlanCost
-    from axonnx.analysis.evaluation import Backend, Workload
+    from axonnx.analysis.evaluation import Backend, Workload, worker_threads
     from axonnx.model import load_model
     from axonnx.multipliers import parse
     from axonnx.transform import prepared
@@ -67,10 +73,17 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
     loaded = load_model(model)
     _, layers, _ = prepared(loaded)
     names = [layer.name for layer in layers]
+    if not names:
+        raise AxonnxError("the model has no quantized 2-D conv layer to approximate")
     canonical = [parse(m).name for m in multipliers]
-    alias = {NAMED_STRENGTHS.get(m, m): m for m in multipliers}
+    alias: dict[str, str] = {}  # canonical name -> the name the user gave
+    for given, name in zip(multipliers, canonical):
+        if name in alias:
+            raise AxonnxError(f"--mult names {alias[name]!r} and {given!r} are the same "
+                              f"multiplier ({name}); give each once")
+        alias[name] = given
     backend = backend or Backend()
-    threads = None if type(backend) is Backend else 1
+    threads = worker_threads(backend)
     workload = Workload.create(loaded, split, recovery=recovery, stats=stats, threads=threads)
     cost = PlanCost.for_model(loaded, energy_table)
 
@@ -83,12 +96,15 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
     accs = backend.map(workload, [j[2] for j in jobs],
                        done=(lambda n: progress("sensitivity", n, None)) if progress else None)
     baseline = accs[0]
-    result = SensitivityResult(str(model), mode, split.source, len(split), baseline, names,
-                               recovery=recovery, encoded_operand=encoded_operand)
+    model_name = str(model) if isinstance(model, (str, Path)) else loaded.graph.name
+    result = SensitivityResult(model_name, mode, split.source, len(split), baseline, names,
+                               recovery=recovery, encoded_operand=encoded_operand,
+                               calibration=stats.source if stats is not None and recovery != "none"
+                               else "")
     for (mult, m, plan), acc in zip(jobs[1:], accs[1:]):
         approximated = [names[m - 1]] if mode == "single" else names[:m]
         result.rows.append({
-            "multiplier": mult, "alias": alias.get(mult, mult), "layer": m,
+            "multiplier": mult, "alias": alias[mult], "layer": m,
             "layers": approximated, "accuracy": acc, "accuracy_loss": baseline - acc,
             "energy_relative": cost.relative(plan),
         })

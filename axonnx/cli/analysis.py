@@ -102,9 +102,8 @@ def sensitivity_command(
     """Accuracy when layer-level approximation covers one layer, or layers 1..m, for each
     multiplier: CSV, JSON and a PNG line plot in --out."""
     from axonnx.analysis.data import evaluation_split
-    from axonnx.analysis.evaluation import recovery_flags
+    from axonnx.analysis.evaluation import canonical_recovery
     from axonnx.analysis.sensitivity import MODES, sensitivity, write_sensitivity
-    from axonnx.multipliers import parse_list
     from axonnx.multipliers.names import split_names
 
     try:
@@ -113,9 +112,8 @@ def sensitivity_command(
         if encoded_operand not in ("weight", "activation"):
             raise AxonnxError(f"--encoded-operand must be weight or activation, not "
                               f"{encoded_operand!r}")
-        parse_list(mult)  # every name must parse
         aliases = split_names(mult)
-        recovery_flags(recovery)
+        recovery = canonical_recovery(recovery)
         _check_model(model)
         table = _table(energy_table)
         split = evaluation_split(data, sample, limit)
@@ -135,12 +133,12 @@ def sensitivity_command(
                     f"{100 * result.baseline:.2f}%")
     t.add_column("layer", justify="right")
     t.add_column("approximated")
-    for n in aliases:
+    for n in result.aliases:
         t.add_column(f"{n} top-1 %", justify="right")
     for m, layer in enumerate(result.layers, start=1):
         row = {r["alias"]: r for r in result.rows if r["layer"] == m}
         covered = layer if mode == "single" else f"1..{m}"
-        t.add_row(str(m), covered, *[f"{100 * row[a]['accuracy']:.2f}" for a in aliases])
+        t.add_row(str(m), covered, *[f"{100 * row[a]['accuracy']:.2f}" for a in result.aliases])
     stdout.print(t)
     stderr.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True,
                  highlight=False)
@@ -225,6 +223,7 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
              klms_keep, recovery, calib, encoded_operand, data, sample, workers, dask,
              energy_table, quiet):
     from axonnx.analysis.data import balanced_subset, calibration_images, evaluation_split
+    from axonnx.analysis.evaluation import canonical_recovery
     from axonnx.analysis.explore import ExploreConfig, explore
     from axonnx.analysis.space import SEARCH_APPROACHES, parse_library
 
@@ -246,6 +245,7 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
     if encoded_operand not in ("weight", "activation"):
         raise AxonnxError(f"--encoded-operand must be weight or activation, not {encoded_operand!r}")
     _check_model(model)
+    recovery = canonical_recovery(recovery)
     reeval, reeval_max_loss = reeval
     config = ExploreConfig(approach=approach, library=names, classes=classes, pop=pop, gens=gens,
                            seed=seed, subset=subset or None, floor=floor, recovery=recovery,
