@@ -310,14 +310,16 @@ def _evo_rows(study, cost, split, search, backend, workload, out, say) -> list[d
             results.append({"name": name, "recovery": "none", "gain": None, "accuracy": None,
                             "loss": None, "unavailable": str(exc)})
     if available:
-        [base], [base_search] = (backend.map(workload(split), [None]),
-                                 backend.map(workload(search), [None]))
+        # (the table-driven LUT kernel is slow: when both sets are the same images, score once)
+        same = workload(split).key == workload(search).key
+        [base] = backend.map(workload(split), [None])
+        [base_search] = [base] if same else backend.map(workload(search), [None])
         for recovery in ("none", "tune+bias"):
             say(f"uniform EvoApprox ({recovery}): {len(available)} multipliers")
             plans = [a[1] for a in available]
             accs = backend.map(workload(split, recovery), plans)
-            search_accs = (backend.map(workload(search, recovery), plans)
-                           if recovery == "none" else [None] * len(plans))
+            search_accs = ([None] * len(plans) if recovery != "none" else accs if same
+                           else backend.map(workload(search, recovery), plans))
             for (name, _, gain), acc, acc_s in zip(available, accs, search_accs):
                 results.append({"name": name, "recovery": recovery, "gain": gain,
                                 "accuracy": acc, "loss": base - acc,
