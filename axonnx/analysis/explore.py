@@ -35,9 +35,11 @@ from typing import Callable
 import numpy as np
 from pymoo.core.repair import Repair
 
-from axonnx.analysis.evaluation import Backend, Workload, canonical_recovery, recovery_flags, worker_threads
+from axonnx.analysis.evaluation import (Backend, Workload, canonical_recovery,
+                                        worker_threads)
 from axonnx.analysis.pareto import pareto_indices
 from axonnx.analysis.space import SearchSpace
+from axonnx.plan import CLASSED_APPROACHES
 from axonnx.errors import AxonnxError
 
 CHECKPOINT = "checkpoint.pkl"
@@ -72,7 +74,7 @@ class ExploreConfig:
             raise AxonnxError(f"--calib must be at least 1, not {self.calib}")
         if self.reeval < 0:
             raise AxonnxError(f"--reeval must be >= 0, not {self.reeval}")
-        recovery_flags(self.recovery)
+        self.recovery = canonical_recovery(self.recovery)  # "both" and "tune+bias" are one run
         if self.encoded_operand not in ("weight", "activation"):
             raise AxonnxError(f"--encoded-operand must be weight or activation, not "
                               f"{self.encoded_operand!r}")
@@ -497,7 +499,7 @@ class Run:
     def name(self) -> str:
         cfg = self.info["config"]
         label = cfg["approach"]
-        if cfg["approach"] in ("flam", "klam-chan", "klam-row", "klam-col"):
+        if cfg["approach"] in CLASSED_APPROACHES:
             label += f" k={cfg['classes']}"
         if cfg.get("encoded_operand", "weight") != "weight":
             label += f" [{cfg['encoded_operand'][:3]}-enc]"
