@@ -65,3 +65,15 @@ def calibration_images(data: str | Path | None, sample: bool, n: int, fallback):
             return train.images[idx], f"{n} CIFAR-10 training images (seed 0)"
     images = fallback.images[:n]
     return images, f"first {len(images)} images of {fallback.source} (no training batches)"
+
+
+def recovery_statistics(model, recovery: str, data, sample: bool, calib: int, fallback):
+    """The activation statistics a recovery mode needs (None for ``none``), measured on
+    :func:`calibration_images`."""
+    from axonnx.analysis.evaluation import recovery_flags
+    from axonnx.recovery import measure_activations
+
+    if recovery_flags(recovery) == (False, False):
+        return None
+    images, source = calibration_images(data, sample, calib, fallback)
+    return measure_activations(model, images, source=source)

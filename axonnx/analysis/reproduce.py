@@ -241,13 +241,23 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
         "search": {"source": search.source, "images": len(search)},
         "evo_images": len(evo_split), "calibration": stats.source,
         "sensitivity": sens, "encodings": encodings, "table1": table1, "evoapprox": evo, "recovery": recovered,
-        "energy_table": getattr(cost.table, "origin", ""), "timings": timings,
+        "energy_table": _table_origin(cost.table), "timings": timings,
         "machine": f"{platform.machine()}, {_cpus()} CPUs", "figure4": str(fig4),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     report = _report(out, summary, runs, config)
     summary["report"] = str(report)
     return summary
+
+
+def _table_origin(table) -> str:
+    """Where the energy table came from; the built-in one by its place in the package."""
+    origin = getattr(table, "origin", "")
+    package = Path(__file__).resolve().parent.parent
+    try:
+        return "axonnx/" + Path(origin).resolve().relative_to(package).as_posix()
+    except ValueError:
+        return origin
 
 
 def _strengths() -> list[str]:

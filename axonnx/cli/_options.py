@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -20,3 +21,15 @@ PolicyOption = Annotated[str, typer.Option("--policy", help="How groups are rank
 LayersOption = Annotated[Optional[str], typer.Option("--layers", help="Comma-separated globs of the layers to approximate (default all).")]
 SkipFirstOption = Annotated[bool, typer.Option("--skip-first", help="Keep the first conv layer exact.")]
 EncodedOption = Annotated[str, typer.Option("--encoded-operand", help="Radix-4 encoded operand: weight or activation.")]
+DataOption = Annotated[Optional[Path], typer.Option(
+    "--data", help="Folder with the CIFAR-10 batches (or its cifar-10-batches-py/). "
+    "Default: $AXONNX_DATA, then the user cache.")]
+SampleOption = Annotated[bool, typer.Option(
+    "--sample", help="Use the packaged offline sample (1,000 test images) instead of the "
+    "10,000-image test set.")]
+RecoveryOption = Annotated[str, typer.Option(
+    "--recovery", help="Accuracy recovery without retraining: none, tune (weight tuning), "
+    "bias (bias correction) or tune+bias.")]
+CalibOption = Annotated[int, typer.Option(
+    "--calib", help="Calibration images for the recovery statistics (training images when "
+    "the training batches are there).")]

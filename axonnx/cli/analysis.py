@@ -10,14 +10,10 @@ import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, fail, stderr, stdout
+from axonnx.cli._options import (CalibOption, DataOption, EncodedOption, RecoveryOption,
+                                 SampleOption)
 from axonnx.errors import AxonnxError
 
-DataOption = Annotated[Optional[Path], typer.Option(
-    "--data", help="Folder with the CIFAR-10 batches (or its cifar-10-batches-py/). "
-    "Default: $AXONNX_DATA, then the user cache.")]
-SampleOption = Annotated[bool, typer.Option(
-    "--sample", help="Use the packaged offline sample (1,000 test images) instead of the "
-    "10,000-image test set.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the results (created).")]
 WorkersOption = Annotated[Optional[int], typer.Option(
     "--workers", help="Local worker processes scoring plans (default: the usable CPU cores; "
@@ -28,15 +24,6 @@ DaskOption = Annotated[Optional[str], typer.Option(
 EnergyTableOption = Annotated[Optional[Path], typer.Option(
     "--energy-table", help="Your own energy table (JSON/CSV: name, energy, unit, source); "
     "overrides and extends the built-in one.")]
-RecoveryOption = Annotated[str, typer.Option(
-    "--recovery", help="Accuracy recovery applied to every plan: none, tune (weight tuning), "
-    "bias (bias correction) or tune+bias.")]
-EncodedOption = Annotated[str, typer.Option(
-    "--encoded-operand", help="Radix-4 encoded operand (B) of every multiplier: weight (the "
-    "default) or activation; the other one is rounded.")]
-CalibOption = Annotated[int, typer.Option(
-    "--calib", help="Calibration images for the recovery statistics (training images when "
-    "the training batches are there).")]
 
 
 @contextmanager
@@ -101,7 +88,7 @@ def sensitivity_command(
 ) -> None:
     """Accuracy when layer-level approximation covers one layer, or layers 1..m, for each
     multiplier: CSV, JSON and a PNG line plot in --out."""
-    from axonnx.analysis.data import evaluation_split
+    from axonnx.analysis.data import evaluation_split, recovery_statistics
     from axonnx.analysis.evaluation import canonical_recovery
     from axonnx.analysis.sensitivity import MODES, sensitivity, write_sensitivity
     from axonnx.multipliers.names import split_names
@@ -117,7 +104,7 @@ def sensitivity_command(
         _check_model(model)
         table = _table(energy_table)
         split = evaluation_split(data, sample, limit)
-        stats = _stats(model, recovery, data, sample, calib, split)
+        stats = recovery_statistics(model, recovery, data, sample, calib, split)
         with _backend(workers, dask) as backend, progress_bar(not json_output) as bar:
             result = sensitivity(model, aliases, mode, split, backend=backend,
                                  energy_table=table, recovery=recovery, stats=stats,
@@ -142,17 +129,6 @@ def sensitivity_command(
     stdout.print(t)
     stderr.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True,
                  highlight=False)
-
-
-def _stats(model, recovery, data, sample, calib, split):
-    from axonnx.analysis.data import calibration_images
-    from axonnx.analysis.evaluation import recovery_flags
-    from axonnx.recovery import measure_activations
-
-    if recovery_flags(recovery) == (False, False):
-        return None
-    images, source = calibration_images(data, sample, calib, split)
-    return measure_activations(model, images, source=source)
 
 
 @app.command("explore")

@@ -9,7 +9,7 @@ import typer
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr
 from axonnx.cli._options import (
-    EncodedOption, FlamOption, KlamChanOption, KlamColOption, KlamRowOption, KlmsKeepOption,
+    CalibOption, DataOption, EncodedOption, RecoveryOption, SampleOption, FlamOption, KlamChanOption, KlamColOption, KlamRowOption, KlmsKeepOption,
     KlmsMultOption, KlmsOption, LayersOption, LlamOption, ModelArgument, PlanOption,
     PolicyOption, SkipFirstOption,
 )
@@ -45,10 +45,15 @@ def transform_command(
     policy: PolicyOption = "magnitude", layers: LayersOption = None,
     skip_first: SkipFirstOption = False, encoded_operand: EncodedOption = "weight",
     save_plan: Annotated[Optional[Path], typer.Option("--save-plan", help="Also write the resolved plan (YAML or JSON).")] = None,
+    recovery: RecoveryOption = "none", calib: CalibOption = 512,
+    data: DataOption = None, sample: SampleOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
+    from axonnx.analysis.data import recovery_statistics
+    from axonnx.analysis.evaluation import canonical_recovery, recovery_flags
     from axonnx.model import load_model, resolve_model_path, save_model_atomic
+    from axonnx.recovery import Recovery
     from axonnx.transform import plan_of, transform_model
 
     source = None if model.startswith("zoo:") else resolve_model_path(model)
@@ -57,7 +62,19 @@ def transform_command(
                           llam=llam, flam=flam, klam_chan=klam_chan, klam_row=klam_row,
                           klam_col=klam_col, klms=klms, klms_keep=klms_keep,
                           klms_multiplier=klms_multiplier, policy=policy, layers=layers)
-    out_model = transform_model(loaded, the_plan)
+    recovery = canonical_recovery(recovery)
+    fixer = None
+    if recovery != "none":
+        # Calibration on training images (as axonnx explore does, so that a Pareto plan of a
+        # recovery run gives the same model); without them, the packaged sample, said so.
+        from axonnx.data import load_sample
+
+        stats = recovery_statistics(loaded, recovery, data, sample, calib, load_sample())
+        tune, bias = recovery_flags(recovery)
+        fixer = Recovery(stats, tune_weights=tune, correct_bias=bias)
+        stderr.print(f"recovery {recovery}: statistics from {stats.source}", soft_wrap=True,
+                     highlight=False)
+    out_model = transform_model(loaded, the_plan, recovery=fixer)
     written = save_model_atomic(out_model, output, protect=[source] if source else [])
     resolved = plan_of(out_model)
     if save_plan:
