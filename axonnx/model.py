@@ -91,17 +91,23 @@ def concrete_inputs(model: onnx.ModelProto, batch: int = 1) -> dict[str, np.ndar
     return feeds
 
 
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also returns the intermediate tensors ``names``."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {o.name for o in probe.graph.output}
+    for name in dict.fromkeys(names):
+        if name not in present:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    return probe
+
+
 def tensor_shapes(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[int, ...]]:
     """Shapes of intermediate tensors, measured by running the model once on zeros
     (robust where ONNX shape inference stops, e.g. at com.microsoft ops)."""
     from axonnx._library import InferenceSession
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    present = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in present:
-            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    probe = with_outputs(model, names)
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +40,15 @@ POLICIES = ("magnitude", "index")
 KLMS_SIDES = ("inside", "outside")
 _RULE_KEYS = {"match", "approach", "multipliers", "policy", "fractions", "k", "keep"}
 
+
+
+def check_encoded_operand(value: str) -> str:
+    """The option value, or a one-line error naming the two choices."""
+    from axonnx.ops.roupconv import ENCODED_OPERANDS
+
+    if value not in ENCODED_OPERANDS:
+        raise AxonnxError(f"--encoded-operand must be weight or activation, not {value!r}")
+    return value
 
 @dataclass(frozen=True)
 class LayerRule:

@@ -149,7 +149,7 @@ def measure_activations(model, images: np.ndarray, *, batch: int = 250,
                         threads: int | None = None, source: str = "") -> ActivationStats:
     """Histograms of every quantized conv layer's stored input values over ``images``
     (uint8 NCHW [n, 3, H, W], preprocessed as the model declares)."""
-    from axonnx.model import load_model
+    from axonnx.model import load_model, with_outputs
     from axonnx.passes import GraphIndex
     from axonnx.transform import prepared
 
@@ -157,17 +157,8 @@ def measure_activations(model, images: np.ndarray, *, batch: int = 250,
     work, layers, _ = prepared(model)
     if len(images) == 0:
         raise AxonnxError("activation statistics need at least one calibration image")
-    probe = onnx.ModelProto()
-    probe.CopyFrom(work)
-    names = []
-    for layer in layers:
-        if layer.inputs[0] not in names:
-            names.append(layer.inputs[0])
-    present = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in present:
-            probe.graph.output.append(onnx.ValueInfoProto(name=name))
-    session = _session(probe, threads)
+    names = list(dict.fromkeys(layer.inputs[0] for layer in layers))
+    session = _session(with_outputs(work, names), threads)
     prep = model_preprocess(model)
     feed = session.get_inputs()[0].name
     index = GraphIndex(work.graph)

@@ -13,20 +13,11 @@ from axonnx.plan import Plan
 
 def output_pixels(work, layers) -> dict[str, int]:
     """H_out x W_out of every conv layer, measured by running the model once on zeros."""
-    import onnx
+    from axonnx.model import tensor_shapes
 
-    from axonnx.model import concrete_inputs
-    from axonnx.recovery import _session
-
-    probe = onnx.ModelProto()
-    probe.CopyFrom(work)
-    names = [layer.output for layer in layers]
-    present = {o.name for o in probe.graph.output}
-    for n in names:
-        if n not in present:
-            probe.graph.output.append(onnx.ValueInfoProto(name=n))
-    values = _session(probe).run(names, concrete_inputs(work))
-    return {layer.name: int(v.shape[2] * v.shape[3]) for layer, v in zip(layers, values)}
+    shapes = tensor_shapes(work, [layer.output for layer in layers])
+    return {layer.name: int(shapes[layer.output][2] * shapes[layer.output][3])
+            for layer in layers}
 
 
 @dataclass

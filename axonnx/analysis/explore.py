@@ -39,7 +39,7 @@ from axonnx.analysis.evaluation import (Backend, Workload, canonical_recovery,
                                         worker_threads)
 from axonnx.analysis.pareto import pareto_indices
 from axonnx.analysis.space import SearchSpace
-from axonnx.plan import CLASSED_APPROACHES
+from axonnx.plan import CLASSED_APPROACHES, check_encoded_operand
 from axonnx.errors import AxonnxError
 
 CHECKPOINT = "checkpoint.pkl"
@@ -75,9 +75,7 @@ class ExploreConfig:
         if self.reeval < 0:
             raise AxonnxError(f"--reeval must be >= 0, not {self.reeval}")
         self.recovery = canonical_recovery(self.recovery)  # "both" and "tune+bias" are one run
-        if self.encoded_operand not in ("weight", "activation"):
-            raise AxonnxError(f"--encoded-operand must be weight or activation, not "
-                              f"{self.encoded_operand!r}")
+        check_encoded_operand(self.encoded_operand)
 
     def identity(self) -> dict:
         """The settings a resumed run must share (everything but gens and reeval)."""
@@ -335,7 +333,7 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
         t0 = time.perf_counter()
 
     finished = state["generation"] >= config.gens
-    pareto = pareto_rows(records, config.floor)
+    pareto = pareto_rows(records)
     if finished:
         _finish(out, config, space, pareto, state, workload, full_split, backend, progress, stats)
     _save_progress(out, state, t0)
@@ -361,7 +359,7 @@ def _save_progress(out, state, since: float) -> None:
     _write_atomic(out / CHECKPOINT, pickle.dumps(state))
 
 
-def pareto_rows(records: list[Record], floor: float | None) -> list[dict]:
+def pareto_rows(records: list[Record]) -> list[dict]:
     """The non-dominated records (accuracy loss, relative energy), feasible ones only,
     ordered by accuracy loss."""
     pool = [r for r in records if r.feasible]

@@ -68,12 +68,11 @@ def plot_runs(runs, path: Path, *, extra_points: list[dict] | None = None,
                        linewidths=0)
         front = [(100 * float(p["accuracy_loss_subset"]), 100 * float(p["energy_relative"]))
                  for p in run.pareto]
-        if not front:
-            from axonnx.analysis.pareto import pareto_indices
-            import numpy as np
+        if not front:  # an unfinished run: its front so far
+            from axonnx.analysis.explore import pareto_rows
 
-            F = np.array([[r.loss, r.energy] for r in run.records if r.feasible])
-            front = [(100 * F[i, 0], 100 * F[i, 1]) for i in pareto_indices(F)] if len(F) else []
+            front = [(100 * e["record"].loss, 100 * e["record"].energy)
+                     for e in pareto_rows(run.records)]
         if max_loss is not None:
             front = [p for p in front if p[0] <= 100 * max_loss]
         if front:

@@ -74,8 +74,10 @@ class StudyConfig:
                                ("klam-col", 3), ("klms", 1)),
                    reeval=4, recovery_plans=1, calib=256, evo_images=200)
 
-    def estimated_plans(self) -> int:
-        sens = 2 * len(SENSITIVITY_MULTIPLIERS) * 9 + 2
+    def estimated_plans(self, layers: int) -> int:
+        """Plans the study scores on a model with ``layers`` conv layers (roughly: the
+        sensitivity curves and the searches)."""
+        sens = 2 * len(SENSITIVITY_MULTIPLIERS) * layers + 2
         search = len(self.approaches) * len(self.variants) * self.pop * self.gens
         return sens + search
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from axonnx.errors import AxonnxError
-from axonnx.plan import LayerRule, Plan
+from axonnx.plan import LayerRule, Plan, check_encoded_operand
 
 MODES = ("single", "cumulative")
 
@@ -68,8 +68,7 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
         raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
     if not multipliers:
         raise AxonnxError("give at least one multiplier (--mult)")
-    if encoded_operand not in ("weight", "activation"):
-        raise AxonnxError(f"--encoded-operand must be weight or activation, not {encoded_operand!r}")
+    check_encoded_operand(encoded_operand)
     loaded = load_model(model)
     _, layers, _ = prepared(loaded)
     names = [layer.name for layer in layers]

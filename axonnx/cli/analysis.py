@@ -92,13 +92,12 @@ def sensitivity_command(
     from axonnx.analysis.evaluation import canonical_recovery
     from axonnx.analysis.sensitivity import MODES, sensitivity, write_sensitivity
     from axonnx.multipliers.names import split_names
+    from axonnx.plan import check_encoded_operand
 
     try:
         if mode not in MODES:
             raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
-        if encoded_operand not in ("weight", "activation"):
-            raise AxonnxError(f"--encoded-operand must be weight or activation, not "
-                              f"{encoded_operand!r}")
+        check_encoded_operand(encoded_operand)  # before the images load
         aliases = split_names(mult)
         recovery = canonical_recovery(recovery)
         _check_model(model)
@@ -199,7 +198,6 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
              klms_keep, recovery, calib, encoded_operand, data, sample, workers, dask,
              energy_table, quiet):
     from axonnx.analysis.data import balanced_subset, calibration_images, evaluation_split
-    from axonnx.analysis.evaluation import canonical_recovery
     from axonnx.analysis.explore import ExploreConfig, explore
     from axonnx.analysis.space import SEARCH_APPROACHES, parse_library
 
@@ -218,10 +216,7 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
         names = parse_library(library)
     if floor is not None and floor > 1:
         floor = floor / 100.0
-    if encoded_operand not in ("weight", "activation"):
-        raise AxonnxError(f"--encoded-operand must be weight or activation, not {encoded_operand!r}")
     _check_model(model)
-    recovery = canonical_recovery(recovery)
     reeval, reeval_max_loss = reeval
     config = ExploreConfig(approach=approach, library=names, classes=classes, pop=pop, gens=gens,
                            seed=seed, subset=subset or None, floor=floor, recovery=recovery,
@@ -233,7 +228,7 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
     full = evaluation_split(data, sample)
     search = balanced_subset(full, config.subset)
     calibration = None
-    if recovery != "none":
+    if config.recovery != "none":  # (check() made the name canonical)
         calibration = calibration_images(data, sample, calib, search)
     with _backend(workers, dask) as backend, progress_bar(not quiet) as bar:
         return explore(model, config, out, search_split=search, full_split=full,
@@ -314,7 +309,11 @@ def reproduce_command(
         _check_model(model)
         config = StudyConfig.quick() if quick else StudyConfig.full()
         if not quick and not json_output:
-            stderr.print(f"the full study scores about {config.estimated_plans():,} plans and may "
+            from axonnx.model import load_model
+            from axonnx.transform import prepared
+
+            layers = len(prepared(load_model(model))[1])
+            stderr.print(f"the full study scores about {config.estimated_plans(layers):,} plans and may "
                          "take hours on a small machine (use --quick for a few minutes); it "
                          "resumes where it stopped if interrupted", soft_wrap=True,
                          highlight=False)

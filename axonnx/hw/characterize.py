@@ -335,12 +335,12 @@ STRENGTH_TARGETS = {"ROUP_L": 0.10, "ROUP_M": 0.20, "ROUP_H": 0.60}
 def pareto_rows(rows: list[dict], error: str = "mred") -> list[dict]:
     """Rows not dominated in (relative energy, error metric): nothing is both cheaper and
     more accurate."""
-    front = []
-    for r in rows:
-        e, x = r["relative_energy"], r["error"][error]
-        if not any(o is not r and o["relative_energy"] <= e and o["error"][error] <= x and
-                   (o["relative_energy"] < e or o["error"][error] < x) for o in rows):
-            front.append(r)
+    from axonnx.analysis.pareto import pareto_mask
+
+    if not rows:
+        return []
+    keep = pareto_mask([[r["relative_energy"], r["error"][error]] for r in rows])
+    front = [r for r, k in zip(rows, keep) if k]
     return sorted(front, key=lambda r: -r["relative_energy"])
 
 
