@@ -52,6 +52,35 @@ def test_every_8bit_configuration_matches_the_definition_exhaustively(mult):
             assert mult.multiply_scalar(a, b) == table[a + 128, b + 128]
 
 
+def zero_point_free_definition(a: np.ndarray, b: np.ndarray, p: int, widths) -> np.ndarray:
+    """SPEC.md on 9-bit zero-point-free operands: b's digits from its 10-bit two's
+    complement (5 digits), the fifth one kept exact."""
+    bits = [(b >> k) & 1 for k in range(10)]
+    total = np.zeros(np.broadcast_shapes(a.shape, b.shape), np.int64)
+    for j, r in zip(range(p, 5), list(widths) + [0]):
+        d = -2 * bits[2 * j + 1] + bits[2 * j] + (bits[2 * j - 1] if j > 0 else 0)
+        rounded = a if r == 0 else (2**r) * ((a + 2 ** (r - 1)) // 2**r)
+        total += rounded * d * 4**j
+    return total
+
+
+@pytest.mark.parametrize("mult", roup_family(8), ids=lambda m: m.name)
+def test_zero_point_free_operands_match_the_definition_exhaustively(mult):
+    """x - zx and w - zw span [-255, 255]: all 261,121 pairs of each configuration, and
+    the exact configuration is the plain product there too."""
+    a = np.arange(-255, 256)[:, None]
+    b = np.arange(-255, 256)[None, :]
+    got = mult.multiply(a, b)
+    assert np.array_equal(got, zero_point_free_definition(a, b, mult.perforation, mult.widths))
+    assert np.array_equal(got[127:383, 127:383], mult.multiply(A, B))  # the 8-bit block
+    for av, bv in ((255, -255), (-255, 255), (200, 129), (-129, -200)):
+        assert mult.multiply_scalar(av, bv) == got[av + 255, bv + 255]
+    if mult.is_exact:
+        assert np.array_equal(got, a * b)
+    with pytest.raises(AxonnxError, match="outside its accepted range"):
+        mult.multiply(np.array(256), np.array(0))
+
+
 def test_exact_configuration_and_products_fit_2n_bits():
     assert np.array_equal(parse("ROUP(0,0)").multiply(A, B), A * B)
     for m in roup_family(8):

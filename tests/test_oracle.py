@@ -69,8 +69,9 @@ def test_exact_oracle_equals_qlinearconv(geometry, xdt, wdt, per_channel, group)
 
 
 def brute_force(args, mults, index, encoded, attrs):
-    """SPEC.md term by term with Python ints: stored operands to each multiplier's domain,
-    padding with x's zero point, sum M(a,b) - zb*a - za*b + za*zb, + bias, requantize."""
+    """SPEC.md term by term with Python ints, padding with x's zero point: ROUP and SKIP
+    see zero-point-free operands, sum M(x - zx, w - zw) (ROUP by its golden scalar model);
+    a LUT sees stored operands in its domain, sum M(a,b) - zb*a - za*b + za*zb; + bias."""
     x, xs, zx, w, ws, zw, ys, zy, b = args
     n, c, h, wd = x.shape
     m = w.shape[0]
@@ -101,6 +102,13 @@ def brute_force(args, mults, index, encoded, attrs):
                                 r, s = i * sh + p - top, j * sw + q - left
                                 xv = x[b_i, ci, r, s] if 0 <= r < h and 0 <= s < wd else zx
                                 mult = mults[index[o, ci, p, q]]
+                                if mult.zero_point_free:
+                                    xa, wb = int(xv) - int(zx), int(w[o, ci, p, q]) - int(zw[o])
+                                    a, bb = (xa, wb) if encoded == "weight" else (wb, xa)
+                                    golden = getattr(mult, "multiply_scalar", None)
+                                    total += (golden(a, bb) if golden
+                                              else int(mult.multiply(np.array(a), np.array(bb))))
+                                    continue
                                 if encoded == "weight":
                                     a_s, b_s = mult.a_signed, mult.b_signed
                                     a, za = dom(xv, x.dtype.type, a_s), dom(zx, x.dtype.type, a_s)

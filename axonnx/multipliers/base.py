@@ -13,11 +13,17 @@ class Multiplier:
     ``a`` is the operand that a ROUP multiplier rounds, ``b`` the one it radix-4 encodes.
     ``multiply(a, b)`` takes integer arrays in the multiplier's operand domain and returns
     the exact int64 products the circuit would produce.
+
+    Inside a quantized convolution (SPEC.md) a ``zero_point_free`` multiplier (ROUP, SKIP)
+    sees ``a = x - zx`` and ``b = w - zw``, which span up to N+1 bits signed: it accepts
+    operands in ``[-(2^N - 1), 2^N - 1]``. A table multiplier (LUT) sees stored values in its
+    N-bit domain, and the accumulator gets exact zero-point corrections.
     """
 
     bits: int = 8
     a_signed: bool = True
     b_signed: bool = True
+    zero_point_free: bool = True
 
     @property
     def name(self) -> str:  # canonical name, parseable by axonnx.multipliers.parse
@@ -35,15 +41,22 @@ class Multiplier:
             return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
         return 0, (1 << self.bits) - 1
 
+    def accepted_range(self, signed: bool) -> tuple[int, int]:
+        """The operand values ``multiply`` takes: the N-bit domain, or for a
+        ``zero_point_free`` multiplier every difference of two N-bit values."""
+        if self.zero_point_free:
+            return -((1 << self.bits) - 1), (1 << self.bits) - 1
+        return self.operand_range(signed)
+
     def _check_operands(self, a, b) -> tuple[np.ndarray, np.ndarray]:
         a = np.asarray(a, dtype=np.int64)
         b = np.asarray(b, dtype=np.int64)
         for label, values, signed in (("a", a, self.a_signed), ("b", b, self.b_signed)):
-            lo, hi = self.operand_range(signed)
+            lo, hi = self.accepted_range(signed)
             if values.size and (values.min() < lo or values.max() > hi):
                 raise AxonnxError(
-                    f"{self.name}: operand {label} outside its {self.bits}-bit "
-                    f"{'signed' if signed else 'unsigned'} range [{lo}, {hi}]"
+                    f"{self.name}: operand {label} outside its accepted "
+                    f"range [{lo}, {hi}]"
                 )
         return a, b
 

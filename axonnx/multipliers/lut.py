@@ -25,7 +25,9 @@ def lut_search_dirs() -> list[Path]:
 class LUT(Multiplier):
     """A 256x256 product table. ``table[i, j]`` is the product of the i-th and j-th values
     of each operand's domain (for an unsigned operand value v, index v; for a signed one,
-    index v + 128)."""
+    index v + 128). It sees stored values, not zero-point-free ones (SPEC.md)."""
+
+    zero_point_free = False
 
     def __init__(self, name: str, table: np.ndarray, *, a_signed: bool = False,
                  b_signed: bool = False, source: str = ""):

@@ -3,6 +3,11 @@
 Definitions (SPEC.md): B is Booth-encoded into digits ``d_j = -2 b[2j+1] + b[2j] + b[2j-1]``,
 A is rounded half-up at bit r, ``round_r(A) = 2^r floor((A + 2^(r-1)) / 2^r)``, and
 ``ROUP(A, B) = sum_{j=P}^{N/2-1} round_{r_j}(A) d_j 4^j`` with ``r_j = max(0, R - 2j)``.
+
+Inside a quantized convolution the operands are zero-point-free differences (SPEC.md), up
+to N+1 bits signed. B then gets as many radix-4 digits as its range needs: one more, digit
+N/2, whose rounding width is 0 (the asymmetric schedule's max(0, R - 2j) for every R <= N).
+For B in the N-bit range that digit is 0, so the N-bit products are unchanged.
 """
 
 from __future__ import annotations
@@ -100,19 +105,23 @@ class ROUP(Multiplier):
         """Rounding width used for partial product j, or None if it is perforated."""
         return None if j < self.perforation else self.widths[j - self.perforation]
 
+    @property
+    def kept_digits(self) -> tuple[tuple[int, int], ...]:
+        """(j, r_j) of every kept partial product, the extra digit N/2 of an (N+1)-bit
+        zero-point-free operand included (exact: r = 0)."""
+        return tuple(enumerate(self.widths + (0,), start=self.perforation))
+
     def multiply_scalar(self, a: int, b: int) -> int:
         """The golden model: eq. (1) term by term on Python integers."""
         self._check_operands(a, b)
-        return sum(
-            round_half_up(int(a), r) * booth_digit(int(b), j) * 4**j
-            for j, r in enumerate(self.widths, start=self.perforation)
-        )
+        return sum(round_half_up(int(a), r) * booth_digit(int(b), j) * 4**j
+                   for j, r in self.kept_digits)
 
     def multiply(self, a, b) -> np.ndarray:
         a, b = self._check_operands(a, b)
-        digits = booth_digits(b, self.bits)
+        digits = booth_digits(b, self.bits + 2)
         out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.int64)
-        for j, r in enumerate(self.widths, start=self.perforation):
+        for j, r in self.kept_digits:
             out += round_half_up_array(a, r) * digits[..., j] * (1 << (2 * j))
         return out
 

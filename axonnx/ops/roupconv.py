@@ -154,32 +154,37 @@ def roup_conv(
     zw = np.broadcast_to(np.asarray(w_zero_point).reshape(-1), (m_out,))
     m_per_group = m_out // g
 
-    # Both operands move into each multiplier's domain; padding holds x's zero point.
+    # Padding holds x's zero point, so its zero-point-free value is an exact 0.
     cols, ho, wo = im2col(x.astype(np.int64), int(zx), geometry)
     acc = np.zeros((n, m_out, ho, wo), dtype=np.int64)
     for mi, mult in enumerate(mults):
-        # a is the rounded operand: x when the weight is encoded, w otherwise.
-        if encoded_operand == "weight":
-            x_signed, w_signed = mult.a_signed, mult.b_signed
-        else:
-            w_signed, x_signed = mult.a_signed, mult.b_signed
-        xs = to_domain(cols, x.dtype, x_signed)
-        zxs = int(to_domain(zx, x.dtype, x_signed))
+        # The rounded operand a is x when the weight is encoded, w otherwise.
+        x_signed, w_signed = ((mult.a_signed, mult.b_signed) if encoded_operand == "weight"
+                              else (mult.b_signed, mult.a_signed))
         for out_ch in range(m_out):
             mask = index[out_ch] == mi
             if not mask.any():
                 continue
             grp = out_ch // m_per_group
-            window = xs[:, grp * c_per_group:(grp + 1) * c_per_group][:, mask]  # [N, k, Ho, Wo]
-            ws = to_domain(w[out_ch][mask], w.dtype, w_signed)[None, :, None, None]
-            zws = int(to_domain(zw[out_ch], w.dtype, w_signed))
-            if encoded_operand == "weight":
-                products = mult.multiply(window, ws)
+            window = cols[:, grp * c_per_group:(grp + 1) * c_per_group][:, mask]  # [N, k, Ho, Wo]
+            w_taps = w[out_ch][mask].astype(np.int64)[None, :, None, None]
+            if mult.zero_point_free:
+                # SPEC: acc = sum M(x - zx, w - zw)
+                xs, ws = window - int(zx), w_taps - int(zw[out_ch])
+                correction = 0
             else:
-                products = mult.multiply(np.broadcast_to(ws, window.shape), window)
-            # SPEC: acc = sum M(x_s, w_s) - zw_s sum x_s - zx_s sum w_s + K zx_s zw_s
-            terms = products - zws * window - zxs * ws + zxs * zws
-            acc[:, out_ch] += terms.sum(axis=1)
+                # SPEC: acc = sum M(x_s, w_s) - zw_s sum x_s - zx_s sum w_s + K zx_s zw_s,
+                # stored values moved into the table's domain.
+                xs = to_domain(window, x.dtype, x_signed)
+                ws = to_domain(w_taps, w.dtype, w_signed)
+                zxs = int(to_domain(zx, x.dtype, x_signed))
+                zws = int(to_domain(zw[out_ch], w.dtype, w_signed))
+                correction = zxs * zws - zws * xs - zxs * ws
+            if encoded_operand == "weight":
+                products = mult.multiply(xs, ws)
+            else:
+                products = mult.multiply(np.broadcast_to(ws, xs.shape), xs)
+            acc[:, out_ch] += (products + correction).sum(axis=1)
     if bias is not None:
         acc += np.asarray(bias, dtype=np.int64)[None, :, None, None]
     if return_accumulator:

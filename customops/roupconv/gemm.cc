@@ -196,8 +196,9 @@ __attribute__((target("avx2"))) void RequantizeAvx2(const int32_t* acc, int n, f
   if (i < n) RequantizePortable(acc + i, n - i, scale, zero_point, lo, hi, out + i);
 }
 
-// x_s = u - 128 as int16, transformed: round_r(x) = ((x + 2^(r-1)) >> r) << r (arithmetic
-// shift: floors), or digit_j(x) = -2 x[2j+1] + x[2j] + x[2j-1] (bits of the two's complement).
+// a = u - zero as int16, transformed: round_r(a) = ((a + 2^(r-1)) >> r) << r (arithmetic
+// shift: floors), or digit_j(a) = -2 a[2j+1] + a[2j] + a[2j-1] (bits of the two's complement),
+// shifted left by t.shift.
 __attribute__((target("avx2"))) inline __m256i TransformAvx2(__m256i v, const XTransform& t) {
   const int p = t.param;
   if (t.kind == XTransform::Kind::kRound) {
@@ -211,24 +212,26 @@ __attribute__((target("avx2"))) inline __m256i TransformAvx2(__m256i v, const XT
   const __m256i mid = _mm256_and_si256(_mm256_sra_epi16(v, _mm_cvtsi32_si128(2 * p)), one);
   const __m256i lo = p > 0 ? _mm256_and_si256(_mm256_sra_epi16(v, _mm_cvtsi32_si128(2 * p - 1)), one)
                            : _mm256_setzero_si256();
-  return _mm256_sub_epi16(_mm256_add_epi16(mid, lo), _mm256_add_epi16(hi, hi));
+  const __m256i digit = _mm256_sub_epi16(_mm256_add_epi16(mid, lo), _mm256_add_epi16(hi, hi));
+  return _mm256_sll_epi16(digit, _mm_cvtsi32_si128(t.shift));
 }
 
 __attribute__((target("avx2"))) void PackAvx2(const uint8_t* index, size_t ld, int rows, int cols,
                                               const XTransform& transform, int16_t* packed) {
   const int kpairs = (rows + 1) / 2;
-  const __m128i flip = _mm_set1_epi8(static_cast<char>(0x80));
+  const __m256i zero = _mm256_set1_epi16(static_cast<int16_t>(transform.zero));
   const __m256i keep_even = _mm256_set1_epi32(0x0000FFFF);  // zero the missing odd row
   for (int q = 0; q < kpairs; ++q) {
     const uint8_t* r0 = index + static_cast<size_t>(2 * q) * ld;
     const bool pair = 2 * q + 1 < rows;
     const uint8_t* r1 = pair ? r0 + ld : r0;
     for (int t = 0; t < cols / kTile; ++t) {
-      // u ^ 0x80 read as int8 is u - 128.
-      const __m128i a = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + t * kTile)), flip);
-      const __m128i b = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + t * kTile)), flip);
-      __m256i v0 = TransformAvx2(_mm256_cvtepi8_epi16(_mm_unpacklo_epi8(a, b)), transform);
-      __m256i v1 = TransformAvx2(_mm256_cvtepi8_epi16(_mm_unpackhi_epi8(a, b)), transform);
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + t * kTile));
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + t * kTile));
+      __m256i v0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(a, b)), zero);
+      __m256i v1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_unpackhi_epi8(a, b)), zero);
+      v0 = TransformAvx2(v0, transform);
+      v1 = TransformAvx2(v1, transform);
       if (!pair) {
         v0 = _mm256_and_si256(v0, keep_even);
         v1 = _mm256_and_si256(v1, keep_even);
@@ -260,8 +263,9 @@ const bool kAvx2 = DetectAvx2();
 bool UsingAvx2() { return kAvx2; }
 
 int16_t XTransform::Apply(int u) const {
-  const int v = u - 128;
-  return static_cast<int16_t>(kind == Kind::kRound ? RoundHalfUp(v, param) : BoothDigit(v, param));
+  const int a = u - zero;
+  return static_cast<int16_t>(kind == Kind::kRound ? RoundHalfUp(a, param)
+                                                   : BoothDigit(a, param) * (1 << shift));
 }
 
 void PackColumns(const uint8_t* index, size_t ld, int rows, int cols, const XTransform& transform,

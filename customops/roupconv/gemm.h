@@ -11,11 +11,15 @@ namespace axonnx::roupconv {
 // Columns (output pixels) are handled in tiles of this many.
 constexpr int kTile = 16;
 
-// What one GEMM multiplies the activations by: x_s = u - 128 (u the activation index) rounded
-// at bit r (weight encoded), or Booth digit j of x_s (activation encoded).
+// What one GEMM multiplies the activations by: the zero-point-free a = u - zero (u the
+// activation index, zero the index of x's zero point) rounded at bit r (weight encoded), or
+// Booth digit j of a times 2^shift (activation encoded; the shift keeps the weight side of the
+// top digit within int16).
 struct XTransform {
   enum class Kind { kRound, kDigit } kind = Kind::kRound;
   int param = 0;  // r or j
+  int shift = 0;
+  int zero = 0;
   int16_t Apply(int u) const;
 };
 

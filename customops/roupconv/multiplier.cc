@@ -62,23 +62,23 @@ Multiplier ParseMultiplier(const std::string& original) {
   }
   m.kind = MultiplierKind::kRoup;
   m.perforation = SmallInt(match[1].str(), text);
-  if (m.perforation >= kDigits) {
+  if (m.perforation >= kNameDigits) {
     throw OpError("multiplier '" + text + "': perforation P=" + std::to_string(m.perforation) +
-                  " must lie in [0, " + std::to_string(kDigits - 1) + "] for N=8");
+                  " must lie in [0, " + std::to_string(kNameDigits - 1) + "] for N=8");
   }
   std::vector<int> widths;
   if (match[2].matched) {
     const int rounding = SmallInt(match[2].str(), text);
-    for (int j = m.perforation; j < kDigits; ++j) widths.push_back(std::max(0, rounding - 2 * j));
+    for (int j = m.perforation; j < kNameDigits; ++j) widths.push_back(std::max(0, rounding - 2 * j));
   } else {
     const std::string vec = match[3].str();
     for (auto it = std::sregex_iterator(vec.begin(), vec.end(), kNumber); it != std::sregex_iterator(); ++it) {
       widths.push_back(SmallInt(it->str(), text));
     }
-    if (static_cast<int>(widths.size()) != kDigits - m.perforation) {
+    if (static_cast<int>(widths.size()) != kNameDigits - m.perforation) {
       throw OpError("multiplier '" + text + "': the rounding vector needs " +
-                    std::to_string(kDigits - m.perforation) + " widths (r_" +
-                    std::to_string(m.perforation) + "..r_" + std::to_string(kDigits - 1) + "), got " +
+                    std::to_string(kNameDigits - m.perforation) + " widths (r_" +
+                    std::to_string(m.perforation) + "..r_" + std::to_string(kNameDigits - 1) + "), got " +
                     std::to_string(widths.size()));
     }
   }
@@ -87,7 +87,7 @@ Multiplier ParseMultiplier(const std::string& original) {
       throw OpError("multiplier '" + text + "': rounding widths must lie in [0, 8], got " + std::to_string(r));
     }
   }
-  for (int j = m.perforation; j < kDigits; ++j) m.width[j] = widths[j - m.perforation];
+  for (int j = m.perforation; j < kNameDigits; ++j) m.width[j] = widths[j - m.perforation];
   return m;
 }
 

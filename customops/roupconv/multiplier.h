@@ -8,8 +8,11 @@
 
 namespace axonnx::roupconv {
 
-constexpr int kBits = 8;             // operand width inside the op
-constexpr int kDigits = kBits / 2;   // radix-4 Booth digits per operand
+constexpr int kBits = 8;                  // N of every multiplier name inside the op
+constexpr int kNameDigits = kBits / 2;    // the digits P and the rounding vector refer to
+// Zero-point-free operands (x - zx, w - zw) span up to 9 bits signed: one more radix-4 digit,
+// kept exact (r = 0), which is 0 for every operand in the 8-bit range (SPEC.md).
+constexpr int kDigits = kNameDigits + 1;
 
 enum class MultiplierKind { kRoup, kSkip, kLut };
 
@@ -17,7 +20,8 @@ struct Multiplier {
   MultiplierKind kind = MultiplierKind::kRoup;
   std::string name;
   int perforation = 0;                // P: digits j < P are omitted
-  std::array<int, kDigits> width{};   // r_j for j >= P (rounding width of partial product j)
+  std::array<int, kDigits> width{};   // r_j for j >= P (rounding width of partial product j);
+                                      // r_4, of the extra digit, is 0
   int lut = -1;                       // ordinal among the node's LUT entries
   std::string lut_name;
 
@@ -27,9 +31,10 @@ struct Multiplier {
 // Throws OpError naming the problem when `text` is not a valid 8-bit multiplier name.
 Multiplier ParseMultiplier(const std::string& text);
 
-// Booth digit j of an 8-bit two's-complement value v: -2 b[2j+1] + b[2j] + b[2j-1], b[-1] = 0.
+// Booth digit j of a two's-complement value v of up to 10 bits: -2 b[2j+1] + b[2j] + b[2j-1],
+// b[-1] = 0.
 inline int BoothDigit(int v, int j) {
-  const unsigned u = static_cast<unsigned>(v) & 0xFFu;
+  const unsigned u = static_cast<unsigned>(v) & 0x3FFu;
   const int hi = (u >> (2 * j + 1)) & 1u;
   const int mid = (u >> (2 * j)) & 1u;
   const int lo = j > 0 ? static_cast<int>((u >> (2 * j - 1)) & 1u) : 0;

@@ -24,6 +24,11 @@ int64_t RoundUp(int64_t a, int64_t b) { return CeilDiv(a, b) * b; }
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
+// With the activation encoded, digit j's partial product 4^j round(w - zw) D_j(x - zx) is split
+// as (2^e round(w - zw)) x (2^(2j - e) D_j(x - zx)), e = WeightDigitExponent(j): a rounded
+// 9-bit weight times 4^3 still fits int16, times 4^4 would not.
+constexpr int WeightDigitExponent(int j) { return 2 * std::min(j, kNameDigits - 1); }
+
 template <size_t N>
 std::array<int64_t, N> ReadFixed(const std::vector<int64_t>& values, const char* name, int64_t min) {
   if (values.size() != N) {
@@ -324,24 +329,21 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     return d[static_cast<size_t>(m * K + k)];
   };
 
-  plan.sum_w.assign(static_cast<size_t>(M), 0);
-  plan.zw_s.assign(static_cast<size_t>(M), 0);
   plan.lut_taps.resize(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
-    const int zw = static_cast<int>(w_zero_point[w_zero_point_size == 1 ? 0 : m] ^ w_flip_) - 128;
-    plan.zw_s[static_cast<size_t>(m)] = zw;
+    const int zw = w_zero_point[w_zero_point_size == 1 ? 0 : m] ^ w_flip_;  // its weight index
     for (int64_t k = 0; k < K; ++k) {
       const int v = w[m * K + k] ^ w_flip_;  // weight index
-      const int b = v - 128;                 // signed-domain weight
-      plan.sum_w[static_cast<size_t>(m)] += b;
+      const int b = v - zw;                  // zero-point-free weight, 9 bits signed
       const Multiplier& mult = multipliers_[index ? index[m * K + k] : 0];
       switch (mult.kind) {
         case MultiplierKind::kSkip:
           break;
         case MultiplierKind::kLut:
-          // The exact signed product joins the exact group; the gather adds the LUT's error.
+          // The exact product (x - zx)(w - zw) joins the exact group (it is the table's value
+          // with SPEC's zero-point corrections applied); the gather adds the table's error.
           if (encode_activation_) {
-            for (int j = 0; j < kDigits; ++j) cell(j, m, k) += b * (1 << (2 * j));
+            for (int j = 0; j < kDigits; ++j) cell(j, m, k) += b * (1 << WeightDigitExponent(j));
           } else {
             cell(0, m, k) += b;
           }
@@ -352,7 +354,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
           for (int j = mult.perforation; j < kDigits; ++j) {
             if (encode_activation_) {
               const int rounded = RoundHalfUp(b, mult.width[j]);
-              if (rounded) cell(j, m, k) += rounded * (1 << (2 * j));
+              if (rounded) cell(j, m, k) += rounded * (1 << WeightDigitExponent(j));
             } else {
               const int d = BoothDigit(b, j);
               if (d) cell(mult.width[j], m, k) += d * (1 << (2 * j));
@@ -361,19 +363,15 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
           break;
       }
     }
-    // -zw * sum_k x_k, folded into the GEMMs: round_0(x) = x, and sum_j D_j(x) 4^j = x.
-    if (zw) {
-      for (int slot = 0; slot < (encode_activation_ ? kDigits : 1); ++slot) {
-        for (int64_t k = 0; k < K; ++k) cell(slot, m, k) -= zw * (1 << (2 * slot));
-      }
-    }
   }
 
   for (int slot = 0; slot < slots; ++slot) {
     const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
     if (d.empty()) continue;
     WeightPlan::Gemm gemm;
-    gemm.transform = {encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound, slot};
+    gemm.transform.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
+    gemm.transform.param = slot;
+    if (encode_activation_) gemm.transform.shift = 2 * slot - WeightDigitExponent(slot);
     gemm.rows.resize(static_cast<size_t>(plan.group));
     gemm.weights.resize(static_cast<size_t>(plan.group));
     bool any = false;
@@ -494,7 +492,7 @@ struct Job {
   uint8_t* y;
   int64_t C, P, chunk, chunks;
   uint8_t x_flip, x_pad;
-  std::vector<int32_t> base;   // per m: the exact constant terms and the bias
+  std::vector<int32_t> base;   // per m: the bias
   std::vector<float> scale;    // per m
   int y_zero_point, y_lo, y_hi;
   std::atomic<bool> failed{false};
@@ -519,8 +517,10 @@ struct Job {
       for (const WeightPlan::Gemm& gemm : p.gemms) {
         const std::vector<int32_t>& rows = gemm.rows[static_cast<size_t>(g)];
         if (rows.empty()) continue;
+        XTransform transform = gemm.transform;
+        transform.zero = x_pad;
         PackColumns(index, static_cast<size_t>(cols), static_cast<int>(p.K), static_cast<int>(cols),
-                    gemm.transform, scratch.packed.data());
+                    transform, scratch.packed.data());
         GemmS16(gemm.weights[static_cast<size_t>(g)].data(), static_cast<int>(rows.size()), rows.data(),
                 static_cast<int>(p.Kp), scratch.packed.data(), static_cast<int>(cols), acc,
                 static_cast<size_t>(cols));
@@ -569,16 +569,14 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
   job.C = in.x_shape[1];
   job.P = P;
   job.x_flip = x_flip_;
-  job.x_pad = in.x_zero_point ^ x_flip_;
-  const int64_t za = static_cast<int64_t>(job.x_pad) - 128;  // x's zero point, signed domain
+  job.x_pad = in.x_zero_point ^ x_flip_;  // padding holds x's zero point: operand a = 0
 
-  // acc = GEMMs + gathers + base, base[m] = -za sum_k w_s + K za zw_s + B[m] (int32 like QLinearConv).
+  // acc = GEMMs + gathers + B[m]: the operands are zero-point-free, so no correction terms.
   job.base.resize(static_cast<size_t>(M));
   job.scale.resize(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
     const size_t i = static_cast<size_t>(m);
-    const int64_t base = -za * plan.sum_w[i] + plan.K * za * plan.zw_s[i] + (in.bias ? in.bias[m] : 0);
-    job.base[i] = static_cast<int32_t>(static_cast<uint32_t>(base));
+    job.base[i] = in.bias ? in.bias[m] : 0;
     const float w_scale = in.w_scale[in.w_scale_size == 1 ? 0 : m];
     const float product = in.x_scale * w_scale;  // float32, as onnxruntime computes it
     job.scale[i] = product / in.y_scale;

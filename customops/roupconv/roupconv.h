@@ -6,7 +6,8 @@
 //   sum_k M_k(x_k, w_k) = sum_r conv(round_r(X), W_r),  W_r = sum_{j >= P_c, r_cj = r} d_j(w) 4^j,
 // one exact int16 GEMM per distinct rounding width r; with the activation encoded, one GEMM per
 // Booth digit j of X. LUT positions join the exact group and add their error T[a][b] - a*b
-// from a per-weight-value table row. The zero-point terms are exact integer corrections.
+// from a per-weight-value table row. Both operands are zero-point-free (x - zx, w - zw), so a
+// real zero, padding included, reaches every multiplier as an exact 0.
 #pragma once
 
 #include <array>
@@ -45,15 +46,14 @@ struct WeightPlan {
   int64_t M = 0, Cg = 0, KH = 0, KW = 0, K = 0, Kp = 0, group = 1, Mg = 0;
 
   struct Gemm {
-    XTransform transform;  // activation index u (stored byte, int8 flipped) -> GEMM operand
+    XTransform transform;  // activation index u (stored byte, int8 flipped) -> GEMM operand;
+                           // its zero is set per run from x's zero point
     // Per conv group: the output channels (local to the group) with a non-zero weight row, and
     // those rows, compacted: [rows.size()][Kp].
     std::vector<std::vector<int32_t>> rows;
     std::vector<std::vector<int16_t>> weights;
   };
   std::vector<Gemm> gemms;
-  std::vector<int64_t> sum_w;          // per m: sum_k w_s[m, k] (signed domain)
-  std::vector<int32_t> zw_s;           // per m: the weight zero point, signed domain
   std::vector<std::vector<LutTap>> lut_taps;  // per m: LUT positions and their error rows
 };
 
