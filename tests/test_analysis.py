@@ -63,7 +63,11 @@ def tiny_images(n: int, seed: int = 0) -> np.ndarray:
     return np.clip(means + rng.normal(0, 40, size=(n, 3, 32, 32)), 0, 255).astype(np.uint8)
 
 
-def quantize_tiny(folder: Path) -> Path:
+def quantize_tiny(folder: Path, variant: str = "int8") -> Path:
+    """The tiny model quantized: ``int8`` (QOperator, int8 activations, per-channel int8
+    weights), ``defaults`` (quantize_static's defaults: QDQ, uint8 activations, per-tensor
+    int8 weights) or ``uint8-weights`` (QOperator, uint8 activations and per-channel uint8
+    weights, whose zero points are not 0)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     images = tiny_images(16, seed=99).astype(np.float32)
@@ -75,10 +79,16 @@ def quantize_tiny(folder: Path) -> Path:
         def get_next(self):
             return next(self.batches, None)
 
-    src, dst = folder / "tiny_fp32.onnx", folder / "tiny_int8.onnx"
+    options = {
+        "int8": dict(quant_format=QuantFormat.QOperator, activation_type=QuantType.QInt8,
+                     weight_type=QuantType.QInt8, per_channel=True),
+        "defaults": {},
+        "uint8-weights": dict(quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                              weight_type=QuantType.QUInt8, per_channel=True),
+    }[variant]
+    src, dst = folder / "tiny_fp32.onnx", folder / f"tiny_{variant}.onnx"
     onnx.save(tiny_float_model(), src)
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QOperator,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True)
+    quantize_static(str(src), str(dst), Reader(), **options)
     return dst
 
 

@@ -20,9 +20,9 @@ from test_analysis import quantize_tiny, tiny_images
 MULTIPLIERS = ("ROUP(1,4)", "ROUP(2,6)", "ROUP(3,8)", "SKIP")
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    path = quantize_tiny(tmp_path_factory.mktemp("rec"))
+@pytest.fixture(scope="module", params=["int8", "defaults", "uint8-weights"])
+def setup(tmp_path_factory, request):
+    path = quantize_tiny(tmp_path_factory.mktemp("rec"), request.param)
     model = onnx.load(str(path))
     images = tiny_images(32, seed=5)
     return model, images, measure_activations(model, images, source="tiny")
