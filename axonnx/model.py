@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,26 +69,80 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike,
     return path
 
 
-def concrete_inputs(model: onnx.ModelProto, batch: int = 1) -> dict[str, np.ndarray]:
-    """Zero-filled inputs: a symbolic leading (batch) dim becomes ``batch``; any other
-    symbolic dim is an error."""
+@dataclass(frozen=True)
+class ModelInput:
+    """One graph input: its name, its dims (None where symbolic; ``dims`` is None when the
+    model declares no shape) and its numpy element type."""
+
+    name: str
+    dims: tuple[int | None, ...] | None
+    dtype: np.dtype
+
+    @property
+    def dynamic(self) -> bool:
+        return self.dims is None or any(d is None for d in self.dims)
+
+    def describe(self) -> str:
+        shape = "of unknown shape" if self.dims is None else (
+            "[" + ", ".join("?" if d is None else str(d) for d in self.dims) + "]")
+        return f"{self.dtype} {shape}"
+
+
+def model_inputs(model: onnx.ModelProto) -> list[ModelInput]:
+    """The graph inputs a caller feeds (initializers excluded)."""
     initializers = {t.name for t in model.graph.initializer}
-    feeds = {}
+    out = []
     for inp in model.graph.input:
         if inp.name in initializers:
             continue
         ttype = inp.type.tensor_type
-        dims = []
-        for axis, d in enumerate(ttype.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(d.dim_value)
-            elif axis == 0:
-                dims.append(batch)
-            else:
-                raise AxonnxError(f"input {inp.name!r} has a symbolic dimension {axis}; "
-                                  "axonnx needs fixed spatial sizes to count multiplications")
-        dtype = helper.tensor_dtype_to_np_dtype(ttype.elem_type)
-        feeds[inp.name] = np.zeros(dims, dtype=dtype)
+        dims = None
+        if ttype.HasField("shape"):
+            dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                         for d in ttype.shape.dim)
+        out.append(ModelInput(inp.name, dims, np.dtype(helper.tensor_dtype_to_np_dtype(ttype.elem_type))))
+    return out
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,224,224"`` (or ``1x3x224x224``) -> (1, 3, 224, 224)."""
+    parts = [p.strip() for p in str(text).replace("x", ",").replace("X", ",").split(",")]
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if not dims or any(d < 1 for d in dims):
+        raise AxonnxError(f"--input-shape {text!r} is not a shape; give positive sizes such as "
+                          "1,3,224,224")
+    return dims
+
+
+def concrete_inputs(model: onnx.ModelProto, batch: int = 1,
+                    input_shape: str | tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+    """Zero-filled inputs: a symbolic leading (batch) dim becomes ``batch``; any other
+    symbolic dim must be given by ``input_shape`` (the full shape of a single-input model,
+    e.g. ``"1,3,224,224"``), else it is an error that says so."""
+    inputs = model_inputs(model)
+    if input_shape is not None:
+        given = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+        if len(inputs) != 1:
+            raise AxonnxError(f"--input-shape sets the shape of a single-input model; this one "
+                              f"has {len(inputs)} inputs ({', '.join(i.name for i in inputs)})")
+        declared = inputs[0].dims
+        if declared is not None and (len(declared) != len(given) or any(
+                d is not None and d != g for d, g in zip(declared, given))):
+            raise AxonnxError(f"--input-shape {','.join(map(str, given))} does not fit input "
+                              f"{inputs[0].name!r} {inputs[0].describe()}; keep its fixed sizes")
+        return {inputs[0].name: np.zeros(given, dtype=inputs[0].dtype)}
+    feeds = {}
+    for inp in inputs:
+        if inp.dims is None or any(d is None for d in inp.dims[1:]):
+            raise AxonnxError(f"input {inp.name!r} has a dynamic shape ({inp.describe()}); "
+                              "axonnx needs fixed spatial sizes to count multiplications: pass "
+                              "--input-shape, e.g. --input-shape 1,3,224,224 (input_shape= in "
+                              "Python)")
+        dims = [batch if d is None else d for d in inp.dims]
+        feeds[inp.name] = np.zeros(dims, dtype=inp.dtype)
     return feeds
 
 
@@ -102,9 +157,11 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return probe
 
 
-def tensor_shapes(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(model: onnx.ModelProto, names: list[str],
+                  input_shape: str | tuple[int, ...] | None = None) -> dict[str, tuple[int, ...]]:
     """Shapes of intermediate tensors, measured by running the model once on zeros
-    (robust where ONNX shape inference stops, e.g. at com.microsoft ops)."""
+    (robust where ONNX shape inference stops, e.g. at com.microsoft ops); ``input_shape``
+    as :func:`concrete_inputs` takes it."""
     from axonnx._library import InferenceSession
 
     probe = with_outputs(model, names)
@@ -114,5 +171,5 @@ def tensor_shapes(model: onnx.ModelProto, names: list[str]) -> dict[str, tuple[i
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
     session = InferenceSession(probe.SerializeToString(), sess_options=options)
-    values = session.run(names, concrete_inputs(model))
+    values = session.run(names, concrete_inputs(model, input_shape=input_shape))
     return {n: tuple(v.shape) for n, v in zip(names, values)}

@@ -123,6 +123,10 @@ def model_preprocess(model: onnx.ModelProto):
     return Preprocess()
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _session(model: onnx.ModelProto, threads: int | None = None):
     import onnxruntime as ort
 
@@ -141,32 +145,71 @@ def _session(model: onnx.ModelProto, threads: int | None = None):
     except AxonnxError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AxonnxError(f"onnxruntime cannot load the model: {first}") from None
+        raise AxonnxError(f"onnxruntime cannot load the model: {_first_line(exc)}") from None
 
 
-def measure_activations(model, images: np.ndarray, *, batch: int = 250,
-                        threads: int | None = None, source: str = "") -> ActivationStats:
+def _input_feeds(model: onnx.ModelProto, inputs, batch: int):
+    """(feed dict, samples) per chunk of ``inputs``, each checked against the model's inputs
+    before onnxruntime sees it."""
+    from axonnx.data.calibration import fit_to_input, single_input
+    from axonnx.model import model_inputs
+
+    specs = {spec.name: spec for spec in model_inputs(model)}
+    for k, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            item = {single_input(model).name: item}
+        if set(item) != set(specs):
+            raise AxonnxError(f"calibration input {k} feeds {sorted(item)}; the model's inputs "
+                              f"are {sorted(specs)}")
+        feed = {name: fit_to_input(a, specs[name], f"calibration input {k} ({name})")
+                for name, a in item.items()}
+        n = len(next(iter(feed.values())))
+        fixed = [spec.dims[0] for spec in specs.values() if spec.dims and spec.dims[0] is not None]
+        step = max(fixed[0], batch // fixed[0] * fixed[0]) if fixed else batch
+        for s in range(0, n, step):
+            chunk = {name: a[s:s + step] for name, a in feed.items()}
+            yield chunk, len(next(iter(chunk.values())))
+
+
+def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
+                        batch: int = 250, threads: int | None = None,
+                        source: str = "") -> ActivationStats:
     """Histograms of every quantized conv layer's stored input values over ``images``
-    (uint8 NCHW [n, 3, H, W], preprocessed as the model declares)."""
+    (uint8 NCHW [n, 3, H, W], preprocessed as the model declares) or over ``inputs``: an
+    iterable of ready model inputs (no preprocessing), each an array for a single-input
+    model (a batch, or one sample without the batch axis) or a dict {input name: array},
+    checked against the model's inputs (:func:`axonnx.data.calibration.fit_to_input`) and
+    run ``batch`` samples at a time."""
     from axonnx.model import load_model, with_outputs
     from axonnx.passes import GraphIndex
     from axonnx.transform import prepared
 
+    if (images is None) == (inputs is None):
+        raise AxonnxError("give calibration images or inputs= (one of them)")
     model = load_model(model)
     work, layers, _ = prepared(model)
-    if len(images) == 0:
+    if images is not None and len(images) == 0:
         raise AxonnxError("activation statistics need at least one calibration image")
     names = list(dict.fromkeys(layer.inputs[0] for layer in layers))
     session = _session(with_outputs(work, names), threads)
-    prep = model_preprocess(model)
-    feed = session.get_inputs()[0].name
+    if images is not None:
+        prep = model_preprocess(model)
+        feed = session.get_inputs()[0].name
+        feeds = (({feed: prep.apply(images[s:s + batch])}, len(images[s:s + batch]))
+                 for s in range(0, len(images), batch))
+    else:
+        feeds = _input_feeds(model, inputs, batch)
     index = GraphIndex(work.graph)
     taps: dict[str, np.ndarray] = {}
     info: dict[str, tuple] = {}
-    for start in range(0, len(images), batch):
-        x = prep.apply(images[start:start + batch])
-        values = dict(zip(names, session.run(names, {feed: x})))
+    seen = 0
+    for x, n in feeds:
+        try:
+            values = dict(zip(names, session.run(names, x)))
+        except Exception as exc:  # onnxruntime's own error types
+            raise AxonnxError("onnxruntime cannot run the model on the calibration data: "
+                              f"{_first_line(exc)}") from None
+        seen += n
         for layer in layers:
             value = values[layer.inputs[0]]
             if value.dtype not in (np.int8, np.uint8) or value.ndim != 4:
@@ -177,6 +220,8 @@ def measure_activations(model, images: np.ndarray, *, batch: int = 250,
             hw = (int(value.shape[2]), int(value.shape[3]))
             prev = info.get(layer.name, (str(value.dtype), hw, 0))[2]
             info[layer.name] = (str(value.dtype), hw, prev + windows)
+    if seen == 0:
+        raise AxonnxError("activation statistics need at least one calibration sample")
 
     def zero_point(layer) -> int:
         if not layer.inputs[2]:
@@ -189,7 +234,7 @@ def measure_activations(model, images: np.ndarray, *, batch: int = 250,
     return ActivationStats(
         {layer.name: LayerActivations(taps[layer.name], info[layer.name][2], info[layer.name][0],
                                       info[layer.name][1], zero_point(layer))
-         for layer in layers}, int(len(images)), source)
+         for layer in layers}, seen, source)
 
 
 def _geometry(layer, input_hw):

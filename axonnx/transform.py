@@ -137,10 +137,12 @@ def verify_plan(plan: Plan, layers: list[ConvLayer]) -> bool:
     return True
 
 
-def inspect_model(model) -> ModelInfo:
+def inspect_model(model, input_shape: str | tuple[int, ...] | None = None) -> ModelInfo:
+    """The model's quantized conv layers, their multiplications per image and its plan.
+    A model with dynamic spatial sizes needs ``input_shape`` (e.g. ``"1,3,224,224"``)."""
     model = load_model(model)
     work, layers, survey = prepared(model)
-    shapes = tensor_shapes(work, [layer.output for layer in layers])
+    shapes = tensor_shapes(work, [layer.output for layer in layers], input_shape)
     infos = []
     for layer in layers:
         out_hw = tuple(int(v) for v in shapes[layer.output][2:4])

@@ -67,12 +67,31 @@ def calibration_images(data: str | Path | None, sample: bool, n: int, fallback):
     return images, f"first {len(images)} images of {fallback.source} (no training batches)"
 
 
-def recovery_statistics(model, recovery: str, data, sample: bool, calib: int, fallback):
+def own_calibration(model, recovery: str, calib_data: str | Path | None, calib: int):
+    """The user's ``--calib-data`` as model-ready batches (at most ``calib`` samples;
+    :func:`axonnx.data.calibration.load_calibration`), None when not given."""
+    from axonnx.analysis.evaluation import recovery_flags
+
+    if calib_data is None:
+        return None
+    if recovery_flags(recovery) == (False, False):
+        raise AxonnxError("--calib-data feeds the recovery statistics: add --recovery tune, "
+                          "bias or tune+bias, or drop --calib-data")
+    from axonnx.data.calibration import load_calibration
+
+    return load_calibration(calib_data, model, limit=calib)
+
+
+def recovery_statistics(model, recovery: str, data, sample: bool, calib: int, fallback,
+                        calib_data: str | Path | None = None):
     """The activation statistics a recovery mode needs (None for ``none``), measured on
-    :func:`calibration_images`."""
+    :func:`own_calibration` when ``calib_data`` is given, else on :func:`calibration_images`."""
     from axonnx.analysis.evaluation import recovery_flags
     from axonnx.recovery import measure_activations
 
+    own = own_calibration(model, recovery, calib_data, calib)
+    if own is not None:
+        return measure_activations(model, inputs=own.batches, source=own.source)
     if recovery_flags(recovery) == (False, False):
         return None
     images, source = calibration_images(data, sample, calib, fallback)

@@ -224,14 +224,15 @@ def prepare_out(out: Path, config: ExploreConfig) -> dict | None:
 
 
 def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full_split=None,
-            calibration: tuple[np.ndarray, str] | None = None, backend: Backend | None = None,
+            calibration=None, backend: Backend | None = None,
             energy_table=None, progress: Callable | None = None,
             stop_after: int | None = None) -> ExploreResult:
     """Run (or resume) one exploration. ``search_split`` is scored during the search;
     ``full_split`` (if given) re-scores the Pareto set at the end. ``calibration`` =
-    (images, description) feeds the recovery statistics. ``progress(kind, advance,
-    total)`` is called as work completes. ``stop_after`` ends the call after that many
-    generations of this call (the run stays resumable)."""
+    (images, description), or the user's model-ready
+    :class:`axonnx.data.calibration.Calibration`, feeds the recovery statistics.
+    ``progress(kind, advance, total)`` is called as work completes. ``stop_after`` ends the
+    call after that many generations of this call (the run stays resumable)."""
     from axonnx.analysis.cost import PlanCost
     from axonnx.model import load_model
     from axonnx.transform import prepared
@@ -258,8 +259,14 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
         else:
             if calibration is None:
                 raise AxonnxError("recovery needs calibration images")
-            images, source = calibration
-            stats = measure_activations(model, images[: config.calib], source=source)
+            from axonnx.data.calibration import Calibration
+
+            if isinstance(calibration, Calibration):  # the user's own data, model-ready
+                stats = measure_activations(model, inputs=calibration.batches,
+                                            source=calibration.source)
+            else:
+                images, source = calibration
+                stats = measure_activations(model, images[: config.calib], source=source)
             stats.save(stats_path)
         notes.append(f"recovery {config.recovery}, statistics from {stats.source}")
     # In-process scoring may use every core; workers use one thread each.

@@ -31,5 +31,12 @@ RecoveryOption = Annotated[str, typer.Option(
     "--recovery", help="Accuracy recovery without retraining: none, tune (weight tuning), "
     "bias (bias correction) or tune+bias.")]
 CalibOption = Annotated[int, typer.Option(
-    "--calib", help="Calibration images for the recovery statistics (training images when "
-    "the training batches are there).")]
+    "--calib", help="Calibration images (or samples of --calib-data) for the recovery "
+    "statistics (CIFAR-10 training images when the training batches are there).")]
+CalibDataOption = Annotated[Optional[Path], typer.Option(
+    "--calib-data", help="Calibration data of your own for --recovery, fed to the model's "
+    "input as is: a folder of images (.png/.jpg/.jpeg/.bmp, the input's height and width), "
+    ".npy or .npz files, or one .npy/.npz file (at most --calib samples are used).")]
+InputShapeOption = Annotated[Optional[str], typer.Option(
+    "--input-shape", help="The input shape of a model with dynamic sizes, e.g. 1,3,224,224 "
+    "(multiplications are counted at this size).")]

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, fail, stderr, stdout
-from axonnx.cli._options import (CalibOption, DataOption, EncodedOption, RecoveryOption,
-                                 SampleOption)
+from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, EncodedOption,
+                                 RecoveryOption, SampleOption)
 from axonnx.errors import AxonnxError
 
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the results (created).")]
@@ -82,6 +82,7 @@ def sensitivity_command(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.")] = None,
     data: DataOption = None, sample: SampleOption = False,
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
+    calib_data: CalibDataOption = None,
     encoded_operand: EncodedOption = "weight",
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None, json_output: JsonOption = False,
@@ -103,7 +104,7 @@ def sensitivity_command(
         _check_model(model)
         table = _table(energy_table)
         split = evaluation_split(data, sample, limit)
-        stats = recovery_statistics(model, recovery, data, sample, calib, split)
+        stats = recovery_statistics(model, recovery, data, sample, calib, split, calib_data)
         with _backend(workers, dask) as backend, progress_bar(not json_output) as bar:
             result = sensitivity(model, aliases, mode, split, backend=backend,
                                  energy_table=table, recovery=recovery, stats=stats,
@@ -163,6 +164,7 @@ def explore_command(
         "--klms-keep", help="klms: inside (perform the multiplications near the mean, as the "
         "paper) or outside.")] = "inside",
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
+    calib_data: CalibDataOption = None,
     encoded_operand: EncodedOption = "weight",
     data: DataOption = None, sample: SampleOption = False,
     workers: WorkersOption = None, dask: DaskOption = None,
@@ -184,7 +186,8 @@ def explore_command(
         if reeval_max_loss is not None and reeval_max_loss > 1:
             reeval_max_loss /= 100.0
         result = _explore(targets[0], out, approach, classes, library, pop, gens, seed, subset,
-                          floor, (reeval, reeval_max_loss), klms_keep, recovery, calib, encoded_operand, data,
+                          floor, (reeval, reeval_max_loss), klms_keep, recovery,
+                          (calib, calib_data), encoded_operand, data,
                           sample, workers, dask, energy_table, json_output)
     except AxonnxError as exc:
         fail(str(exc))
@@ -197,10 +200,12 @@ def explore_command(
 def _explore(model, out, approach, classes, library, pop, gens, seed, subset, floor, reeval,
              klms_keep, recovery, calib, encoded_operand, data, sample, workers, dask,
              energy_table, quiet):
-    from axonnx.analysis.data import balanced_subset, calibration_images, evaluation_split
+    from axonnx.analysis.data import (balanced_subset, calibration_images, evaluation_split,
+                                      own_calibration)
     from axonnx.analysis.explore import ExploreConfig, explore
     from axonnx.analysis.space import SEARCH_APPROACHES, parse_library
 
+    calib, calib_data = calib
     if approach is None:
         raise AxonnxError(f"give --approach ({', '.join(SEARCH_APPROACHES)})")
     approach = approach.lower().replace("_", "-")
@@ -227,8 +232,8 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
     table = _table(energy_table)
     full = evaluation_split(data, sample)
     search = balanced_subset(full, config.subset)
-    calibration = None
-    if config.recovery != "none":  # (check() made the name canonical)
+    calibration = own_calibration(model, config.recovery, calib_data, calib)
+    if calibration is None and config.recovery != "none":  # (check() made the name canonical)
         calibration = calibration_images(data, sample, calib, search)
     with _backend(workers, dask) as backend, progress_bar(not quiet) as bar:
         return explore(model, config, out, search_split=search, full_split=full,

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr, stdout
-from axonnx.cli._options import ModelArgument
+from axonnx.cli._options import InputShapeOption, ModelArgument
 from axonnx.energy import EXACT, EnergyReport
 
 
@@ -84,6 +84,7 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
 def energy_command(
     model: ModelArgument,
     table: Annotated[Optional[Path], typer.Option("--table", help="A user energy table (JSON or CSV) that overrides or extends the built-in one.")] = None,
+    input_shape: InputShapeOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Multiplier energy per layer of a model, and the gain versus all-exact.
@@ -95,5 +96,5 @@ def energy_command(
     energy_table = EnergyTable.load_default()
     if table is not None:
         energy_table = energy_table.merged(EnergyTable.from_file(table))
-    render_energy_report(energy_report(inspect_model(model).multiplications, energy_table),
-                         json_output)
+    counts = inspect_model(model, input_shape).multiplications
+    render_energy_report(energy_report(counts, energy_table), json_output)

@@ -5,18 +5,19 @@ from __future__ import annotations
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, stdout
-from axonnx.cli._options import ModelArgument
+from axonnx.cli._options import InputShapeOption, ModelArgument
 
 
 @app.command("inspect")
-def inspect_command(model: ModelArgument, json_output: JsonOption = False) -> None:
+def inspect_command(model: ModelArgument, input_shape: InputShapeOption = None,
+                    json_output: JsonOption = False) -> None:
     """List the quantized conv layers, with the plan of a transformed model.
 
     For each layer: weight shape, stride, MACs per image and the multiplications per
     multiplier."""
     from axonnx.transform import inspect_model
 
-    info = inspect_model(model)
+    info = inspect_model(model, input_shape)
     if json_output:
         emit_json(info.as_dict())
         return

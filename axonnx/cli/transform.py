@@ -9,9 +9,10 @@ import typer
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr
 from axonnx.cli._options import (
-    CalibOption, DataOption, EncodedOption, RecoveryOption, SampleOption, FlamOption, KlamChanOption, KlamColOption, KlamRowOption, KlmsKeepOption,
-    KlmsMultOption, KlmsOption, LayersOption, LlamOption, ModelArgument, PlanOption,
-    PolicyOption, SkipFirstOption,
+    CalibDataOption, CalibOption, DataOption, EncodedOption, FlamOption, KlamChanOption,
+    KlamColOption, KlamRowOption, KlmsKeepOption, KlmsMultOption, KlmsOption, LayersOption,
+    LlamOption, ModelArgument, PlanOption, PolicyOption, RecoveryOption, SampleOption,
+    SkipFirstOption,
 )
 from axonnx.errors import AxonnxError
 
@@ -46,7 +47,7 @@ def transform_command(
     skip_first: SkipFirstOption = False, encoded_operand: EncodedOption = "weight",
     save_plan: Annotated[Optional[Path], typer.Option("--save-plan", help="Also write the resolved plan (YAML or JSON).")] = None,
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
-    data: DataOption = None, sample: SampleOption = False,
+    calib_data: CalibDataOption = None, data: DataOption = None, sample: SampleOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
@@ -64,12 +65,14 @@ def transform_command(
                           klms_multiplier=klms_multiplier, policy=policy, layers=layers)
     recovery = canonical_recovery(recovery)
     fixer = None
-    if recovery != "none":
-        # Calibration on training images (as axonnx explore does, so that a Pareto plan of a
-        # recovery run gives the same model); without them, the packaged sample, said so.
+    if recovery != "none" or calib_data is not None:
+        # Calibration on the user's --calib-data, else on training images (as axonnx explore
+        # does, so that a Pareto plan of a recovery run gives the same model); without them,
+        # the packaged sample, said so.
         from axonnx.data import load_sample
 
-        stats = recovery_statistics(loaded, recovery, data, sample, calib, load_sample())
+        stats = recovery_statistics(loaded, recovery, data, sample, calib,
+                                    None if calib_data else load_sample(), calib_data)
         tune, bias = recovery_flags(recovery)
         fixer = Recovery(stats, tune_weights=tune, correct_bias=bias)
         stderr.print(f"recovery {recovery}: statistics from {stats.source}", soft_wrap=True,
