@@ -6,12 +6,16 @@ with the conv input tensors as extra outputs; every input channel and kernel tap
 256-bin histogram of the values it meets, padding holding the zero point included).
 
 Let a weight position hold the stored weight ``w`` and, after tuning, ``w'``, and let its
-multiplier be ``M``. With the operands in the multiplier's domain (SPEC.md), the
-accumulator of the rewritten conv receives ``M(x, w') - zw x - zx w' + zx zw`` where the
-exact conv receives ``(x - zx)(w - zw)``; the difference, this position's **product
-error**, is::
+multiplier be ``M``. The exact conv receives ``(x - zx)(w - zw)``. A ROUP or SKIP position
+receives ``M(x - zx, w' - zw)``: its operands are zero-point-free (SPEC.md). A LUT position
+receives ``M(x, w') - zw x - zx w' + zx zw`` with its operands in the table's domain. The
+difference, this position's **product error**, is then::
 
-    e(x; w, w') = M(x, w') - x w - zx (w' - w)
+    e(x; w, w') = M(x - zx, w' - zw) - (x - zx)(w - zw)          (ROUP, SKIP)
+    e(x; w, w') = M(x, w') - x w - zx (w' - w)                    (LUT)
+
+Both are ``D[x, w'] - u(x) v(w)`` with ``u = x - zx`` and the weight's value ``v``
+(``w - zw`` for ROUP, the table-domain ``w`` for a LUT), which is how the tables store them.
 
 * **Weight tuning** (ALWANN's idea): for every stored weight value ``w`` of a layer and
   every multiplier used there, choose the stored value ``w'`` that minimises
@@ -272,13 +276,14 @@ def _tap_histograms(layer, value: np.ndarray) -> tuple[np.ndarray, int]:
 
 @dataclass
 class _Tables:
-    """For one (layer, multiplier): the product error's moments per input channel c and
-    candidate stored-weight index j. With ``u = x - zx`` and
-    ``D(x, j) = M(x, w'_j) - zx w'_j``, the error is ``e = D(x, j) - u(x) w_i``."""
+    """For one (layer, multiplier, weight zero point): the product error's moments per input
+    channel c and candidate stored-weight index j. ``D[x, j]`` is what the accumulator
+    receives from activation index x and weight index j, ``u[x] = x - zx`` and ``wv[i]``
+    the weight's value, so that the error is ``e = D(x, j) - u(x) wv[i]``."""
 
     d: np.ndarray  # [256 x, 256 j]
     u: np.ndarray  # [256 x]
-    wv: np.ndarray  # [256]            weight domain value of index i / j
+    wv: np.ndarray  # [256]            weight value of index i / j
     p: np.ndarray  # [C, 256 x]        what channel c's multipliers see (taps, padding)
     tap_d: np.ndarray  # [C, kH, kW, j] E_tap[D]
     tap_u: np.ndarray  # [C, kH, kW]    E_tap[u]
@@ -333,36 +338,61 @@ class Recovery:
                               "channels, the layer does not: they belong to another model")
         return la
 
-    def _product_table(self, mult, encoded: str) -> tuple[np.ndarray, bool, bool]:
-        """M as [x index, w index] over the 256 domain values, and the domains' signedness."""
-        key = (mult.name, encoded)
+    def _product_table(self, mult, encoded: str, x_values: np.ndarray,
+                       w_values: np.ndarray) -> np.ndarray:
+        """M as [x index, w index] for these operand values (the rounded operand first)."""
+        # Each operand's 256 values are consecutive, so the first one identifies them.
+        key = (mult.name, encoded, int(x_values[0]), int(w_values[0]))
         if key not in self._products:
-            table = mult.product_table().astype(np.float64)
-            self._products[key] = table if encoded == "weight" else np.ascontiguousarray(table.T)
-        if encoded == "weight":
-            return self._products[key], mult.a_signed, mult.b_signed
-        return self._products[key], mult.b_signed, mult.a_signed
+            x, w = np.meshgrid(x_values, w_values, indexing="ij")
+            table = mult.multiply(x, w) if encoded == "weight" else mult.multiply(w, x)
+            self._products[key] = table.astype(np.float64)
+        return self._products[key]
 
-    def tables(self, layer, mult, encoded: str = "weight") -> _Tables:
-        key = (layer.name, mult.name, encoded)
+    def tables(self, layer, mult, encoded: str = "weight", w_zero_point: int = 0) -> _Tables:
+        """The error tables of ``mult`` in ``layer`` for output channels whose stored weight
+        zero point is ``w_zero_point``."""
+        key = (layer.name, mult.name, encoded, w_zero_point if mult.zero_point_free else None)
         if key in self._cache:
             return self._cache[key]
         la = self._layer_stats(layer)
-        table, x_signed, w_signed = self._product_table(mult, encoded)
-        x_min = -128 if x_signed else 0
-        w_min = -128 if w_signed else 0
-        zx_index = la.zero_point - _stored_min(la.dtype)
-        xv = np.arange(LEVELS, dtype=np.float64) + x_min
-        wv = np.arange(LEVELS, dtype=np.float64) + w_min
-        zx = zx_index + x_min
-        d = table - zx * wv[None, :]
-        u = xv - zx
+        levels = np.arange(LEVELS, dtype=np.int64)
+        if mult.zero_point_free:
+            # Operand values relative to the zero points: the stored values, shifted.
+            zx = la.zero_point - _stored_min(la.dtype)
+            u = (levels - zx).astype(np.float64)
+            wv = levels + _stored_min(layer.weight.dtype) - w_zero_point
+            d = self._product_table(mult, encoded, levels - zx, wv)
+        else:
+            # Stored values in the table's domains; the zero-point terms cancel but zx's.
+            x_signed, w_signed = ((mult.a_signed, mult.b_signed) if encoded == "weight"
+                                  else (mult.b_signed, mult.a_signed))
+            xv = levels + (-128 if x_signed else 0)
+            wv = levels + (-128 if w_signed else 0)
+            zx = la.zero_point - _stored_min(la.dtype) + (-128 if x_signed else 0)
+            u = (xv - zx).astype(np.float64)
+            d = self._product_table(mult, encoded, xv, wv) - zx * wv[None, :]
+        wv = wv.astype(np.float64)
         p_tap = la.tap_distribution()
         t = _Tables(d=d, u=u, wv=wv, p=p_tap.mean(axis=(1, 2)), tap_d=p_tap @ d, tap_u=p_tap @ u)
         if self.tune_weights and not mult.is_exact:
             t.best = self._best(t, centred=self.tuning_objective == "variance")
         self._cache[key] = t
         return t
+
+    @staticmethod
+    def _positions(layer, assignment):
+        """(multiplier, weight zero point, mask): the weight positions one set of tables
+        covers. A LUT's tables do not depend on the weight zero point."""
+        zw = np.broadcast_to(np.asarray(layer.w_zero_point).astype(np.int64).reshape(-1),
+                             (layer.weight.shape[0],))
+        for mi, mult in enumerate(assignment.multipliers):
+            used = assignment.index == mi
+            points = np.unique(zw) if mult.zero_point_free else zw[:1]
+            for point in points:
+                mask = used & (zw == point)[:, None, None, None] if mult.zero_point_free else used
+                if mask.any():
+                    yield mult, int(point), mask
 
     @property
     def tuning_objective(self) -> str:
@@ -403,12 +433,10 @@ class Recovery:
         idx = w.astype(np.int64) - _stored_min(w.dtype)
         out = idx.copy()
         cin = self._input_channel(layer)
-        for mi, mult in enumerate(assignment.multipliers):
-            mask = assignment.index == mi
-            if mult.is_exact or not mask.any():
-                continue
-            best = self.tables(layer, mult, encoded).best
-            out[mask] = best[cin[mask], idx[mask]]
+        for mult, zw, mask in self._positions(layer, assignment):
+            if not mult.is_exact:
+                best = self.tables(layer, mult, encoded, zw).best
+                out[mask] = best[cin[mask], idx[mask]]
         return (out + _stored_min(w.dtype)).astype(w.dtype)
 
     @staticmethod
@@ -427,15 +455,29 @@ class Recovery:
         j = weights.astype(np.int64) - _stored_min(weights.dtype)
         cin = self._input_channel(layer)
         err = np.zeros(layer.weight.shape, np.float64)
-        for mi, mult in enumerate(assignment.multipliers):
-            mask = assignment.index == mi
-            if (mult.is_exact and np.array_equal(i[mask], j[mask])) or not mask.any():
+        for mult, zw, mask in self._positions(layer, assignment):
+            if mult.is_exact and np.array_equal(i[mask], j[mask]):
                 continue
-            t = self.tables(layer, mult, encoded)
+            t = self.tables(layer, mult, encoded, zw)
             kh, kw = np.nonzero(mask)[2:]
             c, ii, jj = cin[mask], i[mask], j[mask]
             err[mask] = t.tap_d[c, kh, kw, jj] - t.tap_u[c, kh, kw] * t.wv[ii]
         return err.reshape(err.shape[0], -1).sum(axis=1)
+
+    def channel_error_variance(self, layer, assignment, weights: np.ndarray,
+                               encoded: str) -> np.ndarray:
+        """[M]: each output channel's accumulated error variance with these stored weights,
+        taking the products of a window as independent."""
+        i = layer.weight.astype(np.int64) - _stored_min(layer.weight.dtype)
+        j = weights.astype(np.int64) - _stored_min(weights.dtype)
+        cin = self._input_channel(layer)
+        var = np.zeros(layer.weight.shape, np.float64)
+        for mult, zw, mask in self._positions(layer, assignment):
+            if mult.is_exact and np.array_equal(i[mask], j[mask]):
+                continue
+            t = self.tables(layer, mult, encoded, zw)
+            var[mask] = t.squared_error(cin[mask], i[mask], j[mask], centred=True)
+        return var.reshape(var.shape[0], -1).sum(axis=1)
 
     def layer_error(self, layer, assignment, weights: np.ndarray, encoded: str = "weight", *,
                     centred: bool | None = None) -> float:
@@ -448,11 +490,8 @@ class Recovery:
         j = weights.astype(np.int64) - _stored_min(weights.dtype)
         cin = self._input_channel(layer)
         total = 0.0
-        for mi, mult in enumerate(assignment.multipliers):
-            mask = assignment.index == mi
-            if not mask.any():
-                continue
-            t = self.tables(layer, mult, encoded)
+        for mult, zw, mask in self._positions(layer, assignment):
+            t = self.tables(layer, mult, encoded, zw)
             total += float(t.squared_error(cin[mask], i[mask], j[mask], centred=centred).sum())
         return total / layer.weight.size
 

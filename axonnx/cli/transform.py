@@ -53,6 +53,7 @@ def transform_command(
     """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
     from axonnx.analysis.data import recovery_statistics
     from axonnx.analysis.evaluation import canonical_recovery, recovery_flags
+    from axonnx.diagnostics import error_warnings, estimate_errors
     from axonnx.model import load_model, resolve_model_path, save_model_atomic
     from axonnx.recovery import Recovery
     from axonnx.transform import plan_of, transform_model
@@ -82,8 +83,12 @@ def transform_command(
     resolved = plan_of(out_model)
     if save_plan:
         resolved.save(save_plan)
+    warnings = error_warnings(estimate_errors(loaded, the_plan, recovery=fixer))
+    for line in warnings:
+        stderr.print(f"warning: {line}", soft_wrap=True, highlight=False)
     if json_output:
-        emit_json({"output": str(written), "plan": resolved.to_dict(), "digest": resolved.digest()})
+        emit_json({"output": str(written), "plan": resolved.to_dict(), "digest": resolved.digest(),
+                   "warnings": warnings})
         return
     approximated = sum(r.approach != "exact" for r in resolved.rules)
     stderr.print(f"wrote {written}: {len(resolved.rules)} conv layers as ROUPConv, "
