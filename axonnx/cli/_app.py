@@ -39,9 +39,15 @@ def fail(message: str) -> None:
 
 
 def main() -> None:
-    """Entry point: library errors become one line; tracebacks only with AXONNX_DEBUG=1."""
+    """Entry point: library errors become one line; tracebacks only with AXONNX_DEBUG=1.
+    Exit status: 0 on success, 1 on an error, 2 on a usage error, 130 on Ctrl-C."""
     try:
-        app(standalone_mode=False)
+        # Outside standalone mode click returns (not raises) the code of a typer.Exit.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except KeyboardInterrupt:
+        stderr.print("interrupted")
+        sys.exit(130)
     except AxonnxError as exc:
         if os.environ.get("AXONNX_DEBUG"):
             raise
@@ -52,12 +58,12 @@ def main() -> None:
     except typer.Abort:
         stderr.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (typer >= 0.26 vendors click: its exceptions derive from
+        # typer.TyperException) print themselves and carry their exit status.
+        if isinstance(exc, typer.TyperException) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 2))
         if os.environ.get("AXONNX_DEBUG"):
             raise
         stderr.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} "
