@@ -43,18 +43,53 @@ def load_model(spec: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def model_files(path: str | os.PathLike) -> list[Path]:
+    """A model file and the external-data files its tensors name: what writing over would
+    destroy."""
+    path = Path(path)
+    files = [path]
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not loadable: load_model says why, elsewhere
+        return files
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = {e.key: e.value for e in tensor.external_data}.get("location")
+            if location:
+                files.append(path.parent / location)
+    return list(dict.fromkeys(files))
+
+
+def check_outputs(outputs: list, inputs: list = ()) -> None:
+    """Before anything is written: every output's folder exists, no output is an input
+    (axonnx never overwrites its input) and no two outputs are the same file."""
+    seen: dict[Path, Path] = {}
+    protected = {Path(p).resolve() for p in inputs if p is not None}
+    for out in outputs:
+        if out is None:
+            continue
+        out = Path(out)
+        resolved = out.resolve()
+        if resolved in protected:
+            raise AxonnxError(f"the output {out} would overwrite an input (or a packaged zoo "
+                              "model); choose another path (axonnx never overwrites its input)")
+        if resolved in seen:
+            raise AxonnxError(f"{seen[resolved]} and {out} are the same file; give each output "
+                              "its own path")
+        seen[resolved] = out
+        folder = out.parent if str(out.parent) else Path(".")
+        if not folder.is_dir():
+            raise AxonnxError(f"cannot write {out}: folder {folder} does not exist; create it "
+                              "or choose another path")
+
+
 def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike,
                       *, protect: list[Path] = ()) -> Path:
     """Write ``model`` to ``path`` through a temporary file in the same folder and a rename,
     so a reader never sees half a model. Refuses to overwrite any path in ``protect``."""
     path = Path(path)
-    for p in protect:
-        if p is not None and path.resolve() == Path(p).resolve():
-            raise AxonnxError(f"the output {path} is the input model; choose another -o path "
-                              "(axonnx never overwrites its input)")
+    check_outputs([path], protect)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise AxonnxError(f"cannot write {path}: folder {folder} does not exist")
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

@@ -205,7 +205,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, qmodel, capsys):
     out = tmp_path / "out.onnx"
     cases = [
         ((not_onnx, "-o", out, "--llam", "ROUP(1,4)"), "is not an ONNX model"),
-        ((tmp_path / "missing.onnx", "-o", out, "--llam", "ROUP(1,4)"), "does not exist"),
+        ((tmp_path / "missing.onnx", "-o", out, "--llam", "ROUP(1,4)"), "no model file"),
         ((float_model, "-o", out, "--llam", "ROUP(1,4)"), "no quantized 2-D convolution"),
         ((conv_model(tmp_path, 1), "-o", out, "--llam", "ROUP(1,4)"), "1-D convolution"),
         ((conv_model(tmp_path, 3), "-o", out, "--llam", "ROUP(1,4)"), "3-D convolution"),
@@ -213,7 +213,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, qmodel, capsys):
         ((qmodel, "-o", out, "--llam", "ROUP(7,1)"), "perforation"),
         ((qmodel, "-o", out, "--flam", "MUL8(1)"), "unknown multiplier"),
         ((qmodel, "-o", out, "--flam", ",".join(["ROUP(0,0)"] * 7)), "does not fit"),
-        ((qmodel, "-o", qmodel, "--llam", "ROUP(1,4)"), "is the input model"),
+        ((qmodel, "-o", qmodel, "--llam", "ROUP(1,4)"), "would overwrite an input"),
         ((qmodel, "-o", tmp_path / "nodir" / "x.onnx", "--llam", "ROUP(1,4)"), "does not exist"),
     ]
     before = qmodel.read_bytes()

@@ -54,11 +54,16 @@ def transform_command(
     from axonnx.analysis.data import recovery_statistics
     from axonnx.analysis.evaluation import canonical_recovery, recovery_flags
     from axonnx.diagnostics import error_warnings, estimate_errors
-    from axonnx.model import load_model, resolve_model_path, save_model_atomic
+    from axonnx.model import check_outputs, load_model, model_files, save_model_atomic
+    from axonnx.zoo import names as zoo_names, resolve_model
     from axonnx.recovery import Recovery
     from axonnx.transform import plan_of, transform_model
 
-    source = None if model.startswith("zoo:") else resolve_model_path(model)
+    inputs = model_files(resolve_model(model)) + ([Path(plan)] if plan else [])
+    if calib_data is not None:
+        inputs.append(Path(calib_data))
+    inputs += [resolve_model(name) for name in zoo_names()]  # the packaged models, too
+    check_outputs([output, save_plan], inputs)
     loaded = load_model(model)
     the_plan = build_plan(loaded, plan, skip_first=skip_first, encoded_operand=encoded_operand,
                           llam=llam, flam=flam, klam_chan=klam_chan, klam_row=klam_row,
@@ -79,7 +84,7 @@ def transform_command(
         stderr.print(f"recovery {recovery}: statistics from {stats.source}", soft_wrap=True,
                      highlight=False)
     out_model = transform_model(loaded, the_plan, recovery=fixer)
-    written = save_model_atomic(out_model, output, protect=[source] if source else [])
+    written = save_model_atomic(out_model, output, protect=inputs)
     resolved = plan_of(out_model)
     if save_plan:
         resolved.save(save_plan)

@@ -1,0 +1,73 @@
+"""Outputs never destroy inputs: checked before anything is written."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from axonnx.cli import app
+from axonnx.errors import AxonnxError
+from axonnx.model import check_outputs, model_files
+from axonnx.zoo import resolve_model
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def external_model(tmp_path):
+    """The zoo model saved with its weights in an external-data file."""
+    model = onnx.load(str(resolve_model("zoo:resnet8")))
+    path = tmp_path / "ext.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.data", size_threshold=0)
+    return path
+
+
+def transform(*args):
+    return runner.invoke(app, ["transform", *map(str, args), "--llam", "ROUP(0,4)"])
+
+
+def test_model_files_name_the_external_data(external_model):
+    assert model_files(external_model) == [external_model, external_model.parent / "ext.data"]
+
+
+@pytest.mark.parametrize("target", ["model", "data", "plan-on-model", "zoo", "missing-folder",
+                                    "same-twice"])
+def test_transform_refuses_before_writing(external_model, tmp_path, target):
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    out, plan = tmp_path / "out.onnx", None
+    if target == "model":
+        out = external_model
+    elif target == "data":
+        out = tmp_path / "ext.data"
+    elif target == "plan-on-model":
+        plan = external_model
+    elif target == "zoo":
+        out = resolve_model("zoo:resnet8-qdq")
+    elif target == "missing-folder":
+        plan = tmp_path / "nope" / "plan.yaml"
+    else:
+        plan = out
+    zoo_bytes = resolve_model("zoo:resnet8-qdq").read_bytes()
+    result = transform(external_model, "-o", out, *(("--save-plan", plan) if plan else ()))
+    # The error boundary (axonnx.cli.main) prints an AxonnxError as one line, exit 1.
+    assert isinstance(result.exception, AxonnxError), result.output
+    assert "\n" not in str(result.exception)
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written
+    assert resolve_model("zoo:resnet8-qdq").read_bytes() == zoo_bytes
+
+
+def test_transform_of_an_external_data_model_works(external_model, tmp_path):
+    result = transform(external_model, "-o", tmp_path / "out.onnx", "--save-plan",
+                       tmp_path / "plan.yaml")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "plan.yaml").read_text().startswith("version")
+
+
+def test_check_outputs_rules(tmp_path):
+    check_outputs([tmp_path / "a", None, tmp_path / "b"], [tmp_path / "c"])
+    with pytest.raises(AxonnxError, match="would overwrite an input"):
+        check_outputs([tmp_path / "x" / ".." / "c"], [tmp_path / "c"])
+    with pytest.raises(AxonnxError, match="same file"):
+        check_outputs([tmp_path / "a", tmp_path / "a"])
