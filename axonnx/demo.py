@@ -55,8 +55,9 @@ def run_demo(model: str = DEMO_MODEL, progress: bool = True) -> tuple[object, li
         for label, plan in demo_plans().items():
             transformed = transform_model(source, plan)
             path = save_model_atomic(transformed, Path(tmp) / "model.onnx")
-            counts = inspect_model(transformed).multiplications
-            report = energy_report(counts, table)
+            transformed_info = inspect_model(transformed)
+            counts = transformed_info.multiplications
+            report = energy_report(counts, table, transformed_info.operand_formats)
             result = evaluate(path, sample, progress=progress)
             totals: dict[str, int] = {}
             for layer_counts in counts.values():

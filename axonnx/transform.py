@@ -16,7 +16,10 @@ from axonnx.assign import LayerAssignment, assign_layer
 from axonnx.errors import AxonnxError
 from axonnx.multipliers import EXACT
 from axonnx.model import load_model, tensor_shapes
-from axonnx.passes import ConvLayer, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
+from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
+from axonnx.passes import (
+    ConvLayer, GraphIndex, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
+)
 from axonnx.plan import Plan
 
 META_VERSION = "axonnx.version"
@@ -36,6 +39,7 @@ class LayerInfo:
     macs_per_image: int
     multiplications: dict[str, int]  # per multiplier name, per image
     rule: dict | None = None
+    operand_formats: str = DEFAULT_FORMATS  # what the multipliers see: rounded x encoded
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -54,6 +58,11 @@ class ModelInfo:
     def multiplications(self) -> dict[str, dict[str, int]]:
         """Per layer, multiplications per multiplier and image: the energy model's input."""
         return {layer.name: dict(layer.multiplications) for layer in self.layers}
+
+    @property
+    def operand_formats(self) -> dict[str, str]:
+        """Per layer, the operand formats its multipliers see (the energy model's other input)."""
+        return {layer.name: layer.operand_formats for layer in self.layers}
 
     def as_dict(self) -> dict:
         return {
@@ -137,12 +146,27 @@ def verify_plan(plan: Plan, layers: list[ConvLayer]) -> bool:
     return True
 
 
+def operand_formats(layer: ConvLayer, index: GraphIndex, encoded_operand: str | None = None) -> str:
+    """The ``rounded x encoded`` operand formats of a layer's multipliers, from the stored
+    dtypes and zero points (a zero point that is not a constant: the widest, s9). The
+    encoded operand is the layer's own (a ROUPConv's attribute) unless given."""
+    x_zp = index.constant(layer.inputs[2]) if layer.inputs[2] else None
+    if x_zp is None:
+        x_dtype, x_zp = np.int8, np.array([-128, 127])  # unknown: any offset (s9)
+    else:
+        x_dtype = x_zp.dtype
+    encoded = encoded_operand or (layer.assignment.encoded_operand if layer.assignment is not None
+                                  else "weight")
+    return layer_operand_formats(x_dtype, x_zp, layer.weight.dtype, layer.w_zero_point, encoded)
+
+
 def inspect_model(model, input_shape: str | tuple[int, ...] | None = None) -> ModelInfo:
     """The model's quantized conv layers, their multiplications per image and its plan.
     A model with dynamic spatial sizes needs ``input_shape`` (e.g. ``"1,3,224,224"``)."""
     model = load_model(model)
     work, layers, survey = prepared(model)
     shapes = tensor_shapes(work, [layer.output for layer in layers], input_shape)
+    index = GraphIndex(work.graph)
     infos = []
     for layer in layers:
         out_hw = tuple(int(v) for v in shapes[layer.output][2:4])
@@ -160,6 +184,7 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None) -> Mo
             strides=tuple(layer.attributes.get("strides", (1, 1))),
             group=int(layer.attributes.get("group", 1)), output_hw=out_hw,
             macs_per_image=positions * pixels, multiplications=mults,
+            operand_formats=operand_formats(layer, index),
         ))
     meta = {p.key: p.value for p in model.metadata_props}
     plan = plan_of(model)

@@ -229,3 +229,114 @@ def test_energy_model_matches_the_report_and_is_fast(hand_table):
     for _ in range(2000):
         model.relative_energy(plan)
     assert (time.perf_counter() - start) / 2000 < 1e-4  # microseconds per plan
+
+
+# -- operand formats ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,zps,expected", [
+    ("int8", 0, "s8"), ("uint8", 0, "u8"), ("uint8", 128, "s8"), ("uint8", 3, "s9"),
+    ("int8", -128, "u8"), ("int8", [0, 0, 0], "s8"), ("int8", [0, -128], "s9"),
+    ("uint8", [128, 127], "s9"), ("int8", 5, "s9"),
+])
+def test_operand_format_of_dtype_and_zero_points(dtype, zps, expected):
+    from axonnx.multipliers.operands import operand_format
+
+    assert operand_format(np.dtype(dtype), zps) == expected
+
+
+def test_layer_formats_and_bad_names():
+    from axonnx.multipliers.operands import (
+        FORMATS, format_pair, layer_operand_formats, parse_formats_list,
+    )
+
+    assert layer_operand_formats(np.uint8, 0, np.int8, [0, 0]) == "u8xs8"
+    assert layer_operand_formats(np.uint8, 0, np.int8, 0, encoded_operand="activation") == "s8xu8"
+    assert parse_formats_list(" s8xs8, U8xS8,s8xs8") == ["s8xs8", "u8xs8"]
+    assert [f.booth_digits for f in FORMATS.values()] == [4, 5, 5]
+    assert [f.bits for f in FORMATS.values()] == [8, 8, 9]
+    with pytest.raises(AxonnxError, match="s8xs8.*u8xs8") as err:
+        format_pair("u16xs8")
+    assert "\n" not in str(err.value)
+    with pytest.raises(AxonnxError, match="int8 or uint8"):
+        layer_operand_formats(np.int16, 0, np.int8, 0)
+
+
+def test_default_table_lookup_per_format():
+    table = EnergyTable.load_default()
+    assert table.operand_formats() == ["s8xs8", "u8xs8", "s9xs8"]
+    rows = {(r.get("formats", "s8xs8"), r["name"]): r
+            for r in json.loads((REPO / "axonnx/multipliers/energy_table.json").read_text())["rows"]}
+    for formats in ("s8xs8", "u8xs8", "s9xs8"):
+        exact = table.lookup("ROUP(0,0)", formats)
+        assert exact.relative == 1.0 and exact.formats == formats
+        assert exact.pj == rows[(formats, "ROUP(0,0)")]["energy_pj"] == table.exact_pj_for(formats)
+        h = table.lookup("ROUP_H", formats)
+        assert h.relative == rows[(formats, "ROUP(2,6)")]["relative_energy"] and h.formats == formats
+    assert table.lookup("ROUP(2,6)") == table.lookup("ROUP(2,6)", "s8xs8")
+    assert table.lookup("ROUP(2,6)", "u8xs8").pj != table.lookup("ROUP(2,6)").pj
+    # ROUP(0,8) and ROUP(1,8) are twins on s8 operands, not on u8 ones (round_8(200) = 256)
+    assert table.lookup("ROUP(0,8)").relative == table.lookup("ROUP(1,8)").relative
+    assert table.lookup("ROUP(0,8)", "u8xs8").relative != table.lookup("ROUP(1,8)", "u8xs8").relative
+    assert table.lookup("SKIP", "u8xs8") == SKIP
+    with pytest.raises(AxonnxError, match="unknown operand formats"):
+        table.lookup("ROUP(2,6)", "x8")
+
+
+def test_missing_format_falls_back_to_s8xs8_with_a_note(hand_table):
+    entry = hand_table.lookup("ROUP(1,4)", "u8xs8")
+    assert entry.relative == 0.5 and entry.formats == "s8xs8"
+    assert "no u8xs8 figure" in entry.source
+    report = energy_report({"c1": {"ROUP(1,4)": 10}, "c2": {"ROUP(1,4)": 10}}, hand_table,
+                           {"c1": "u8xs8", "c2": "s8xs8"})
+    assert report.gain == pytest.approx(0.5)
+    assert len(report.notes) == 1 and "c1" in report.notes[0] and "c2" not in report.notes[0]
+    assert "u8xs8" in report.notes[0] and "s8xs8" in report.notes[0]
+    assert report.as_dict()["notes"] == report.notes
+
+
+def test_user_table_rows_per_format(tmp_path):
+    user = EnergyTable.from_file(write(tmp_path / "f.json", json.dumps({"unit": "pJ", "rows": [
+        {"name": "ROUP(0,0)", "energy": 1.0}, {"name": "ROUP(1,4)", "energy": 0.5},
+        {"name": "ROUP(0,0)", "energy": 2.0, "formats": "u8xs8"},
+        {"name": "ROUP(1,4)", "energy": 0.5, "formats": "u8xs8"}]})))
+    assert user.lookup("ROUP(1,4)").relative == 0.5
+    assert user.lookup("ROUP(1,4)", "u8xs8").relative == 0.25
+    report = energy_report({"a": {"ROUP(1,4)": 4}, "b": {"ROUP(1,4)": 4}}, user,
+                           {"a": "s8xs8", "b": "u8xs8"})
+    assert [layer.gain for layer in report.layers] == [0.5, 0.75]
+    assert [layer.formats for layer in report.layers] == ["s8xs8", "u8xs8"]
+    assert report.pj == pytest.approx(4.0) and report.baseline_pj == pytest.approx(12.0)
+    assert report.gain == pytest.approx(1 - 4 / 12) and report.notes == []
+    assert "ROUP(1,4) u8xs8" in report.entries
+    model = EnergyModel([[4], [4]], user, multipliers=["ROUP(0,0)", "ROUP(1,4)"],
+                        formats=["s8xs8", "u8xs8"])
+    plan = np.array([[1], [1]])
+    assert model.gain(plan) == pytest.approx(report.gain)
+    assert model.energy_pj(plan) == pytest.approx(report.pj)
+    assert np.allclose(model.relative_energy(np.stack([plan, 0 * plan])), [4 / 12, 1.0])
+    merged = EnergyTable.load_default().merged(user)  # per format, as for s8xs8
+    assert merged.lookup("ROUP(1,4)", "u8xs8").relative == 0.25
+    assert merged.lookup("ROUP(2,6)", "u8xs8") == EnergyTable.load_default().lookup("ROUP(2,6)", "u8xs8")
+    with pytest.raises(AxonnxError, match="row 1.*unknown operand formats"):
+        EnergyTable.from_dict({"rows": [{"name": "ROUP(0,0)", "energy": 1, "formats": "u9xs8"}]})
+
+
+def test_uint8_activation_layers_use_the_u8xs8_rows(tmp_path, capsys):
+    from conftest import build_float_model, quantize
+
+    from axonnx.cli.energy import render_energy_report
+    from axonnx.transform import inspect_model
+
+    model = quantize(build_float_model(), tmp_path, activation="uint8", reduce_range=True)
+    info = inspect_model(model)
+    formats = info.operand_formats
+    # the stem sees the raw input (an asymmetric zero point); the others follow a ReLU (zp 0)
+    assert list(formats.values()) == ["s9xs8", "u8xs8", "u8xs8", "u8xs8"]
+    table = EnergyTable.load_default()
+    report = energy_report(info.multiplications, table, formats)
+    for layer in report.layers:
+        assert layer.pj == pytest.approx(layer.multiplications * table.exact_pj_for(layer.formats))
+    assert table.exact_pj_for("u8xs8") != table.exact_pj_for("s8xs8")
+    assert report.gain == pytest.approx(0.0) and report.notes == []
+    render_energy_report(report, json_output=False)
+    assert "u8xs8" in capsys.readouterr().out

@@ -58,6 +58,45 @@ def test_generator_other_widths(n):
         assert np.array_equal(roup_netlist(m).simulate({"a": a, "b": b})["p"], m.multiply(a, b)), m.name
 
 
+def _golden_over_formats(m, a, b):
+    """eq. (1) with b's digits taken from 10 bits (enough for 9-bit operands): digits past
+    the 8-bit multiplier's N/2 - 1 are exact (r = 0)."""
+    from axonnx.multipliers import booth_digits, round_half_up_array
+
+    digits = booth_digits(b, 10)
+    widths = list(m.widths) + [0] * (5 - m.bits // 2)
+    return sum(round_half_up_array(a, r) * digits[:, j] * 4**j
+               for j, r in enumerate(widths, start=m.perforation))
+
+
+@pytest.mark.parametrize("formats", ["u8xs8", "s9xs8", "s8xu8", "u8xs9"])
+@pytest.mark.parametrize("m", REPRESENTATIVE + [ROUP(0, 8), ROUP(3, 8)], ids=lambda m: m.name)
+def test_generated_netlist_equals_golden_on_all_pairs_of_a_format(m, formats):
+    from axonnx.multipliers.operands import format_grid, format_pair, roup_products
+
+    a, b = format_grid(formats)
+    assert a.size == len(format_pair(formats)[0].values()) * len(format_pair(formats)[1].values())
+    p = roup_netlist(m, formats=formats).simulate({"a": a, "b": b})["p"]
+    assert np.array_equal(p, _golden_over_formats(m, a, b))
+    assert np.array_equal(p, roup_products(m, a, b))
+
+
+def test_operand_formats_shape_the_ports_and_leave_s8xs8_alone():
+    m = ROUP(1, 4)
+    assert roup_verilog(m) == roup_verilog(m, formats="s8xs8")
+    u8 = roup_verilog(m, formats="u8xs8")
+    assert "module roup_p1_r4_u8xs8 (" in u8
+    assert "input  wire [7:0] a" in u8 and "input  wire signed [7:0] b" in u8  # zero-extended a
+    assert "output wire signed [16:0] p" in u8
+    s9 = roup_netlist(m, formats="s8xs9")
+    assert len(s9.inputs["b"]) == 9 and s9.counts["booth encoder"] == 4  # digits 1..4 (P = 1)
+    assert roup_netlist(ROUP(0, 0), formats="s8xu8").counts["partial-product row"] == 5
+    with pytest.raises(AxonnxError, match="u8xs8"):
+        roup_netlist(m, formats="u7xs8")
+    with pytest.raises(AxonnxError, match="8-bit"):
+        roup_netlist(ROUP(1, 4, bits=16), formats="u8xs8")
+
+
 def test_verilog_is_one_structural_module():
     text = roup_verilog(ROUP(1, 4))
     assert len(re.findall(r"^module ", text, re.M)) == 1
@@ -353,14 +392,22 @@ def test_committed_table_is_consistent():
     from axonnx.multipliers import NAMED_STRENGTHS, error_metrics, parse
 
     table = json.loads(TABLE.read_text())
-    rows = {r["name"]: r for r in table["rows"]}
-    assert rows["ROUP(0,0)"]["relative_energy"] == 1.0
-    assert sorted(rows) == sorted(m.name for m, _ in distinct_configurations(8))
-    for alias, name in NAMED_STRENGTHS.items():
-        assert parse(alias).name in rows, alias
+    assert table["format"] == "axonnx-energy-table/2"
+    by_format = {}
     for r in table["rows"]:
-        assert {"library", "corner", "tools", "stream", "clock_ns"} <= set(r["provenance"])
-        assert r["error"]["mred"] == pytest.approx(error_metrics(parse(r["name"])).mred, rel=1e-6)
+        by_format.setdefault(r.get("formats", "s8xs8"), {})[r["name"]] = r
+    assert set(by_format) == {"s8xs8", "u8xs8", "s9xs8"} == set(table["provenance"]["streams"])
+    for formats, rows in by_format.items():
+        assert rows["ROUP(0,0)"]["relative_energy"] == 1.0
+        assert sorted(rows) == sorted(m.name for m, _ in distinct_configurations(8, formats))
+        for alias, name in NAMED_STRENGTHS.items():
+            assert parse(alias).name in rows, (formats, alias)
+        for r in rows.values():
+            assert {"library", "corner", "tools", "stream", "clock_ns"} <= set(r["provenance"])
+            want = error_metrics(parse(r["name"]), formats=None if formats == "s8xs8" else formats)
+            assert r["error"]["mred"] == pytest.approx(want.mred, rel=1e-6)
+    assert "u8 [0, 255]" in by_format["u8xs8"]["ROUP(0,0)"]["provenance"]["stream"]["description"]
+    rows = by_format["s8xs8"]
     # perforation never costs more area (same library, same R)
     for r_ in range(9):
         areas = [rows[parse(f"ROUP({p},{r_})").name]["area_um2"] if parse(f"ROUP({p},{r_})").name in rows
@@ -403,6 +450,36 @@ def test_operand_streams(tmp_path):
         load_stream(tmp_path / "flat.npy")
     u = uniform_stream(1000, seed=3)
     assert u.a.min() >= -128 and u.b.max() <= 127 and "seed 3" in u.description
+
+
+@needs_yosys
+def test_cli_hw_characterize_per_operand_format_and_merge(tiny_lib, tmp_path):
+    from typer.testing import CliRunner
+
+    from axonnx.cli import hw as _hw  # noqa: F401
+    from axonnx.cli._app import app
+    from axonnx.energy import EnergyTable
+
+    first, out = tmp_path / "s8.json", tmp_path / "all.json"
+    base = ["hw", "characterize", "--liberty", str(tiny_lib), "--only", "ROUP(0,0),ROUP(2,6)",
+            "--samples", "1024", "--no-glitch-column"]
+    result = CliRunner().invoke(app, base + ["--formats", "s8xs8", "-o", str(first)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, base + ["--formats", "u8xs8", "--merge", str(first), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = json.loads(out.read_text())
+    assert [(r["formats"], r["name"]) for r in table["rows"]] == [
+        ("s8xs8", "ROUP(0,0)"), ("s8xs8", "ROUP(2,6)"), ("u8xs8", "ROUP(0,0)"), ("u8xs8", "ROUP(2,6)")]
+    s8 = json.loads(first.read_text())["rows"]
+    assert table["rows"][1]["energy_pj"] == s8[1]["energy_pj"]  # merged rows kept as they were
+    u8 = table["rows"][3]
+    assert "a in u8 [0, 255]" in u8["provenance"]["stream"]["description"]
+    assert set(table["provenance"]["streams"]) == {"s8xs8", "u8xs8"}
+    user = EnergyTable.from_file(out)
+    assert user.lookup("ROUP(2,6)", "u8xs8").relative == pytest.approx(u8["relative_energy"])
+    assert user.lookup("ROUP(2,6)").relative == pytest.approx(table["rows"][1]["relative_energy"])
+    result = CliRunner().invoke(app, base + ["--formats", "q8xs8"])
+    assert isinstance(result.exception, AxonnxError) and "s8xs8" in str(result.exception)
 
 
 @needs_yosys

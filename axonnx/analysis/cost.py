@@ -27,14 +27,21 @@ class PlanCost:
     layers: list
     pixels: dict[str, int]
     table: object  # axonnx.energy.EnergyTable
+    # per encoded operand ("weight", "activation"), per layer, the operand formats
+    formats: dict[str, dict[str, str]] | None = None
 
     @classmethod
     def for_model(cls, model, table=None) -> "PlanCost":
         from axonnx.model import load_model
-        from axonnx.transform import prepared
+        from axonnx.passes import GraphIndex
+        from axonnx.transform import operand_formats, prepared
 
         work, layers, _ = prepared(load_model(model))
-        return cls(layers, output_pixels(work, layers), table if table is not None else default_table())
+        index = GraphIndex(work.graph)
+        formats = {encoded: {layer.name: operand_formats(layer, index, encoded) for layer in layers}
+                   for encoded in ("weight", "activation")}
+        return cls(layers, output_pixels(work, layers),
+                   table if table is not None else default_table(), formats)
 
     def multiplications(self, plan: Plan) -> dict[str, dict[str, int]]:
         """Per layer, multiplications per multiplier name, per image."""
@@ -53,7 +60,8 @@ class PlanCost:
         """``axonnx.energy.energy_report`` of the plan's multiplications."""
         from axonnx.energy import energy_report
 
-        return energy_report(self.multiplications(plan), self.table)
+        formats = self.formats.get(plan.encoded_operand) if self.formats else None
+        return energy_report(self.multiplications(plan), self.table, formats)
 
     def relative(self, plan: Plan) -> float:
         """The plan's multiplier energy over the all-exact model's (1 = no gain)."""

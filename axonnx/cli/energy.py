@@ -29,9 +29,10 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
     if json_output:
         emit_json(report.as_dict())
         return
-    names = list(report.entries)
+    names = list(dict.fromkeys(n for layer in report.layers for n in layer.counts))
     table = Table(title="Multiplier energy per image")
     table.add_column("layer", justify="left", no_wrap=True)
+    table.add_column("operands", justify="left", no_wrap=True)
     for name in names:
         table.add_column(name, justify="right", overflow="fold")
     table.add_column("energy", justify="right", no_wrap=True)
@@ -39,16 +40,16 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
     table.add_column("share", justify="right")
     for layer in report.layers:
         table.add_row(
-            layer.name, *[f"{layer.counts.get(n, 0):,}" for n in names],
+            layer.name, layer.formats, *[f"{layer.counts.get(n, 0):,}" for n in names],
             _fmt_pj(layer.pj) if layer.pj is not None else f"{layer.relative:,.0f} × exact",
             f"{1 - layer.gain:.3f}", f"{100 * layer.share:.1f}%",
         )
     totals = {n: sum(layer.counts.get(n, 0) for layer in report.layers) for n in names}
     table.add_section()
-    table.add_row("total", *[f"{totals[n]:,}" for n in names],
+    table.add_row("total", "", *[f"{totals[n]:,}" for n in names],
                   _fmt_pj(report.pj) if report.pj is not None else f"{report.relative:,.0f} × exact",
                   f"{1 - report.gain:.3f}", "100.0%", style="bold")
-    table.add_row("all exact", *["" for _ in names],
+    table.add_row("all exact", "", *["" for _ in names],
                   _fmt_pj(report.baseline_pj) if report.baseline_pj is not None
                   else f"{report.baseline_relative:,.0f} × exact", "1.000", "")
     stdout.print(table)
@@ -64,7 +65,8 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
     for name, entry in report.entries.items():
         if entry.source not in sources:
             sources.append(entry.source)
-        label = name if entry.name == name else f"{name} = {entry.name}"
+        asked = name.split(" ")[0]  # the label without its operand formats
+        label = name if entry.name == asked else f"{name} = {entry.name}"
         if entry.pj is not None:
             pj = f"{entry.pj:.4g}"
         elif name in report.estimated_pj and exact_pj:
@@ -78,6 +80,11 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
     if report.estimated_pj:
         stderr.print("~ pJ estimated as relative energy × the exact multiplier's pJ "
                      f"({', '.join(report.estimated_pj)})", highlight=False)
+    stderr.print("operands: rounded x encoded formats the multipliers see (s8 [-128,127], "
+                 "u8 [0,255], s9 [-256,255]); each layer relative to ROUP(0,0) of its formats",
+                 highlight=False)
+    for note in report.notes:
+        stderr.print(f"note: {note}", highlight=False, markup=False)
 
 
 @app.command("energy")
@@ -96,5 +103,6 @@ def energy_command(
     energy_table = EnergyTable.load_default()
     if table is not None:
         energy_table = energy_table.merged(EnergyTable.from_file(table))
-    counts = inspect_model(model, input_shape).multiplications
-    render_energy_report(energy_report(counts, energy_table), json_output)
+    info = inspect_model(model, input_shape)
+    render_energy_report(energy_report(info.multiplications, energy_table, info.operand_formats),
+                         json_output)

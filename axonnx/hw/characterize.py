@@ -6,6 +6,10 @@ Liberty library, simulate the mapped netlist exhaustively against the golden mod
 mismatch is an error), then simulate it on the operand stream for its activity-based energy.
 Functionally identical configurations (equal product tables) are characterized once and
 merged into one row with aliases.
+
+Each configuration is characterized per operand format pair (``rounded x encoded``, see
+``axonnx.multipliers.operands``): the hardware for u8 activations differs from the s8 one,
+and so does its energy. Rows carry their ``formats``; a row without one is s8xs8.
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ from axonnx.hw.power import EnergyOptions, EnergyResult, activity_energy
 from axonnx.hw.yosys import synthesize
 from axonnx.multipliers import ROUP, error_metrics, roup_family
 from axonnx.multipliers.base import Multiplier
+from axonnx.multipliers.operands import (
+    DEFAULT_FORMATS, format_grid, format_pair, parse_formats_list, roup_products,
+)
 
-TABLE_FORMAT = "axonnx-energy-table/1"
+TABLE_FORMAT = "axonnx-energy-table/2"  # /2: rows may carry "formats"; /1 is all s8xs8
+DEFAULT_CHARACTERIZED_FORMATS = "s8xs8,u8xs8,s9xs8"
 DEFAULT_STREAM_SAMPLES = 1 << 16
 DEFAULT_SEED = 0
 
@@ -59,9 +67,24 @@ def uniform_stream(samples: int = DEFAULT_STREAM_SAMPLES, seed: int = DEFAULT_SE
     return Stream(a, b, f"uniform random {kind} {bits}-bit operands, numpy PCG64 seed {seed}")
 
 
-def load_stream(path: str | os.PathLike, bits: int = 8, signed: bool = True) -> Stream:
+def format_stream(formats: str = DEFAULT_FORMATS, samples: int = DEFAULT_STREAM_SAMPLES,
+                  seed: int = DEFAULT_SEED) -> Stream:
+    """Operands uniform over a format pair's ranges (s8xs8: exactly :func:`uniform_stream`)."""
+    if formats == DEFAULT_FORMATS:
+        return uniform_stream(samples, seed)
+    fa, fb = format_pair(formats)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(fa.lo, fa.hi + 1, samples)
+    b = rng.integers(fb.lo, fb.hi + 1, samples)
+    return Stream(a, b, f"uniform random operands a in {fa.describe()}, b in {fb.describe()}, "
+                        f"numpy PCG64 seed {seed}")
+
+
+def load_stream(path: str | os.PathLike, bits: int = 8, signed: bool = True,
+                formats: str | None = None) -> Stream:
     """A captured stream of (a, b) pairs: ``.npy`` of shape [K, 2], ``.npz`` with arrays
-    ``a`` and ``b``, or a CSV/text file with two integer columns (a header line is skipped)."""
+    ``a`` and ``b``, or a CSV/text file with two integer columns (a header line is skipped).
+    With ``formats``, a and b must lie in that operand format pair's ranges."""
     p = Path(path)
     if not p.is_file():
         raise AxonnxError(f"operand stream {path} does not exist")
@@ -91,8 +114,13 @@ def load_stream(path: str | os.PathLike, bits: int = 8, signed: bool = True) -> 
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
     if len(a) != len(b) or len(a) < 2:
         raise AxonnxError(f"operand stream {path} needs at least two (a, b) pairs")
+    if formats is not None:
+        for label, values, fmt in zip("ab", (a, b), format_pair(formats)):
+            if values.min() < fmt.lo or values.max() > fmt.hi:
+                raise AxonnxError(f"operand stream {path}: operand {label} outside the "
+                                  f"{fmt.name} range [{fmt.lo}, {fmt.hi}] of {formats}")
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    if min(a.min(), b.min()) < lo or max(a.max(), b.max()) > hi:
+    if formats is None and (min(a.min(), b.min()) < lo or max(a.max(), b.max()) > hi):
         raise AxonnxError(f"operand stream {path}: operands outside the {bits}-bit "
                           f"{'signed' if signed else 'unsigned'} range [{lo}, {hi}]")
     digest = hashlib.sha256(np.stack([a, b]).astype("<i8").tobytes()).hexdigest()[:16]
@@ -136,19 +164,23 @@ def _ports(net: MappedNetlist) -> tuple[str, str, str]:
 def measure(verilog: str | os.PathLike, library: Library, liberty_path: str | os.PathLike,
             stream: Stream, options: EnergyOptions = EnergyOptions(), *, top: str | None = None,
             text: bool = False, golden: Multiplier | None = None, name: str | None = None,
-            signed: bool = True, exhaustive: bool = True) -> Measurement:
-    """Synthesize one design, check it (against ``golden`` when given) and measure it."""
+            signed: bool = True, exhaustive: bool = True, formats: str | None = None) -> Measurement:
+    """Synthesize one design, check it (against ``golden`` when given) and measure it.
+    ``formats``: a ROUP netlist for that operand format pair, checked on all its pairs."""
     syn = synthesize(verilog, liberty=liberty_path, top=top, text=text)
     net = MappedNetlist(syn.module, library, syn.top)
     pa, pb, pp = _ports(net)
     bits_a, bits_b = len(net.inputs[pa]), len(net.inputs[pb])
-    products = None
-    if exhaustive and bits_a == bits_b and bits_a <= 8:
+    products, a = None, None
+    if exhaustive and formats is not None:
+        a, b = format_grid(formats)
+    elif exhaustive and bits_a == bits_b and bits_a <= 8:
         a, b = exhaustive_operands(bits_a, signed)
+    if a is not None:
         sim = net.simulate({pa: a, pb: b})
-        products = net.port_values(sim, pp, signed=signed)
+        products = net.port_values(sim, pp, signed=signed or formats is not None)
         if golden is not None:
-            expected = golden.multiply(a, b)
+            expected = roup_products(golden, a, b) if formats is not None else golden.multiply(a, b)
             bad = np.flatnonzero(products != expected)
             if bad.size:
                 k = bad[0]
@@ -165,12 +197,13 @@ def measure(verilog: str | os.PathLike, library: Library, liberty_path: str | os
 
 # -- the ROUP table ----------------------------------------------------------------------
 
-def distinct_configurations(bits: int = 8) -> list[tuple[ROUP, list[str]]]:
+def distinct_configurations(bits: int = 8, formats: str = DEFAULT_FORMATS
+                            ) -> list[tuple[ROUP, list[str]]]:
     """Every ROUP(P,R) with P in [0, N/2) and R in [0, N], functionally identical ones merged
-    (equal product tables); the first in (P, R) order names the group."""
+    (equal product tables on the formats' operands); the first in (P, R) order names the group."""
     groups: dict[str, tuple[ROUP, list[str]]] = {}
     for m in roup_family(bits):
-        key = product_digest(m)
+        key = product_digest(m, formats)
         if key in groups:
             groups[key][1].append(m.name)
         else:
@@ -206,14 +239,21 @@ def characterize_roup(liberty: str | os.PathLike, *, bits: int = 8,
                       configurations: list[tuple[ROUP, list[str]]] | None = None,
                       stream: Stream | None = None, options: EnergyOptions = EnergyOptions(),
                       progress: ProgressFn | None = None,
-                      secondary_delay_model: str | None = None) -> dict:
-    """The energy table of the ROUP family (every distinct configuration by default).
+                      secondary_delay_model: str | None = None,
+                      formats: str = DEFAULT_FORMATS) -> dict:
+    """The energy table of the ROUP family (every distinct configuration by default) for
+    one operand format pair; :func:`combine_tables` joins the tables of several.
 
     ``secondary_delay_model`` (e.g. ``"unit"``) adds a second energy figure per row,
     ``energy_pj_<model>`` and ``relative_energy_<model>``, as a sensitivity check."""
+    formats = parse_formats_list(formats)[0]
+    native = formats == DEFAULT_FORMATS
+    if not native and bits != 8:
+        raise AxonnxError(f"operand formats other than {DEFAULT_FORMATS} apply to 8-bit multipliers only")
     library = read_liberty(liberty)
-    stream = stream or uniform_stream(bits=bits)
-    configs = configurations if configurations is not None else distinct_configurations(bits)
+    stream = stream or (uniform_stream(bits=bits) if native else format_stream(formats))
+    configs = (configurations if configurations is not None
+               else distinct_configurations(bits, formats))
     exact = ROUP(0, 0, bits=bits)
     if all(m.name != exact.name for m, _ in configs):
         configs = [(exact, [])] + list(configs)
@@ -221,17 +261,18 @@ def characterize_roup(liberty: str | os.PathLike, *, bits: int = 8,
     for m, aliases in configs:
         if progress:
             progress(m.name)
-        meas = measure(roup_verilog(m), library, liberty, stream, options, text=True, golden=m,
-                       name=m.name, exhaustive=bits <= 8)
+        meas = measure(roup_verilog(m, formats=formats), library, liberty, stream, options,
+                       text=True, golden=m, name=m.name, exhaustive=bits <= 8,
+                       formats=None if native else formats)
         version = meas.yosys_version
         measured[m.name] = meas
         if secondary_delay_model:
             sim = meas.netlist.simulate({"a": stream.a, "b": stream.b})
             meas.secondary = activity_energy(meas.netlist, sim, replace(
                 options, delay_model=secondary_delay_model))
-        metrics = error_metrics(m).as_dict()
+        metrics = error_metrics(m, formats=None if native else formats).as_dict()
         rows.append({
-            "name": m.name, "aliases": list(aliases), "bits": bits,
+            "name": m.name, "aliases": list(aliases), "bits": bits, "formats": formats,
             "perforation": m.perforation, "widths": list(m.widths),
             "area_um2": round(meas.area, 4), "cells": meas.cells,
             "energy_pj": round(meas.energy.total_pj, 6),
@@ -240,7 +281,7 @@ def characterize_roup(liberty: str | os.PathLike, *, bits: int = 8,
                 ("leakage", meas.energy.leakage_pj))},
             "toggles_per_op": round(meas.energy.toggles_per_op, 3),
             "error": {k: (round(v, 9) if isinstance(v, float) else v) for k, v in metrics.items()},
-            "product_sha256": product_digest(m) if bits <= 8 else None,
+            "product_sha256": product_digest(m, formats) if bits <= 8 else None,
         })
     base = measured[exact.name]
     flow = "generated structural Verilog; yosys: synth -flatten; abc -liberty; opt_clean"
@@ -248,7 +289,7 @@ def characterize_roup(liberty: str | os.PathLike, *, bits: int = 8,
     if secondary_delay_model:
         prov["secondary_energy_model"] = replace(
             options, delay_model=secondary_delay_model).describe(library)["delay_model"]
-    short = (f"axonnx hw characterize: {library.name} ({prov['corner']['voltage_V']} V, "
+    short = (f"axonnx hw characterize{'' if native else ' (' + formats + ')'}: {library.name} ({prov['corner']['voltage_V']} V, "
              f"{prov['corner']['temperature_C']} C), {version.split(' (')[0]}, "
              f"{stream.describe()['pairs']} pairs of {stream.description}, "
              f"clock {options.clock_ns} ns, {options.delay_model}-delay activity")
@@ -266,11 +307,66 @@ def characterize_roup(liberty: str | os.PathLike, *, bits: int = 8,
             "clock_ns": options.clock_ns}
     from axonnx.multipliers.names import NAMED_STRENGTHS
 
+    prov["streams"] = {formats: prov["stream"]}
     table = {"format": TABLE_FORMAT, "unit": "pJ", "exact": exact.name, "provenance": prov,
              "named_strengths": dict(NAMED_STRENGTHS), "rows": rows}
     if bits == 8 and len(rows) > 3:
-        table["suggested_strengths"] = suggest_strengths(rows)
+        table[_suggested_key(formats)] = suggest_strengths(rows)
     return table
+
+
+def _suggested_key(formats: str) -> str:
+    return "suggested_strengths" if formats == DEFAULT_FORMATS else f"suggested_strengths_{formats}"
+
+
+def row_formats(row: dict) -> str:
+    """A table row's operand formats (rows of /1 tables, and rows without one: s8xs8)."""
+    return str(row.get("formats") or DEFAULT_FORMATS)
+
+
+def read_table(path: str | os.PathLike) -> dict:
+    """A characterization table (JSON) to extend; a bad file is a one-line error."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise AxonnxError(f"energy table {path} does not exist")
+    try:
+        table = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise AxonnxError(f"energy table {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if not isinstance(table, dict) or not isinstance(table.get("rows"), list) or not table["rows"]:
+        raise AxonnxError(f"energy table {path} holds no rows to extend")
+    return table
+
+
+def combine_tables(tables: list[dict]) -> dict:
+    """One table from several (e.g. one per operand format, or an existing table and new
+    rows): later tables replace the rows of the formats they cover. The first table's
+    provenance is kept, with every format's stream under ``provenance.streams``."""
+    if not tables:
+        raise AxonnxError("no energy tables to combine")
+    out = {k: v for k, v in tables[0].items() if k != "rows"}
+    out["format"] = TABLE_FORMAT
+    out["provenance"] = dict(out.get("provenance") or {})
+    streams = dict(out["provenance"].get("streams") or {})
+    rows: list[dict] = []
+    for table in tables:
+        covered = {row_formats(r) for r in table["rows"]}
+        rows = [r for r in rows if row_formats(r) not in covered]
+        rows += [{**r, "formats": row_formats(r)} for r in table["rows"]]
+        prov = table.get("provenance") or {}
+        for f in covered:
+            if f in (prov.get("streams") or {}):
+                streams[f] = prov["streams"][f]
+            elif "stream" in prov:
+                streams[f] = prov["stream"]
+        for key, value in table.items():
+            if key.startswith("suggested_strengths"):
+                out[key] = value
+    out["provenance"]["streams"] = streams
+    out["rows"] = rows
+    return out
 
 
 def characterize_external(verilog: str | os.PathLike, top: str | None, liberty: str | os.PathLike,

@@ -38,12 +38,21 @@ def _operands(m: Multiplier, seed: int) -> tuple[np.ndarray, np.ndarray, bool]:
             rng.integers(b_lo, b_hi + 1, SAMPLE_PAIRS), False)
 
 
-def error_metrics(m: Multiplier, weights: np.ndarray | None = None, seed: int = 0) -> ErrorMetrics:
+def error_metrics(m: Multiplier, weights: np.ndarray | None = None, seed: int = 0,
+                  formats: str | None = None) -> ErrorMetrics:
     """Exhaustive for N <= 8, sampled above. ``weights`` (a [2^N, 2^N] histogram of operand
-    pairs, indexed like ``product_table``) weights the metrics by a real operand stream."""
-    a, b, exhaustive = _operands(m, seed)
+    pairs, indexed like ``product_table``) weights the metrics by a real operand stream.
+    ``formats`` (e.g. ``"u8xs8"``, ROUP only): over every operand pair of those formats."""
+    if formats is not None:
+        from axonnx.multipliers.operands import format_grid, roup_products
+
+        a, b = format_grid(formats)
+        exhaustive, products = True, roup_products(m, a, b)
+    else:
+        a, b, exhaustive = _operands(m, seed)
+        products = m.multiply(a, b)
     exact = a * b
-    err = (m.multiply(a, b) - exact).astype(np.float64)
+    err = (products - exact).astype(np.float64)
     w = np.ones_like(err) if weights is None else np.asarray(weights, np.float64).ravel()
     w = w / w.sum()
     nonzero = exact != 0
