@@ -127,3 +127,49 @@ def list_models() -> list[dict[str, Any]]:
             **{k: v for k, v in info.items() if k not in ("format", "description")},
         })
     return rows
+
+
+QUANTIZATIONS = ("defaults", "uint8", "sym-int8")
+
+
+def quantize_float(fp32: str | os.PathLike, out: str | os.PathLike, calibration, *,
+                   fmt: str = "qdq", activations: str = "defaults") -> Path:
+    """A float model quantized as users do, with onnxruntime's ``quantize_static`` and
+    per-tensor int8 weights (its defaults): the models the issues of real users come from.
+
+    ``activations``: ``defaults`` (the installed onnxruntime's default type, asymmetric:
+    QUInt8 up to 1.2x, QInt8 in 1.32), ``uint8`` (asymmetric QUInt8) or ``sym-int8``
+    (QInt8, ``ActivationSymmetric``). ``fmt``: ``qdq`` (the default) or ``qoperator``.
+    ``calibration``: float32 model inputs [N, ...], fed in batches of 100. The float model's
+    axonnx metadata (preprocessing, classes) is kept and the IR version set to 10."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    if activations not in QUANTIZATIONS or fmt not in ("qdq", "qoperator"):
+        raise AxonnxError(f"quantize_float: activations must be one of {QUANTIZATIONS} and "
+                          f"fmt qdq or qoperator, got {activations!r}, {fmt!r}")
+    source = onnx.load(os.fspath(fp32))
+    name = source.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{name: calibration[i:i + 100]}
+                                 for i in range(0, len(calibration), 100)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    options: dict[str, Any] = {} if fmt == "qdq" else {"quant_format": QuantFormat.QOperator}
+    if activations == "uint8":
+        options["activation_type"] = QuantType.QUInt8
+    elif activations == "sym-int8":
+        options.update(activation_type=QuantType.QInt8,
+                       extra_options={"ActivationSymmetric": True})
+    quantize_static(os.fspath(fp32), os.fspath(out), Reader(), **options)
+    model = onnx.load(os.fspath(out))
+    model.ir_version = 10  # onnxruntime 1.31 loads IR <= 13; onnx 1.23 writes 14
+    for prop in source.metadata_props:
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(model, os.fspath(out))
+    return Path(out)

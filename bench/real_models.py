@@ -8,12 +8,15 @@ The question it answers (issue "Real models"): does a model quantized with the d
 no more under ``--llam 'ROUP(1,4)'`` than the symmetric-int8 one? With the multiplier fed
 zero-point-free operands (SPEC.md), a ReLU zero is an exact 0 in both.
 
-Variants, each in QDQ and QOperator form, per-tensor int8 weights (the defaults):
-  * ``defaults``:  ``quantize_static(fp32, out, reader)`` (QDQ) or with
-    ``quant_format=QOperator``: asymmetric uint8 activations;
+Variants (axonnx.zoo.quantize_float), each in QDQ and QOperator form, per-tensor int8
+weights (the defaults):
+  * ``defaults``:  ``quantize_static(fp32, out, reader)``: asymmetric activations of the
+    installed onnxruntime's default type (QUInt8 up to 1.2x, QInt8 in 1.32: a ReLU zero is
+    stored as -128);
+  * ``uint8``:     the same with ``activation_type=QUInt8`` (asymmetric uint8);
   * ``sym-int8``:  the same with ``activation_type=QInt8`` and ``ActivationSymmetric``.
 Calibration: ``--calib`` (500) training images, seed 0, raw 0..255 float32 as the float
-model takes them. Writes ``results.json`` and ``results.md`` into ``--out``.
+model takes them; bias correction measures 512 other training images. Writes ``results.json`` and ``results.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -31,44 +34,27 @@ import onnx
 from axonnx.data.cifar10 import load_split
 from axonnx.evaluate import evaluate
 from axonnx.plan import LayerRule, Plan
+from axonnx.recovery import Recovery, measure_activations
 from axonnx.transform import transform_model
-from axonnx.zoo import resolve_model
+from axonnx.zoo import QUANTIZATIONS, quantize_float, resolve_model
 
-IR_VERSION = 10  # onnxruntime 1.31 loads IR <= 13; onnx 1.23 writes 14
-PLANS = {
+PLANS = {  # label: (approach, multipliers, bias correction)
     "exact": None,
-    "llam ROUP(1,4)": ("llam", ("ROUP(1,4)",)),
-    "llam ROUP_M": ("llam", ("ROUP_M",)),
-    "flam ROUP(0,0),ROUP(1,4),ROUP(2,6)": ("flam", ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)")),
+    "llam ROUP(1,4)": ("llam", ("ROUP(1,4)",), False),
+    "llam ROUP(1,4) + bias correction": ("llam", ("ROUP(1,4)",), True),
+    "llam ROUP_M": ("llam", ("ROUP_M",), False),
+    "flam ROUP(0,0),ROUP(1,4),ROUP(2,6)": ("flam", ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)"), False),
 }
 
 
-def quantize(fp32: Path, out: Path, fmt: str, variant: str, calib: np.ndarray) -> Path:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+def activation_type(model: onnx.ModelProto) -> str:
+    """The stored type and zero point of the first quantized conv's input, e.g. 'uint8 zp 0'."""
+    from axonnx.passes import GraphIndex
+    from axonnx.transform import prepared
 
-    name = onnx.load(str(fp32)).graph.input[0].name
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{name: calib[i:i + 100]} for i in range(0, len(calib), 100)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    options = {} if fmt == "qdq" else {"quant_format": QuantFormat.QOperator}
-    if variant == "sym-int8":
-        options.update(activation_type=QuantType.QInt8,
-                       extra_options={"ActivationSymmetric": True})
-    quantize_static(str(fp32), str(out), Reader(), **options)
-    model = onnx.load(str(out))
-    model.ir_version = IR_VERSION
-    # Keep the float model's axonnx metadata (preprocessing, classes) for axonnx eval.
-    source = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
-    for key, value in source.items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(out))
-    return out
+    work, layers, _ = prepared(model)
+    zx = np.asarray(GraphIndex(work.graph).constant(layers[1].inputs[2]))
+    return f"{zx.dtype} zp {int(zx.reshape(-1)[0])}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     train = load_split("train", args.data)
     order = np.random.default_rng(0).permutation(len(train))
     calib = train.images[np.sort(order[:args.calib])].astype(np.float32)
+    recovery_images = train.images[np.sort(order[args.calib:args.calib + 512])]
     test = load_split("test", args.data)
     if args.limit:
         test = type(test)(test.images[:args.limit], test.labels[:args.limit],
@@ -91,19 +78,25 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in ("defaults", "sym-int8"):
+        for variant in QUANTIZATIONS:
             for fmt in ("qdq", "qoperator"):
-                path = quantize(fp32, Path(tmp) / f"{variant}_{fmt}.onnx", fmt, variant, calib)
+                path = quantize_float(fp32, Path(tmp) / f"{variant}_{fmt}.onnx", calib, fmt=fmt,
+                                      activations=variant)
                 model = onnx.load(str(path))
+                # Bias correction measures the activations on other training images.
+                recovery = Recovery(measure_activations(model, recovery_images), correct_bias=True)
                 for label, spec in PLANS.items():
                     target = path
                     if spec is not None:
-                        plan = Plan((LayerRule(("*",), spec[0], spec[1]),), "weight")
+                        approach, multipliers, bias = spec
+                        plan = Plan((LayerRule(("*",), approach, multipliers),), "weight")
                         target = Path(tmp) / f"{variant}_{fmt}_{len(rows)}.onnx"
-                        onnx.save(transform_model(model, plan), str(target))
+                        onnx.save(transform_model(model, plan, recovery=recovery if bias else None),
+                                  str(target))
                     t0 = time.perf_counter()
                     result = evaluate(target, test, progress=True)
                     rows.append({"variant": variant, "format": fmt, "plan": label,
+                                 "activations": activation_type(model),
                                  "top1": result.top1, "n": result.n,
                                  "seconds": time.perf_counter() - t0})
                     print(f"{variant:9s} {fmt:9s} {label:36s} {100 * result.top1:6.2f}%",
@@ -113,11 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         r["loss_pp"] = 100 * (exact[(r["variant"], r["format"])] - r["top1"])
     (args.out / "results.json").write_text(json.dumps(
         {"data": test.source, "calibration_images": args.calib, "rows": rows}, indent=1) + "\n")
-    lines = [f"Top-1 on {test.source} ({len(test)} images); loss in pp against the same "
-             "model's exact int8 run.", "",
-             "| variant | format | plan | top-1 | loss (pp) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['variant']} | {r['format']} | {r['plan']} | {100 * r['top1']:.2f}% | "
-              f"{r['loss_pp']:.2f} |" for r in rows]
+    import onnxruntime
+
+    lines = [f"Top-1 on {test.source} ({len(test)} images), onnxruntime "
+             f"{onnxruntime.__version__}; loss in pp against the same model's exact run.", "",
+             "| variant | activations | format | plan | top-1 | loss (pp) |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['activations']} | {r['format']} | {r['plan']} | "
+              f"{100 * r['top1']:.2f}% | {r['loss_pp']:.2f} |" for r in rows]
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
