@@ -348,9 +348,9 @@ def product_digest(m, formats: str = DEFAULT_FORMATS) -> str:
     if formats == DEFAULT_FORMATS:
         table = m.product_table()
     else:
-        from axonnx.multipliers.operands import format_grid, roup_products
+        from axonnx.multipliers.operands import format_grid
 
-        table = roup_products(m, *format_grid(formats))
+        table = m.multiply(*format_grid(formats))
     return hashlib.sha256(table.astype("<i4").tobytes()).hexdigest()
 
 

@@ -16,7 +16,7 @@ class Multiplier:
 
     Inside a quantized convolution (SPEC.md) a ``zero_point_free`` multiplier (ROUP, SKIP)
     sees ``a = x - zx`` and ``b = w - zw``, which span up to N+1 bits signed: it accepts
-    operands in ``[-(2^N - 1), 2^N - 1]``. A table multiplier (LUT) sees stored values in its
+    operands in ``[-2^N, 2^N - 1]`` (the hardware's (N+1)-bit operand ports). A table multiplier (LUT) sees stored values in its
     N-bit domain, and the accumulator gets exact zero-point corrections.
     """
 
@@ -43,9 +43,10 @@ class Multiplier:
 
     def accepted_range(self, signed: bool) -> tuple[int, int]:
         """The operand values ``multiply`` takes: the N-bit domain, or for a
-        ``zero_point_free`` multiplier every difference of two N-bit values."""
+        ``zero_point_free`` multiplier the (N+1)-bit signed range, which holds every
+        difference of two N-bit values."""
         if self.zero_point_free:
-            return -((1 << self.bits) - 1), (1 << self.bits) - 1
+            return -(1 << self.bits), (1 << self.bits) - 1
         return self.operand_range(signed)
 
     def _check_operands(self, a, b) -> tuple[np.ndarray, np.ndarray]:

@@ -119,18 +119,3 @@ def layer_operand_formats(x_dtype, x_zero_point, w_dtype, w_zero_point,
     w = operand_format(w_dtype, w_zero_point)
     return formats_key(w, x) if encoded_operand == "activation" else formats_key(x, w)
 
-
-def roup_products(m, a, b) -> np.ndarray:
-    """ROUP products on operands of any format (eq. 1): b gets as many radix-4 digits as
-    9 bits need; digits beyond the N-bit multiplier's N/2 are exact (r = 0). This is what
-    the generated hardware computes; for N-bit operands it equals ``m.multiply``."""
-    from axonnx.multipliers.roup import booth_digits, round_half_up_array
-
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    digits = booth_digits(b, m.bits + 2)
-    out = np.zeros(np.broadcast_shapes(a.shape, b.shape), dtype=np.int64)
-    widths = tuple(m.widths) + (0,)
-    for j, r in enumerate(widths, start=m.perforation):
-        out += round_half_up_array(a, r) * digits[..., j] * (1 << (2 * j))
-    return out
