@@ -109,8 +109,7 @@ def error_warnings(estimates: list[LayerErrorEstimate], *,
     for e in estimates:
         if e.steps < threshold:
             continue
-        source = ("measured activations" if e.measured
-                  else "assumed post-ReLU activations; --calib-data measures them")
+        source = "measured activations" if e.measured else "assumed post-ReLU activations"
         fix = ("bias correction (--recovery bias) removes the mean part"
                if e.bias_steps >= e.spread_steps else "choose a milder multiplier here")
         lines.append(f"layer {e.layer}: expected error {e.steps:.1f} output steps (mean "
