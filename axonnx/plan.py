@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 from axonnx.errors import AxonnxError
 from axonnx.multipliers import parse
+from axonnx.multipliers.names import split_names
 
 PLAN_VERSION = 1
 APPROACHES = ("exact", "llam", "flam", "klam-chan", "klam-row", "klam-col", "klms")
@@ -114,7 +115,10 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
     match = tuple(str(m) for m in _as_tuple(raw.get("match", "*"), "match", where))
     if not match:
         raise AxonnxError(f"{where}: 'match' is empty")
-    names = tuple(str(m) for m in _as_tuple(raw.get("multipliers"), "multipliers", where))
+    items = [str(m) for m in _as_tuple(raw.get("multipliers"), "multipliers", where)]
+    # Rejoined, then split only at commas outside parentheses: a YAML flow list such as
+    # [ROUP(0,0), ROUP(1,4)] arrives split inside the names, as "ROUP(0", "0)", ...
+    names = tuple(split_names(",".join(items))) if items else ()
     names = tuple(parse(n).name for n in names)  # validates, canonicalises aliases
     policy = str(raw.get("policy", "magnitude")).lower()
     if policy not in POLICIES:

@@ -145,3 +145,25 @@ def test_command_line_forms():
     plan = plan_from_options(klms=2, klms_keep="outside").with_exact_first("stem")
     assert [r.approach for r in plan.rules] == ["exact", "klms"]
     assert plan.rules[1].k == 2 and plan.rules[1].keep == "outside"
+
+
+def test_readme_yaml_plan_loads_with_its_flow_list(tmp_path):
+    """The README's plan writes `multipliers: [ROUP(0,0), ROUP(1,4), ROUP(2,6)]`, which YAML
+    splits at every comma; the names are rejoined outside parentheses."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", readme, re.S).group(1)
+    path = tmp_path / "plan.yaml"
+    path.write_text(block)
+    plan = Plan.load(path)
+    assert plan.rules[1].multipliers == ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)")
+    assert plan.rules[0].approach == "exact"
+    # One quoted string works too; an unbalanced name is still a clear error.
+    path.write_text("version: 1\nlayers:\n  - {match: '*', approach: flam, "
+                    "multipliers: 'ROUP(0,0), ROUP_H'}\n")
+    assert Plan.load(path).rules[0].multipliers == ("ROUP(0,0)", "ROUP(2,6)")
+    path.write_text("version: 1\nlayers:\n  - {match: '*', approach: llam, multipliers: [ROUP(1]}\n")
+    with pytest.raises(AxonnxError, match="unknown multiplier"):
+        Plan.load(path)
