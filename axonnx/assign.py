@@ -39,6 +39,7 @@ GROUP_AXES = {
 class LayerAssignment:
     multipliers: tuple[Multiplier, ...]
     index: np.ndarray  # uint8, weight-shaped, into ``multipliers``
+    note: str = ""  # how the rule was adapted to this layer, if it was
 
 
 def class_boundaries(groups: int, fractions) -> np.ndarray:
@@ -54,20 +55,26 @@ def rank_groups(importance: np.ndarray, policy: str) -> np.ndarray:
     return np.argsort(-importance, kind="stable")
 
 
-def group_classes(rule: LayerRule, real_weight: np.ndarray, layer: str) -> np.ndarray:
-    """Class of every weight position (int, weight-shaped) under a classed approach."""
+def group_classes(rule: LayerRule, real_weight: np.ndarray, layer: str) -> tuple[np.ndarray, str]:
+    """Class of every weight position (int, weight-shaped) under a classed approach, and a
+    note when the layer has fewer groups than the rule has classes: then the ranked groups
+    take the first (most accurate) classes, one each."""
     axes = GROUP_AXES[rule.approach]
     reduced = tuple(a for a in range(4) if a not in axes)
     importance = np.abs(real_weight).sum(axis=reduced)  # shape = the group axes
     groups = importance.size
     k = rule.classes
+    note = ""
     if k > groups:
+        # A plan shared across layers (or models) must not fail on a small layer.
         unit = {"flam": "filters", "klam-chan": "kernels", "klam-row": "kernel rows",
                 "klam-col": "kernel columns"}[rule.approach]
-        raise AxonnxError(f"layer {layer!r}: {rule.approach} with {k} classes does not fit, "
-                          f"the layer has only {groups} {unit}")
-    fractions = rule.fractions or (1.0 / k,) * k
-    edges = class_boundaries(groups, fractions)
+        note = (f"layer {layer}: {rule.approach} has {k} classes but the layer only {groups} "
+                f"{unit}; they take the first {groups} classes, one each")
+        edges = np.arange(groups + 1)
+        k = groups
+    else:
+        edges = class_boundaries(groups, rule.fractions or (1.0 / k,) * k)
     order = rank_groups(importance.ravel(), rule.policy)
     class_of_group = np.empty(groups, dtype=np.int64)
     for cls in range(k):
@@ -75,7 +82,7 @@ def group_classes(rule: LayerRule, real_weight: np.ndarray, layer: str) -> np.nd
     class_of_group = class_of_group.reshape(importance.shape)
     # Broadcast each group's class back over the positions it covers.
     expand = class_of_group.reshape([real_weight.shape[a] if a in axes else 1 for a in range(4)])
-    return np.broadcast_to(expand, real_weight.shape)
+    return np.broadcast_to(expand, real_weight.shape), note
 
 
 def klms_performed(real_weight: np.ndarray, k: float, keep: str) -> np.ndarray:
@@ -99,11 +106,11 @@ def assign_layer(rule: LayerRule, real_weight: np.ndarray, layer: str = "?") -> 
         return LayerAssignment((kept, Skip()), np.where(performed, 0, 1).astype(np.uint8))
     if rule.approach not in GROUP_AXES:
         raise AxonnxError(f"unknown approach {rule.approach!r}")
-    classes = group_classes(rule, real_weight, layer)
+    classes, note = group_classes(rule, real_weight, layer)
     # Classes that share a multiplier share one entry of the node's list.
     unique: list[str] = []
     for name in rule.multipliers:
         if name not in unique:
             unique.append(name)
     lookup = np.array([unique.index(n) for n in rule.multipliers], dtype=np.uint8)
-    return LayerAssignment(tuple(parse(n) for n in unique), lookup[classes])
+    return LayerAssignment(tuple(parse(n) for n in unique), lookup[classes], note)

@@ -26,6 +26,7 @@ META_VERSION = "axonnx.version"
 META_PLAN = "axonnx.plan"
 META_DIGEST = "axonnx.plan_digest"
 META_RECOVERY = "axonnx.recovery"
+META_NOTES = "axonnx.notes"  # how the plan was adapted to layers it did not quite fit
 
 
 @dataclass
@@ -111,6 +112,10 @@ def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
     out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand)
     meta = {p.key: p.value for p in out.metadata_props}
     meta.pop(META_RECOVERY, None)
+    meta.pop(META_NOTES, None)
+    notes = [a.note for a in assignments.values() if a.note]
+    if notes:
+        meta[META_NOTES] = json.dumps(notes)
     if recovery is not None:
         changes = recovery.apply(out, layers, assignments, plan.encoded_operand)
         meta[META_RECOVERY] = json.dumps({**recovery.describe(), "layers": changes})
@@ -119,6 +124,12 @@ def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
     del out.metadata_props[:]
     onnx.helper.set_model_props(out, meta)
     return out
+
+
+def notes_of(model) -> list[str]:
+    """The notes a transform recorded (e.g. a classed rule on a layer with fewer groups)."""
+    meta = {p.key: p.value for p in load_model(model).metadata_props}
+    return list(json.loads(meta.get(META_NOTES, "[]")))
 
 
 def plan_of(model) -> Plan | None:

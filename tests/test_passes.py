@@ -212,7 +212,6 @@ def test_bad_inputs_give_one_line_errors(tmp_path, qmodel, capsys):
         ((qmodel, "-o", out, "--llam", "ROUP(1,4)", "--layers", "nosuch*"), "matches no quantized conv"),
         ((qmodel, "-o", out, "--llam", "ROUP(7,1)"), "perforation"),
         ((qmodel, "-o", out, "--flam", "MUL8(1)"), "unknown multiplier"),
-        ((qmodel, "-o", out, "--flam", ",".join(["ROUP(0,0)"] * 7)), "does not fit"),
         ((qmodel, "-o", qmodel, "--llam", "ROUP(1,4)"), "would overwrite an input"),
         ((qmodel, "-o", tmp_path / "nodir" / "x.onnx", "--llam", "ROUP(1,4)"), "does not exist"),
     ]
@@ -225,6 +224,27 @@ def test_bad_inputs_give_one_line_errors(tmp_path, qmodel, capsys):
         assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert qmodel.read_bytes() == before  # the input is never touched
     assert not out.exists()
+
+
+def test_more_classes_than_filters_falls_back_with_a_note(tmp_path, qmodel, capsys):
+    """7 FLAM classes on the 6-filter pointwise layer: its filters take the first 6 classes,
+    one each, and the transform says so; the 8-filter layers use all 7."""
+    from axonnx.ops.roupconv import read_assignment
+    from axonnx.transform import notes_of
+
+    names = [f"ROUP(0,{r})" for r in range(7)]
+    out = tmp_path / "out.onnx"
+    capsys.readouterr()
+    assert cli("transform", qmodel, "-o", out, "--flam", ",".join(names)) == 0
+    err = capsys.readouterr().err
+    assert "note: layer pointwise_quant: flam has 7 classes but the layer only 6 filters" in err
+    assert notes_of(out) == [line[len("note: "):] for line in err.splitlines()
+                             if line.startswith("note: ")]
+    nodes = {n.name: n for n in onnx.load(str(out)).graph.node if n.op_type == "ROUPConv"}
+    used = {name: {a.per_position_names()[m].flat[0] for m in range(a.index.shape[0])}
+            for name, a in ((k, read_assignment(v)) for k, v in nodes.items())}
+    assert used["pointwise_quant"] == set(names[:6])
+    assert used["stem_quant"] == set(names)
 
 
 def test_unwritable_output(tmp_path, qmodel, capsys):

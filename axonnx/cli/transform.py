@@ -57,7 +57,7 @@ def transform_command(
     from axonnx.model import check_outputs, load_model, model_files, save_model_atomic
     from axonnx.zoo import names as zoo_names, resolve_model
     from axonnx.recovery import Recovery
-    from axonnx.transform import plan_of, transform_model
+    from axonnx.transform import notes_of, plan_of, transform_model
 
     inputs = model_files(resolve_model(model)) + ([Path(plan)] if plan else [])
     if calib_data is not None:
@@ -88,6 +88,8 @@ def transform_command(
     resolved = plan_of(out_model)
     if save_plan:
         resolved.save(save_plan)
+    for line in notes_of(out_model):
+        stderr.print(f"note: {line}", soft_wrap=True, highlight=False)
     warnings = error_warnings(estimate_errors(loaded, the_plan, recovery=fixer))
     for line in warnings:
         stderr.print(f"warning: {line}", soft_wrap=True, highlight=False)
