@@ -68,7 +68,7 @@ class LayerRule:
         return len(self.multipliers)
 
     def matches(self, layer: str) -> bool:
-        return any(fnmatch.fnmatchcase(layer, pattern) for pattern in self.match)
+        return any(name_matches(layer, pattern) for pattern in self.match)
 
     def to_dict(self, with_match: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -89,6 +89,21 @@ class LayerRule:
             if self.fractions is not None:
                 out["fractions"] = list(self.fractions)
         return out
+
+
+# onnxruntime's QOperator quantizer names a QLinearConv after its Conv plus this suffix; QDQ
+# keeps the Conv's name. Matching ignores it, so one plan serves both forms of a model.
+QOPERATOR_SUFFIX = "_quant"
+
+
+def _base_name(name: str) -> str:
+    return name[:-len(QOPERATOR_SUFFIX)] if name.endswith(QOPERATOR_SUFFIX) else name
+
+
+def name_matches(layer: str, pattern: str) -> bool:
+    """A layer's node name against a plan glob, with or without the QOperator suffix."""
+    return (fnmatch.fnmatchcase(layer, pattern)
+            or fnmatch.fnmatchcase(_base_name(layer), _base_name(pattern)))
 
 
 def _as_tuple(value, what: str, where: str) -> tuple:
@@ -228,7 +243,7 @@ class Plan:
         """One explicit rule per layer, in model order; checks every glob matches."""
         for i, rule in enumerate(self.rules):
             for pattern in rule.match:
-                if not any(fnmatch.fnmatchcase(layer, pattern) for layer in layers):
+                if not any(name_matches(layer, pattern) for layer in layers):
                     raise AxonnxError(
                         f"plan rule {i + 1} names {pattern!r}, which matches no quantized conv "
                         f"layer; known layers: {', '.join(layers)}"

@@ -280,3 +280,25 @@ def test_cli_transform_and_inspect_json(tmp_path, qmodel, capsys):
     out2 = tmp_path / "again.onnx"
     assert cli("transform", qmodel, "-o", out2, "--plan", plan_file) == 0
     assert onnx.load(out2).graph == onnx.load(out).graph
+
+
+def test_a_plan_serves_the_qdq_and_qoperator_forms_of_one_model(tmp_path, quantized_models, capsys):
+    """Saved from either form, a resolved plan transforms the other: QOperator's `_quant`
+    suffix is ignored when matching, and both give the same assignment per layer."""
+    from axonnx.ops.roupconv import read_assignment
+
+    forms = {f: quantized_models[(f, "int8", True)] for f in ("qdq", "qoperator")}
+    for source, target in (("qdq", "qoperator"), ("qoperator", "qdq")):
+        plan = tmp_path / f"{source}.yaml"
+        assert cli("transform", forms[source], "-o", tmp_path / f"{source}.onnx", "--flam",
+                   "ROUP(0,0),ROUP(1,4),ROUP(2,6)", "--save-plan", plan) == 0
+        assert cli("transform", forms[target], "-o", tmp_path / f"{target}_shared.onnx",
+                   "--plan", plan) == 0, capsys.readouterr().err
+        got = {}
+        for name in (f"{source}.onnx", f"{target}_shared.onnx"):
+            nodes = [n for n in onnx.load(str(tmp_path / name)).graph.node
+                     if n.op_type == "ROUPConv"]
+            got[name] = [read_assignment(n).per_position_names() for n in nodes]
+        a, b = got.values()
+        assert len(a) == len(b) == 4
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -82,10 +82,15 @@ def test_klms_skips_exactly_outside_mu_k_sigma(k, keep):
     assert (got == "SKIP").any()
 
 
-def test_k_that_does_not_fit_the_layer():
-    rule = make_rule({"approach": "flam", "multipliers": ["ROUP(0,0)"] * 7}, "t")
-    with pytest.raises(AxonnxError, match="only 6 filters"):
-        assign_layer(rule, WEIGHT, "conv1")
+def test_k_that_does_not_fit_the_layer_takes_the_first_classes():
+    names = [f"ROUP(0,{r})" for r in range(7)]
+    rule = make_rule({"approach": "flam", "multipliers": names, "policy": "index"}, "t")
+    got = assign_layer(rule, WEIGHT, "conv1")
+    assert "only 6 filters" in got.note and "first 6 classes" in got.note
+    per_filter = [got.multipliers[got.index[m].flat[0]].name for m in range(6)]
+    assert per_filter == names[:6]  # index policy: filter m takes class m
+    assert assign_layer(make_rule({"approach": "flam", "multipliers": names[:6]}, "t"),
+                        WEIGHT, "conv1").note == ""
 
 
 @pytest.mark.parametrize("raw, message", [
