@@ -24,6 +24,7 @@ transformed model stores, and reads back.
 from __future__ import annotations
 
 import fnmatch
+import math
 import hashlib
 import json
 from dataclasses import dataclass, replace
@@ -48,8 +49,10 @@ def check_encoded_operand(value: str) -> str:
     from axonnx.ops.roupconv import ENCODED_OPERANDS
 
     if value not in ENCODED_OPERANDS:
-        raise AxonnxError(f"--encoded-operand must be weight or activation, not {value!r}")
+        raise AxonnxError(f"the encoded operand (--encoded-operand, a plan's encoded_operand) "
+                          f"must be weight or activation, not {value!r}")
     return value
+
 
 @dataclass(frozen=True)
 class LayerRule:
@@ -134,7 +137,12 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
     # Rejoined, then split only at commas outside parentheses: a YAML flow list such as
     # [ROUP(0,0), ROUP(1,4)] arrives split inside the names, as "ROUP(0", "0)", ...
     names = tuple(split_names(",".join(items))) if items else ()
-    names = tuple(parse(n).name for n in names)  # validates, canonicalises aliases
+    mults = [parse(n) for n in names]  # validates, canonicalises aliases
+    wide = [m.name for m in mults if m.bits != 8]
+    if wide:
+        raise AxonnxError(f"{where}: {', '.join(wide)}: ROUPConv's operands are 8-bit, so its "
+                          "multipliers need N=8 (drop ';N=...')")
+    names = tuple(m.name for m in mults)
     policy = str(raw.get("policy", "magnitude")).lower()
     if policy not in POLICIES:
         raise AxonnxError(f"{where}: unknown policy {policy!r}; use 'magnitude' or 'index'")
@@ -170,7 +178,8 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
             fractions = tuple(float(f) for f in fractions)
         except (TypeError, ValueError):
             raise AxonnxError(f"{where}: 'fractions' must be a list of numbers") from None
-        if len(fractions) != len(names) or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        if (len(fractions) != len(names) or not all(math.isfinite(f) and f >= 0 for f in fractions)
+                or abs(sum(fractions) - 1) > 1e-6):
             raise AxonnxError(f"{where}: 'fractions' needs {len(names)} non-negative numbers "
                               "summing to 1, one per multiplier")
     return LayerRule(match, approach, names, policy, fractions)
@@ -181,6 +190,9 @@ class Plan:
     rules: tuple[LayerRule, ...] = ()
     encoded_operand: str = "weight"
     version: int = PLAN_VERSION
+
+    def __post_init__(self) -> None:
+        check_encoded_operand(self.encoded_operand)  # every way of building a plan
 
     # ---- building --------------------------------------------------------------------
     @classmethod
@@ -196,8 +208,6 @@ class Plan:
             raise AxonnxError(f"{source}: plan version {version!r} is not supported "
                               f"(this axonnx reads version {PLAN_VERSION})")
         encoded = data.get("encoded_operand", "weight")
-        if encoded not in ("weight", "activation"):
-            raise AxonnxError(f"{source}: encoded_operand must be 'weight' or 'activation'")
         layers = data.get("layers", [])
         if not isinstance(layers, list):
             raise AxonnxError(f"{source}: 'layers' must be a list of rules")
@@ -208,9 +218,12 @@ class Plan:
     def load(cls, path: str | Path) -> "Plan":
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise AxonnxError(f"cannot read plan {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise AxonnxError(f"plan {path} is not UTF-8 text; write the plan as a YAML or "
+                              "JSON text file") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
                 import yaml

@@ -302,3 +302,22 @@ def test_a_plan_serves_the_qdq_and_qoperator_forms_of_one_model(tmp_path, quanti
         a, b = got.values()
         assert len(a) == len(b) == 4
         assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--llam", "ROUP(1,4)", "--encoded-operand", "both"), "must be weight or activation"),
+    (("--llam", "ROUP(1,4;N=16)"), "need N=8"),
+    (("--plan", "nan.yaml"), "'fractions' needs 2 non-negative numbers"),
+    (("--plan", "utf16.yaml"), "is not UTF-8 text"),
+])
+def test_no_model_is_written_for_an_invalid_plan(tmp_path, qmodel, capsys, args, message):
+    (tmp_path / "nan.yaml").write_text("version: 1\nlayers:\n  - {match: '*', approach: flam, "
+                                       "multipliers: [ROUP_L, ROUP_H], fractions: [.nan, .nan]}\n")
+    (tmp_path / "utf16.yaml").write_bytes("version: 1\n".encode("utf-16"))
+    args = tuple(str(tmp_path / a) if a.endswith(".yaml") else a for a in args)
+    out = tmp_path / "out.onnx"
+    capsys.readouterr()
+    assert cli("transform", qmodel, "-o", out, *args) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
