@@ -71,3 +71,21 @@ def test_check_outputs_rules(tmp_path):
         check_outputs([tmp_path / "x" / ".." / "c"], [tmp_path / "c"])
     with pytest.raises(AxonnxError, match="same file"):
         check_outputs([tmp_path / "a", tmp_path / "a"])
+
+
+@pytest.mark.parametrize("command", ["characterize-liberty", "characterize-verilog", "verilog-dir"])
+def test_hw_outputs_never_overwrite_their_inputs(tmp_path, command):
+    liberty = tmp_path / "lib.lib.gz"
+    liberty.write_bytes(b"not really a library")
+    netlist = tmp_path / "m.v"
+    netlist.write_text("module m(); endmodule\n")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir()}
+    if command == "characterize-liberty":
+        args = ["hw", "characterize", "--liberty", liberty, "-o", liberty]
+    elif command == "characterize-verilog":
+        args = ["hw", "characterize", "--liberty", liberty, "--verilog", netlist, "-o", netlist]
+    else:
+        args = ["hw", "verilog", "ROUP(1,4)", "-o", tmp_path / "nope" / "m.v"]
+    result = runner.invoke(app, list(map(str, args)))
+    assert isinstance(result.exception, AxonnxError), result.output
+    assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr, stdout
 from axonnx.errors import AxonnxError
+from axonnx.model import check_outputs
 
 hw_app = typer.Typer(
     name="hw",
@@ -37,6 +38,7 @@ def verilog_command(
         raise AxonnxError(f"{m.name}: only ROUP multipliers have a Verilog generator")
     netlist = roup_netlist(m, top, formats)
     text = netlist.verilog()
+    check_outputs([output])
     summary = {"multiplier": m.name, "module": netlist.name, "bits": m.bits, "formats": formats,
                "gates": netlist.gate_count, "structures": netlist.counts,
                "output": str(output) if output else None}
@@ -121,6 +123,7 @@ def characterize_command(
         raise AxonnxError("--clock-ns and --slew-ns must be positive")
     if delay_model not in ("zero", "unit"):
         raise AxonnxError(f"--delay-model {delay_model!r}: use zero or unit")
+    check_outputs([output], [liberty, verilog, stream, merge])  # before any synthesis
     options = EnergyOptions(clock_ns=clock_ns, slew_ns=slew_ns, output_load_ff=output_load_ff,
                             delay_model=delay_model)
     signed = not unsigned
