@@ -17,7 +17,8 @@ Outputs in the run folder:
                        full-test-set accuracy of the re-evaluated ones
   pareto/NN.yaml       their plans (``axonnx transform --plan``)
   explore.png          energy vs accuracy loss (paper Fig. 4 style)
-  checkpoint.pkl       the search state (pickle; remove it to start over)
+  checkpoint.pkl       the search state (a pickle signed with the user's key, axonnx.signed;
+                       remove it to start over)
   activations.npz      calibration statistics (when recovery is on)
 """
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from pymoo.core.repair import Repair
 from axonnx.analysis.evaluation import (Backend, Workload, canonical_recovery,
                                         worker_threads)
 from axonnx.analysis.pareto import pareto_indices
+from axonnx import signed
 from axonnx.analysis.space import SearchSpace
 from axonnx.plan import CLASSED_APPROACHES, check_encoded_operand
 from axonnx.errors import AxonnxError
@@ -207,8 +208,9 @@ def prepare_out(out: Path, config: ExploreConfig) -> dict | None:
                               f"checkpoint; choose another --out folder")
         return None
     try:
-        with open(ckpt, "rb") as fh:
-            state = pickle.load(fh)
+        state = signed.loads(ckpt.read_bytes(), f"checkpoint {ckpt}")
+    except AxonnxError:
+        raise
     except Exception as exc:
         raise AxonnxError(f"cannot resume from {ckpt} ({type(exc).__name__}); delete it to "
                           "start over") from None
@@ -363,7 +365,7 @@ def _save_progress(out, state, since: float) -> None:
     """evaluated.csv and the checkpoint, with the time spent since ``since`` added."""
     state["seconds"] += time.perf_counter() - since
     _write_csv(out / "evaluated.csv", RECORD_HEADER, [_record_row(r) for r in state["records"]])
-    _write_atomic(out / CHECKPOINT, pickle.dumps(state))
+    _write_atomic(out / CHECKPOINT, signed.dumps(state))
 
 
 def pareto_rows(records: list[Record]) -> list[dict]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import pickle
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from axonnx import signed
 from axonnx.errors import AxonnxError
 
 _SI = {"": 1.0, "k": 1e3, "m": 1e-3, "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15, "a": 1e-18}
@@ -423,14 +423,12 @@ def _parse(path: str) -> Library:
         raise AxonnxError(f"Liberty file {path} is malformed: {exc}") from None
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: signed (axonnx.signed)
 
 
 def cache_dir() -> Path:
-    """Where parsed libraries are cached: ``$AXONNX_CACHE`` or ``~/.cache/axonnx``."""
-    root = os.environ.get("AXONNX_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "axonnx")
-    return Path(root) / "liberty"
+    """Where parsed libraries are cached: ``liberty/`` in axonnx's cache folder."""
+    return signed.cache_root() / "liberty"
 
 
 @lru_cache(maxsize=8)
@@ -442,8 +440,7 @@ def _cached(path: str, mtime: float, size: int) -> Library:
     cached = cache_dir() / f"{digest}.v{CACHE_VERSION}.pickle"
     if cached.is_file():
         try:
-            with open(cached, "rb") as fh:
-                lib = pickle.load(fh)
+            lib = signed.loads(cached.read_bytes(), f"liberty cache {cached}")
             if isinstance(lib, Library) and lib.sha256 == digest:
                 lib.path = path
                 return lib
@@ -453,8 +450,7 @@ def _cached(path: str, mtime: float, size: int) -> Library:
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(lib, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.write_bytes(signed.dumps(lib))
         os.replace(tmp, cached)
     except OSError:
         pass
