@@ -83,6 +83,12 @@ def check_outputs(outputs: list, inputs: list = ()) -> None:
                               "or choose another path")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike,
                       *, protect: list[Path] = ()) -> Path:
     """Write ``model`` to ``path`` through a temporary file in the same folder and a rename,
@@ -97,6 +103,7 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike,
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(model.SerializeToString())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output honours the umask
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

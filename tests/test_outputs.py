@@ -89,3 +89,40 @@ def test_hw_outputs_never_overwrite_their_inputs(tmp_path, command):
     result = runner.invoke(app, list(map(str, args)))
     assert isinstance(result.exception, AxonnxError), result.output
     assert {p: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_written_model_honours_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        result = transform("zoo:resnet8", "-o", tmp_path / "out.onnx")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.onnx").stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left
+
+
+def test_search_leaves_no_temporary_folders(tmp_path, monkeypatch):
+    """Scoring plans in worker processes writes into temporary folders that are all gone
+    afterwards."""
+    import tempfile
+
+    from axonnx.analysis.evaluation import Workload, make_backend
+    from axonnx.data import load_sample
+    from axonnx.data.cifar10 import Split
+    from axonnx.plan import LayerRule, Plan
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the worker processes inherit it
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    sample = load_sample()
+    model = onnx.load(str(resolve_model("zoo:resnet8")))
+    workload = Workload.create(model, Split(sample.images[:20], sample.labels[:20], "20 images"))
+    backend = make_backend(workers=2)  # worker processes
+    try:
+        scores = backend.map(workload, [None, Plan((LayerRule(("*",), "llam", ("ROUP_M",)),))])
+    finally:
+        backend.close()
+    assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("axonnx-")]

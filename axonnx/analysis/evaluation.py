@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import weakref
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -104,15 +105,7 @@ class PlanEvaluator:
             from axonnx.recovery import Recovery
 
             self.recovery = Recovery(workload.stats, tune_weights=tune, correct_bias=bias)
-        self._tmp = Path(tempfile.mkdtemp(prefix="axonnx-eval-"))
         self._lock = threading.Lock()  # one Recovery cache, threads of a Dask worker
-        self._count = 0
-
-    def close(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __del__(self):  # pragma: no cover - best effort
-        self.close()
 
     def model_for(self, plan: Plan) -> onnx.ModelProto:
         from axonnx.transform import transform_model
@@ -128,14 +121,12 @@ class PlanEvaluator:
     def model_accuracy(self, model: onnx.ModelProto) -> float:
         from axonnx.evaluate import evaluate
 
-        with self._lock:
-            self._count += 1
-            path = self._tmp / f"candidate_{threading.get_ident()}_{self._count}.onnx"
-        path.write_bytes(model.SerializeToString())
-        try:
+        # A folder per call, gone when it returns: worker processes that are killed or
+        # never run their exit handlers leave nothing behind.
+        with tempfile.TemporaryDirectory(prefix="axonnx-eval-") as tmp:
+            path = Path(tmp) / "candidate.onnx"
+            path.write_bytes(model.SerializeToString())
             result = evaluate(path, self.split, threads=self.workload.threads, progress=False)
-        finally:
-            path.unlink(missing_ok=True)
         return result.top1
 
 
@@ -150,7 +141,7 @@ def _evaluator(workload: Workload) -> PlanEvaluator:
         found = _EVALUATORS.get(workload.key)
         if found is None:
             if len(_EVALUATORS) >= 4:  # keep memory bounded in long-lived Dask workers
-                _EVALUATORS.pop(next(iter(_EVALUATORS))).close()
+                _EVALUATORS.pop(next(iter(_EVALUATORS)))
             found = _EVALUATORS[workload.key] = PlanEvaluator(workload)
         return found
 
@@ -220,6 +211,8 @@ class ProcessBackend(Backend):
 
         if self._tmp is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="axonnx-workloads-"))
+            # Also removed at exit when close() is never reached (an interrupted search).
+            weakref.finalize(self, shutil.rmtree, self._tmp, ignore_errors=True)
         if workload.key not in self._files:
             path = self._tmp / f"{workload.key}.pkl"
             path.write_bytes(pickle.dumps(workload, protocol=pickle.HIGHEST_PROTOCOL))
