@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
-__all__ = ["InferenceSession", "get_library_path", "__version__"]
+__all__ = ["InferenceSession", "disable", "enable", "get_library_path", "__version__"]
 
 
 def _alias_source_passes() -> None:
@@ -28,7 +28,7 @@ def _alias_source_passes() -> None:
 
 def __getattr__(name: str):
     # Lazy, so that importing axonnx (e.g. for the multipliers) never needs onnxruntime.
-    if name in ("InferenceSession", "get_library_path"):
+    if name in ("InferenceSession", "get_library_path", "enable", "disable"):
         from axonnx import _library
 
         return getattr(_library, name)

@@ -76,3 +76,35 @@ def InferenceSession(  # noqa: N802  (mirrors onnxruntime.InferenceSession)
         providers=list(providers) if providers is not None else ["CPUExecutionProvider"],
         **kwargs,
     )
+
+
+_ENABLED_FLAG = "__axonnx_enabled__"
+
+
+def enable() -> None:
+    """Register the custom-op library in every ``onnxruntime.InferenceSession`` created from
+    now on in this process, for applications that build their own sessions and take no
+    SessionOptions. Idempotent; :func:`disable` undoes it.
+
+    It wraps ``InferenceSession.__init__`` (so references taken before the call work too);
+    each session gets a copy of its SessionOptions with the library registered, as
+    :func:`session_options` makes it (config entries are not copied)."""
+    cls = ort.InferenceSession
+    if getattr(cls.__init__, _ENABLED_FLAG, False):
+        return
+    original = cls.__init__
+
+    def __init__(self, path_or_bytes, sess_options=None, *args, **kwargs):  # noqa: N807
+        original(self, path_or_bytes, session_options(sess_options), *args, **kwargs)
+
+    __init__.__wrapped__ = original
+    __init__.__doc__ = original.__doc__
+    setattr(__init__, _ENABLED_FLAG, True)
+    cls.__init__ = __init__
+
+
+def disable() -> None:
+    """Undo :func:`enable`: sessions created from now on are plain onnxruntime ones."""
+    cls = ort.InferenceSession
+    if getattr(cls.__init__, _ENABLED_FLAG, False):
+        cls.__init__ = cls.__init__.__wrapped__

@@ -1,0 +1,57 @@
+"""axonnx.enable(): applications that build their own onnxruntime sessions run
+transformed models unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnxruntime import InferenceSession as EarlyReference  # taken before enable()
+
+import axonnx
+from axonnx.plan import LayerRule, Plan
+from axonnx.transform import transform_model
+from axonnx.zoo import resolve_model
+
+
+def an_existing_app(path, sess_options=None):
+    """What deployment code looks like: its own session, no custom-op hook."""
+    session = EarlyReference(str(path), sess_options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 32, 32)).astype(np.float32)
+    return session, session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+@pytest.fixture
+def transformed(tmp_path):
+    model = transform_model(onnx.load(str(resolve_model("zoo:resnet8"))),
+                            Plan((LayerRule(("*",), "llam", ("ROUP(1,4)",)),)))
+    path = tmp_path / "roup.onnx"
+    onnx.save(model, str(path))
+    yield path
+    axonnx.disable()
+
+
+def test_enable_registers_the_library_for_later_sessions(transformed):
+    with pytest.raises(Exception, match="ROUPConv"):
+        an_existing_app(transformed)
+    axonnx.enable()
+    axonnx.enable()  # idempotent
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session, scores = an_existing_app(transformed, options)
+    assert session.get_session_options().intra_op_num_threads == 1
+    reference = axonnx.InferenceSession(transformed)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 3, 32, 32)).astype(np.float32)
+    assert np.array_equal(scores, reference.run(None, {reference.get_inputs()[0].name: x})[0])
+    axonnx.disable()
+    with pytest.raises(Exception, match="ROUPConv"):
+        an_existing_app(transformed)
+
+
+def test_plain_register_recipe(transformed):
+    """The README's recipe without enable(): register the library on the options."""
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(axonnx.get_library_path())
+    _, scores = an_existing_app(transformed, options)
+    assert scores.shape == (2, 10)
