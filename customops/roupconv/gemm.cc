@@ -1,10 +1,10 @@
 #include "roupconv/gemm.h"
 
+#include "roupconv/cpu.h"
 #include "roupconv/multiplier.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -245,18 +245,7 @@ __attribute__((target("avx2"))) void PackAvx2(const uint8_t* index, size_t ld, i
 
 #endif  // AXONNX_X86
 
-bool DetectAvx2() {
-#ifdef AXONNX_X86
-  // AXONNX_NO_AVX2=1 forces the portable loops (tests compare both).
-  const char* off = std::getenv("AXONNX_NO_AVX2");
-  if (off && *off && std::strcmp(off, "0") != 0) return false;
-  return __builtin_cpu_supports("avx2");
-#else
-  return false;
-#endif
-}
-
-const bool kAvx2 = DetectAvx2();
+const bool kAvx2 = Cpu().avx2;
 
 }  // namespace
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -98,6 +99,77 @@ struct Im2Col {
       }
     }
   }
+
+  // The same indices packed as GemmU8S8 reads them (gemm_u8.h), in the order k' = (i * KW + j) *
+  // Cq + c (channels padded with the zero point to Cq, a multiple of 4): quad q = (i * KW + j) *
+  // Cq / 4 + c / 4. The band holds the four channels of a quad interleaved, so one quad of one
+  // pixel is one 32-bit word of the band, and a tile's pixels in one output row are a (strided)
+  // run of words: one 64-byte copy for a whole tile at stride 1.
+  void Quads(const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
+             uint8_t pad, uint8_t* packed, std::vector<uint8_t>& band) const {
+    const int64_t H = this->H, W = this->W, KH = this->KH, KW = this->KW, SH = this->SH,
+                  SW = this->SW, DH = this->DH, DW = this->DW, pad_left = this->pad_left,
+                  out_w = this->out_w;
+    const int64_t cq = CeilDiv(channels, kQuad);
+    const int64_t oh0 = p0 / out_w, oh1 = (p1 - 1) / out_w;
+    const int64_t ih0 = oh0 * SH - pad_top;
+    const int64_t band_h = (oh1 - oh0) * SH + (KH - 1) * DH + 1;
+    const int64_t band_w = std::max(W + pad_left, (out_w - 1) * SW + (KW - 1) * DW + 1);
+    band.assign(static_cast<size_t>(cq * band_h * band_w * kQuad), pad);
+    std::vector<uint8_t> pad_row(static_cast<size_t>(W), static_cast<uint8_t>(pad ^ flip));
+    const uint32_t flip4 = flip * 0x01010101u;
+    for (int64_t g = 0; g < cq; ++g) {
+      for (int64_t r = std::max<int64_t>(0, -ih0); r < band_h && ih0 + r < H; ++r) {
+        const uint8_t* src[kQuad];
+        for (int e = 0; e < kQuad; ++e) {
+          const int64_t c = g * kQuad + e;
+          src[e] = c < channels ? x + (c * H + ih0 + r) * W : pad_row.data();
+        }
+        const uint8_t* __restrict a = src[0];
+        const uint8_t* __restrict b = src[1];
+        const uint8_t* __restrict c = src[2];
+        const uint8_t* __restrict d = src[3];
+        uint8_t* __restrict dst = band.data() + ((g * band_h + r) * band_w + pad_left) * kQuad;
+        for (int64_t i = 0; i < W; ++i) {
+          const uint32_t word = (a[i] | b[i] << 8 | c[i] << 16 | static_cast<uint32_t>(d[i]) << 24) ^ flip4;
+          std::memcpy(dst + kQuad * i, &word, sizeof word);
+        }
+      }
+    }
+    const int64_t kquads = KH * KW * cq;
+    const uint32_t pad4 = pad * 0x01010101u;
+    const uint32_t* words = reinterpret_cast<const uint32_t*>(band.data());
+    for (int64_t t = 0; t < cols / kTile; ++t) {
+      uint32_t* tile = reinterpret_cast<uint32_t*>(packed) + t * kquads * kTile;
+      int64_t c = 0;
+      // Runs of pixels within one output row.
+      while (c < kTile && p0 + t * kTile + c < p1) {
+        const int64_t p = p0 + t * kTile + c, oh = p / out_w, ow = p % out_w;
+        const int64_t len = std::min({kTile - c, out_w - ow, p1 - p});
+        const uint32_t* base = words + (oh - oh0) * SH * band_w + ow * SW;
+        uint32_t* out = tile + c;
+        for (int64_t i = 0; i < KH; ++i) {
+          for (int64_t j = 0; j < KW; ++j) {
+            for (int64_t g = 0; g < cq; ++g, out += kTile) {
+              const uint32_t* __restrict from = base + (g * band_h + i * DH) * band_w + j * DW;
+              uint32_t* __restrict to = out;
+              if (SW == 1 && len == kTile) {
+                std::memcpy(to, from, kTile * sizeof(uint32_t));
+              } else if (SW == 1) {
+                for (int64_t n = 0; n < len; ++n) to[n] = from[n];
+              } else {
+                for (int64_t n = 0; n < len; ++n) to[n] = from[n * SW];
+              }
+            }
+          }
+        }
+        c += len;
+      }
+      if (c < kTile) {  // columns past p1
+        for (int64_t q = 0; q < kquads; ++q) std::fill(tile + q * kTile + c, tile + (q + 1) * kTile, pad4);
+      }
+    }
+  }
 };
 
 }  // namespace
@@ -108,6 +180,8 @@ struct Scratch {
   std::vector<uint8_t> band;
   std::vector<uint8_t> index;
   std::vector<int16_t> packed;
+  std::vector<uint8_t> quads;    // activation indices for the u8 GEMM
+  std::vector<uint8_t> packed8;  // ... mapped through a GEMM's table
   std::vector<int32_t> acc;
 };
 
@@ -315,6 +389,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
   plan.KW = w_shape[3];
   plan.K = plan.Cg * plan.KH * plan.KW;
   plan.Kp = RoundUp(plan.K, 2);
+  plan.Kq = plan.KH * plan.KW * RoundUp(plan.Cg, kQuad);
   plan.group = conv_.group;
   plan.Mg = plan.M / plan.group;
   const int64_t M = plan.M, K = plan.K;
@@ -372,13 +447,48 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     gemm.transform.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
     gemm.transform.param = slot;
     if (encode_activation_) gemm.transform.shift = 2 * slot - WeightDigitExponent(slot);
-    gemm.rows.resize(static_cast<size_t>(plan.group));
-    gemm.weights.resize(static_cast<size_t>(plan.group));
+    const size_t groups = static_cast<size_t>(plan.group);
+    gemm.rows.resize(groups);
+    gemm.weights.resize(groups);
+    gemm.rows8.resize(groups);
+    gemm.weights8.resize(groups);
+    gemm.shift8.resize(groups);
+    gemm.rowsum8.resize(groups);
+    const int log_scale = U8LogScale(gemm.transform);
+    const int max_pair = MaxPairSum(U8Bound(gemm.transform));
     bool any = false;
     for (int64_t g = 0; g < plan.group; ++g) {
       for (int64_t ml = 0; ml < plan.Mg; ++ml) {
         const int32_t* row = d.data() + (g * plan.Mg + ml) * K;
         if (std::all_of(row, row + K, [](int32_t v) { return v == 0; })) continue;
+        any = true;
+        // The u8 x s8 GEMM takes the row when it is 2^h times an int8 row (h: the common power
+        // of two of its entries) whose pairs the selected kernel multiplies exactly.
+        int h = 31;
+        for (int64_t k = 0; k < K; ++k) {
+          if (row[k]) h = std::min(h, __builtin_ctz(static_cast<unsigned>(row[k])));
+        }
+        // In the u8 GEMM's order k' = (i * KW + j) * Cq + c (Im2Col::Quads), zero-padded.
+        const int64_t cq = plan.Kq / (plan.KH * plan.KW);
+        std::vector<int32_t> reordered(static_cast<size_t>(plan.Kq), 0);
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t c = k / (plan.KH * plan.KW), tap = k % (plan.KH * plan.KW);
+          reordered[static_cast<size_t>(tap * cq + c)] = row[k] / (1 << h);  // exact
+        }
+        bool fits = true;
+        int32_t sum = 0;
+        for (size_t k = 0; k < reordered.size() && fits; k += 2) {
+          const int32_t v0 = reordered[k], v1 = reordered[k + 1];
+          fits = v0 >= -128 && v0 <= 127 && v1 >= -128 && v1 <= 127 && std::abs(v0) + std::abs(v1) <= max_pair;
+          sum += v0 + v1;
+        }
+        if (fits) {
+          gemm.rows8[g].push_back(static_cast<int32_t>(ml));
+          gemm.shift8[g].push_back(h + log_scale);
+          gemm.rowsum8[g].push_back(sum);
+          gemm.weights8[g].insert(gemm.weights8[g].end(), reordered.begin(), reordered.end());
+          continue;
+        }
         gemm.rows[g].push_back(static_cast<int32_t>(ml));
         std::vector<int16_t>& out = gemm.weights[g];
         for (int64_t k = 0; k < plan.Kp; ++k) {
@@ -388,7 +498,6 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
           }
           out.push_back(static_cast<int16_t>(v));
         }
-        any = true;
       }
     }
     if (any) plan.gemms.push_back(std::move(gemm));
@@ -492,7 +601,9 @@ struct Job {
   uint8_t* y;
   int64_t C, P, chunk, chunks;
   uint8_t x_flip, x_pad;
-  std::vector<int32_t> base;   // per m: the bias
+  std::vector<int32_t> base;   // per m: the bias and the u8 GEMMs' offset terms
+  std::vector<U8Operand> operands;  // per GEMM: its u8 activation operand for x's zero point
+  std::vector<char> needs_quads, needs_rows;  // per conv group: u8 rows; int16 rows or LUT taps
   std::vector<float> scale;    // per m
   int y_zero_point, y_lo, y_hi;
   std::atomic<bool> failed{false};
@@ -507,29 +618,52 @@ struct Job {
     Scratch& scratch = *lease;
     scratch.index.resize(static_cast<size_t>(p.K * cols));
     scratch.packed.resize(static_cast<size_t>(p.Kp * cols));
+    scratch.packed8.resize(static_cast<size_t>(p.Kq * cols));
+    scratch.quads.resize(static_cast<size_t>(p.Kq * cols));
     scratch.acc.resize(static_cast<size_t>(p.Mg * cols));
     uint8_t* index = scratch.index.data();
     int32_t* acc = scratch.acc.data();
     for (int64_t g = 0; g < p.group; ++g) {
-      im2col(x + (n * C + g * p.Cg) * im2col.H * im2col.W, p.Cg, p0, p1, cols, x_flip, x_pad, index,
-             scratch.band);
+      const size_t gs = static_cast<size_t>(g);
+      const uint8_t* xg = x + (n * C + g * p.Cg) * im2col.H * im2col.W;
       for (int64_t ml = 0; ml < p.Mg; ++ml) std::fill_n(acc + ml * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
-      for (const WeightPlan::Gemm& gemm : p.gemms) {
-        const std::vector<int32_t>& rows = gemm.rows[static_cast<size_t>(g)];
-        if (rows.empty()) continue;
-        XTransform transform = gemm.transform;
-        transform.zero = x_pad;
-        PackColumns(index, static_cast<size_t>(cols), static_cast<int>(p.K), static_cast<int>(cols),
-                    transform, scratch.packed.data());
-        GemmS16(gemm.weights[static_cast<size_t>(g)].data(), static_cast<int>(rows.size()), rows.data(),
-                static_cast<int>(p.Kp), scratch.packed.data(), static_cast<int>(cols), acc,
-                static_cast<size_t>(cols));
+      // u8 x s8 rows: the activation indices packed once; a GEMM whose operand is not the index
+      // itself maps them through its table.
+      if (needs_quads[gs]) {
+        im2col.Quads(xg, p.Cg, p0, p1, cols, x_flip, x_pad, scratch.quads.data(), scratch.band);
       }
-      for (int64_t ml = 0; ml < p.Mg; ++ml) {
-        const std::vector<LutTap>& taps = p.lut_taps[static_cast<size_t>(g * p.Mg + ml)];
-        if (!taps.empty()) {
-          GatherAdd(taps.data(), taps.size(), index, static_cast<size_t>(cols), static_cast<int>(cols),
-                    acc + ml * cols);
+      for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
+        const WeightPlan::Gemm& gemm = p.gemms[gi];
+        const std::vector<int32_t>& rows8 = gemm.rows8[gs];
+        if (rows8.empty()) continue;
+        const uint8_t* packed = scratch.quads.data();
+        if (!operands[gi].identity) {
+          ApplyTable(operands[gi], packed, static_cast<size_t>(p.Kq * cols), scratch.packed8.data());
+          packed = scratch.packed8.data();
+        }
+        GemmU8S8(gemm.weights8[gs].data(), static_cast<int>(rows8.size()), rows8.data(), gemm.shift8[gs].data(),
+                 static_cast<int>(p.Kq), packed, static_cast<int>(cols), acc, static_cast<size_t>(cols));
+      }
+      // int16 rows and LUT taps read the indices row by row.
+      if (needs_rows[gs]) {
+        im2col(xg, p.Cg, p0, p1, cols, x_flip, x_pad, index, scratch.band);
+        for (const WeightPlan::Gemm& gemm : p.gemms) {
+          const std::vector<int32_t>& rows = gemm.rows[gs];
+          if (rows.empty()) continue;
+          XTransform transform = gemm.transform;
+          transform.zero = x_pad;
+          PackColumns(index, static_cast<size_t>(cols), static_cast<int>(p.K), static_cast<int>(cols),
+                      transform, scratch.packed.data());
+          GemmS16(gemm.weights[gs].data(), static_cast<int>(rows.size()), rows.data(),
+                  static_cast<int>(p.Kp), scratch.packed.data(), static_cast<int>(cols), acc,
+                  static_cast<size_t>(cols));
+        }
+        for (int64_t ml = 0; ml < p.Mg; ++ml) {
+          const std::vector<LutTap>& taps = p.lut_taps[static_cast<size_t>(g * p.Mg + ml)];
+          if (!taps.empty()) {
+            GatherAdd(taps.data(), taps.size(), index, static_cast<size_t>(cols), static_cast<int>(cols),
+                      acc + ml * cols);
+          }
         }
       }
       for (int64_t ml = 0; ml < p.Mg; ++ml) {
@@ -581,13 +715,39 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     const float product = in.x_scale * w_scale;  // float32, as onnxruntime computes it
     job.scale[i] = product / in.y_scale;
   }
+  // u8 GEMM rows: sum_k W[k] T(a_k) = 2^shift * (dot(W', U) + o * sum_k W'[k]) (gemm_u8.h);
+  // the second term is a constant of the row.
+  for (const WeightPlan::Gemm& gemm : plan.gemms) {
+    XTransform transform = gemm.transform;
+    transform.zero = job.x_pad;
+    job.operands.push_back(MakeU8Operand(transform));
+    const int offset = job.operands.back().offset;
+    for (int64_t g = 0; g < plan.group; ++g) {
+      const size_t gs = static_cast<size_t>(g);
+      for (size_t i = 0; i < gemm.rows8[gs].size(); ++i) {
+        const size_t m = static_cast<size_t>(g * plan.Mg + gemm.rows8[gs][i]);
+        const uint32_t term = static_cast<uint32_t>(offset * gemm.rowsum8[gs][i]) << gemm.shift8[gs][i];
+        job.base[m] = static_cast<int32_t>(static_cast<uint32_t>(job.base[m]) + term);
+      }
+    }
+  }
+  job.needs_quads.assign(static_cast<size_t>(plan.group), 0);
+  job.needs_rows.assign(static_cast<size_t>(plan.group), 0);
+  for (int64_t g = 0; g < plan.group; ++g) {
+    const size_t gs = static_cast<size_t>(g);
+    for (const WeightPlan::Gemm& gemm : plan.gemms) {
+      job.needs_quads[gs] |= !gemm.rows8[gs].empty();
+      job.needs_rows[gs] |= !gemm.rows[gs].empty();
+    }
+    for (int64_t ml = 0; ml < plan.Mg; ++ml) job.needs_rows[gs] |= !plan.lut_taps[static_cast<size_t>(g * plan.Mg + ml)].empty();
+  }
   job.y_zero_point = in.y_zero_point;
   job.y_lo = IsSigned(y_type_) ? -128 : 0;
   job.y_hi = IsSigned(y_type_) ? 127 : 255;
 
   // Tasks: (image, run of output pixels). A run's scratch (activation indices, packed operands,
   // accumulators) is sized to stay in the L2 cache.
-  const int64_t bytes_per_column = plan.K + 2 * plan.Kp + 4 * plan.Mg;
+  const int64_t bytes_per_column = plan.K + 2 * plan.Kp + plan.Kq + 4 * plan.Mg;
   int64_t chunk = std::clamp<int64_t>((192 * 1024 / bytes_per_column) / kTile * kTile, kTile, 4096);
   chunk = std::min(chunk, RoundUp(P, kTile));
   while (N * CeilDiv(P, chunk) < 8 && chunk > 4 * kTile) chunk = RoundUp(chunk / 2, kTile);

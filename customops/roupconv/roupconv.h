@@ -24,6 +24,7 @@
 
 #include "common/kernel_info.h"
 #include "roupconv/gemm.h"
+#include "roupconv/gemm_u8.h"
 #include "roupconv/multiplier.h"
 
 namespace axonnx::roupconv {
@@ -43,15 +44,21 @@ struct ConvAttributes {
 // Everything that depends only on the weight tensor, its zero point and the assignment:
 // built once when both are constant initializers, otherwise on every run.
 struct WeightPlan {
-  int64_t M = 0, Cg = 0, KH = 0, KW = 0, K = 0, Kp = 0, group = 1, Mg = 0;
+  int64_t M = 0, Cg = 0, KH = 0, KW = 0, K = 0, Kp = 0, Kq = 0, group = 1, Mg = 0;  // Kp, Kq: K rounded up to 2, 4
 
   struct Gemm {
     XTransform transform;  // activation index u (stored byte, int8 flipped) -> GEMM operand;
                            // its zero is set per run from x's zero point
-    // Per conv group: the output channels (local to the group) with a non-zero weight row, and
-    // those rows, compacted: [rows.size()][Kp].
+    // Per conv group: the output channels (local to the group) whose weight row runs on the int16
+    // GEMM, and those rows, compacted: [rows.size()][Kp].
     std::vector<std::vector<int32_t>> rows;
     std::vector<std::vector<int16_t>> weights;
+    // Per conv group: the rows that run on the u8 x s8 GEMM (gemm_u8.h): the row is
+    // 2^(shift8 - log_scale) * weights8, [rows8.size()][Kq]; rowsum8 is the sum of weights8.
+    std::vector<std::vector<int32_t>> rows8;
+    std::vector<std::vector<int8_t>> weights8;
+    std::vector<std::vector<int32_t>> shift8;
+    std::vector<std::vector<int32_t>> rowsum8;
   };
   std::vector<Gemm> gemms;
   std::vector<std::vector<LutTap>> lut_taps;  // per m: LUT positions and their error rows

@@ -1,0 +1,235 @@
+#include "roupconv/gemm_u8.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "common/kernel_info.h"
+#include "roupconv/cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define AXONNX_X86 1
+#include <immintrin.h>
+#endif
+
+namespace axonnx::roupconv {
+namespace {
+
+constexpr int kTileBytes = kTile * kQuad;  // one k-quad of one tile: 64 bytes
+
+enum class Kernel { kPortable, kAvx2, kVnni512 };
+
+Kernel Choose() {
+  const CpuFeatures& cpu = Cpu();
+  if (cpu.vnni512) return Kernel::kVnni512;
+  if (cpu.avx2) return Kernel::kAvx2;
+  return Kernel::kPortable;
+}
+
+const Kernel kKernel = Choose();
+
+inline int32_t LoadQuad(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Adds (sum << shift) to out modulo 2^32, as the SIMD loops do.
+inline int32_t AddShifted(int32_t out, int32_t sum, int shift) {
+  return static_cast<int32_t>(static_cast<uint32_t>(out) + (static_cast<uint32_t>(sum) << shift));
+}
+
+// ---- portable versions ----------------------------------------------------------------------
+
+void GemmPortable(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
+                  int kq, const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+  const int kquads = kq / kQuad;
+  for (int t = 0; t < cols / kTile; ++t) {
+    const uint8_t* tile = packed + static_cast<size_t>(t) * kquads * kTileBytes;
+    for (int i = 0; i < nrows; ++i) {
+      const int8_t* w = weights + static_cast<size_t>(i) * kq;
+      int32_t sum[kTile] = {};
+      for (int q = 0; q < kquads; ++q) {
+        const uint8_t* b = tile + static_cast<size_t>(q) * kTileBytes;
+        for (int c = 0; c < kTile; ++c) {
+          for (int e = 0; e < kQuad; ++e) sum[c] += b[kQuad * c + e] * w[kQuad * q + e];
+        }
+      }
+      int32_t* out = acc + static_cast<size_t>(row_of[i]) * ld_acc + t * kTile;
+      for (int c = 0; c < kTile; ++c) out[c] = AddShifted(out[c], sum[c], shift[i]);
+    }
+  }
+}
+
+#ifdef AXONNX_X86
+// ---- AVX2 versions --------------------------------------------------------------------------
+
+// MR rows x 16 columns. vpmaddubsw's int16 pair sums are exact for the rows the plan gives it
+// (MaxPairSum); vpmaddwd by 1 widens them to int32.
+template <int MR>
+__attribute__((target("avx2"))) void TileAvx2(const int8_t* w, int kq, const uint8_t* b, int kquads,
+                                              int32_t* const* out, const int32_t* shift) {
+  __m256i lo[MR], hi[MR];
+  for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int q = 0; q < kquads; ++q, b += kTileBytes) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      const __m256i wv = _mm256_set1_epi32(LoadQuad(w + static_cast<size_t>(i) * kq + kQuad * q));
+      lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(_mm256_maddubs_epi16(b0, wv), ones));
+      hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(_mm256_maddubs_epi16(b1, wv), ones));
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const __m128i count = _mm_cvtsi32_si128(shift[i]);
+    __m256i* o = reinterpret_cast<__m256i*>(out[i]);
+    _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_sll_epi32(lo[i], count)));
+    _mm256_storeu_si256(o + 1, _mm256_add_epi32(_mm256_loadu_si256(o + 1), _mm256_sll_epi32(hi[i], count)));
+  }
+}
+
+void GemmAvx2(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift, int kq,
+              const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+  using Fn = void (*)(const int8_t*, int, const uint8_t*, int, int32_t* const*, const int32_t*);
+  static constexpr Fn kTiles[] = {TileAvx2<1>, TileAvx2<2>, TileAvx2<3>, TileAvx2<4>};
+  constexpr int kRows = 4;  // 8 accumulators + 2 columns + broadcast + ones: within 16 ymm
+  const int kquads = kq / kQuad;
+  for (int t = 0; t < cols / kTile; ++t) {
+    const uint8_t* tile = packed + static_cast<size_t>(t) * kquads * kTileBytes;
+    for (int i = 0; i < nrows; i += kRows) {
+      const int mr = std::min(kRows, nrows - i);
+      int32_t* out[kRows];
+      for (int r = 0; r < mr; ++r) out[r] = acc + static_cast<size_t>(row_of[i + r]) * ld_acc + t * kTile;
+      kTiles[mr - 1](weights + static_cast<size_t>(i) * kq, kq, tile, kquads, out, shift + i);
+    }
+  }
+}
+
+// ---- AVX-512 versions -----------------------------------------------------------------------
+
+// U through a 256-entry table held in four registers: two vpermi2b and a blend on bit 7.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void ApplyTableAvx512(
+    const U8Operand& op, const uint8_t* in, size_t n, uint8_t* out) {
+  const __m512i t0 = _mm512_loadu_si512(op.table.data()), t1 = _mm512_loadu_si512(op.table.data() + 64);
+  const __m512i t2 = _mm512_loadu_si512(op.table.data() + 128), t3 = _mm512_loadu_si512(op.table.data() + 192);
+  for (size_t i = 0; i < n; i += 64) {
+    const __mmask64 mask = n - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (n - i)) - 1;
+    const __m512i u = _mm512_maskz_loadu_epi8(mask, in + i);
+    const __m512i lo = _mm512_permutex2var_epi8(t0, u, t1);
+    const __m512i hi = _mm512_permutex2var_epi8(t2, u, t3);
+    _mm512_mask_storeu_epi8(out + i, mask, _mm512_mask_blend_epi8(_mm512_movepi8_mask(u), lo, hi));
+  }
+}
+
+// MR rows x NT tiles, one zmm accumulator each (32 registers: 16 accumulators at most).
+template <int MR, int NT>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void TileVnni512(
+    const int8_t* w, int kq, const uint8_t* b, size_t tile_stride, int kquads, int32_t* const* out,
+    const int32_t* shift) {
+  __m512i acc[MR][NT];
+  for (int i = 0; i < MR; ++i)
+    for (int n = 0; n < NT; ++n) acc[i][n] = _mm512_setzero_si512();
+  for (int q = 0; q < kquads; ++q, b += kTileBytes) {
+    __m512i bv[NT];
+    for (int n = 0; n < NT; ++n) bv[n] = _mm512_loadu_si512(b + n * tile_stride);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i wv = _mm512_set1_epi32(LoadQuad(w + static_cast<size_t>(i) * kq + kQuad * q));
+      for (int n = 0; n < NT; ++n) acc[i][n] = _mm512_dpbusd_epi32(acc[i][n], bv[n], wv);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const __m128i count = _mm_cvtsi32_si128(shift[i]);
+    for (int n = 0; n < NT; ++n) {
+      int32_t* o = out[i] + n * kTile;
+      _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), _mm512_sll_epi32(acc[i][n], count)));
+    }
+  }
+}
+
+void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
+                 int kq, const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+  using Fn = void (*)(const int8_t*, int, const uint8_t*, size_t, int, int32_t* const*, const int32_t*);
+  static constexpr Fn kTiles[2][8] = {
+      {TileVnni512<1, 1>, TileVnni512<2, 1>, TileVnni512<3, 1>, TileVnni512<4, 1>,
+       TileVnni512<5, 1>, TileVnni512<6, 1>, TileVnni512<7, 1>, TileVnni512<8, 1>},
+      {TileVnni512<1, 2>, TileVnni512<2, 2>, TileVnni512<3, 2>, TileVnni512<4, 2>,
+       TileVnni512<5, 2>, TileVnni512<6, 2>, TileVnni512<7, 2>, TileVnni512<8, 2>}};
+  constexpr int kRows = 8;
+  const int kquads = kq / kQuad;
+  const size_t tile_stride = static_cast<size_t>(kquads) * kTileBytes;
+  const int tiles = cols / kTile;
+  // Two tiles (32 columns) share each weight broadcast; their packed columns stay in L1 while
+  // the row blocks pass over them.
+  for (int t = 0; t < tiles; t += 2) {
+    const int nt = std::min(2, tiles - t);
+    const uint8_t* b = packed + static_cast<size_t>(t) * tile_stride;
+    for (int i = 0; i < nrows; i += kRows) {
+      const int mr = std::min(kRows, nrows - i);
+      int32_t* out[kRows];
+      for (int r = 0; r < mr; ++r) out[r] = acc + static_cast<size_t>(row_of[i + r]) * ld_acc + t * kTile;
+      kTiles[nt - 1][mr - 1](weights + static_cast<size_t>(i) * kq, kq, b, tile_stride, kquads, out,
+                             shift + i);
+    }
+  }
+}
+#endif  // AXONNX_X86
+
+}  // namespace
+
+int U8LogScale(const XTransform& transform) {
+  return transform.kind == XTransform::Kind::kRound ? transform.param : transform.shift;
+}
+
+int U8Bound(const XTransform& transform) {
+  if (transform.kind == XTransform::Kind::kDigit) return 4;  // Booth digit + 2
+  // floor((a + 2^(r-1)) / 2^r) takes at most 256 / 2^r + 1 values on 256 consecutive a.
+  return transform.param == 0 ? 255 : (255 >> transform.param) + 1;
+}
+
+U8Operand MakeU8Operand(const XTransform& transform) {
+  U8Operand op;
+  op.log_scale = U8LogScale(transform);
+  int value[256];
+  int low = INT_MAX;
+  for (int u = 0; u < 256; ++u) {
+    const int full = transform.Apply(u);
+    if (full & ((1 << op.log_scale) - 1)) throw OpError("internal: a GEMM operand is not a multiple of its scale");
+    value[u] = full >> op.log_scale;  // exact: a multiple of 2^log_scale
+    low = std::min(low, value[u]);
+  }
+  op.offset = low;
+  op.identity = true;
+  const int bound = U8Bound(transform);
+  for (int u = 0; u < 256; ++u) {
+    const int v = value[u] - low;
+    if (v > bound) throw OpError("internal: a u8 GEMM operand exceeds its bound");
+    op.table[static_cast<size_t>(u)] = static_cast<uint8_t>(v);
+    op.identity = op.identity && v == u;
+  }
+  return op;
+}
+
+int MaxPairSum(int bound) {
+  return kKernel == Kernel::kAvx2 ? INT16_MAX / std::max(bound, 1) : INT_MAX;
+}
+
+void ApplyTable(const U8Operand& op, const uint8_t* in, size_t n, uint8_t* out) {
+#ifdef AXONNX_X86
+  if (Cpu().vbmi) return ApplyTableAvx512(op, in, n, out);
+#endif
+  for (size_t i = 0; i < n; ++i) out[i] = op.table[in[i]];
+}
+
+void GemmU8S8(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
+              int kq, const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+#ifdef AXONNX_X86
+  if (kKernel == Kernel::kVnni512) return GemmVnni512(weights, nrows, row_of, shift, kq, packed, cols, acc, ld_acc);
+  if (kKernel == Kernel::kAvx2) return GemmAvx2(weights, nrows, row_of, shift, kq, packed, cols, acc, ld_acc);
+#endif
+  GemmPortable(weights, nrows, row_of, shift, kq, packed, cols, acc, ld_acc);
+}
+
+}  // namespace axonnx::roupconv
