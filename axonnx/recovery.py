@@ -448,35 +448,35 @@ class Recovery:
         cin = grp[:, None] * cpg + np.arange(cpg)[None, :]
         return np.broadcast_to(cin[:, :, None, None], layer.weight.shape)
 
-    def expected_channel_error(self, layer, assignment, weights: np.ndarray,
-                               encoded: str) -> np.ndarray:
-        """[M]: each output channel's expected accumulated error with these stored weights."""
+    def _terms(self, layer, assignment, weights: np.ndarray, encoded: str, *,
+               skip_unchanged_exact: bool = True):
+        """(tables, mask, input channel, original index, used index) per set of tables,
+        the index arrays taken at the mask's positions; exact positions whose weight is
+        unchanged err by nothing and are skipped unless asked for."""
         i = layer.weight.astype(np.int64) - _stored_min(layer.weight.dtype)
         j = weights.astype(np.int64) - _stored_min(weights.dtype)
         cin = self._input_channel(layer)
-        err = np.zeros(layer.weight.shape, np.float64)
         for mult, zw, mask in self._positions(layer, assignment):
-            if mult.is_exact and np.array_equal(i[mask], j[mask]):
+            if skip_unchanged_exact and mult.is_exact and np.array_equal(i[mask], j[mask]):
                 continue
-            t = self.tables(layer, mult, encoded, zw)
+            yield self.tables(layer, mult, encoded, zw), mask, cin[mask], i[mask], j[mask]
+
+    def expected_channel_error(self, layer, assignment, weights: np.ndarray,
+                               encoded: str) -> np.ndarray:
+        """[M]: each output channel's expected accumulated error with these stored weights."""
+        err = np.zeros(layer.weight.shape, np.float64)
+        for t, mask, c, i, j in self._terms(layer, assignment, weights, encoded):
             kh, kw = np.nonzero(mask)[2:]
-            c, ii, jj = cin[mask], i[mask], j[mask]
-            err[mask] = t.tap_d[c, kh, kw, jj] - t.tap_u[c, kh, kw] * t.wv[ii]
+            err[mask] = t.tap_d[c, kh, kw, j] - t.tap_u[c, kh, kw] * t.wv[i]
         return err.reshape(err.shape[0], -1).sum(axis=1)
 
     def channel_error_variance(self, layer, assignment, weights: np.ndarray,
                                encoded: str) -> np.ndarray:
         """[M]: each output channel's accumulated error variance with these stored weights,
         taking the products of a window as independent."""
-        i = layer.weight.astype(np.int64) - _stored_min(layer.weight.dtype)
-        j = weights.astype(np.int64) - _stored_min(weights.dtype)
-        cin = self._input_channel(layer)
         var = np.zeros(layer.weight.shape, np.float64)
-        for mult, zw, mask in self._positions(layer, assignment):
-            if mult.is_exact and np.array_equal(i[mask], j[mask]):
-                continue
-            t = self.tables(layer, mult, encoded, zw)
-            var[mask] = t.squared_error(cin[mask], i[mask], j[mask], centred=True)
+        for t, mask, c, i, j in self._terms(layer, assignment, weights, encoded):
+            var[mask] = t.squared_error(c, i, j, centred=True)
         return var.reshape(var.shape[0], -1).sum(axis=1)
 
     def layer_error(self, layer, assignment, weights: np.ndarray, encoded: str = "weight", *,
@@ -486,13 +486,9 @@ class Recovery:
         the same distribution as the tuning, padding taps included."""
         if centred is None:
             centred = self.tuning_objective == "variance"
-        i = layer.weight.astype(np.int64) - _stored_min(layer.weight.dtype)
-        j = weights.astype(np.int64) - _stored_min(weights.dtype)
-        cin = self._input_channel(layer)
-        total = 0.0
-        for mult, zw, mask in self._positions(layer, assignment):
-            t = self.tables(layer, mult, encoded, zw)
-            total += float(t.squared_error(cin[mask], i[mask], j[mask], centred=centred).sum())
+        total = sum(float(t.squared_error(c, i, j, centred=centred).sum())
+                    for t, _, c, i, j in self._terms(layer, assignment, weights, encoded,
+                                                     skip_unchanged_exact=False))
         return total / layer.weight.size
 
     # -- the graph edit --
