@@ -178,20 +178,87 @@ __attribute__((target("avx2"))) void GatherAvx2(const LutTap* taps, size_t ntaps
   }
 }
 
+// table[u] for the 64 bytes u: a 256-byte table in four registers (upper: bit 7 of u).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) inline __m512i LookupBytes(
+    const uint8_t* table, __m512i u, __mmask64 upper) {
+  const __m512i a = _mm512_permutex2var_epi8(_mm512_loadu_si512(table), u, _mm512_loadu_si512(table + 64));
+  const __m512i b = _mm512_permutex2var_epi8(_mm512_loadu_si512(table + 128), u, _mm512_loadu_si512(table + 192));
+  return _mm512_mask_blend_epi8(upper, a, b);
+}
+
+// uint16 lanes 16 * half .. 16 * half + 15 of v, widened to int32.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i Widen16(__m512i v, int half) {
+  return _mm512_cvtepu16_epi32(half ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
+}
+
+// Error rows that fit int16, as two byte planes held in eight registers and looked up 64
+// columns at a time (two vpermi2b and a blend on bit 7 per plane). Each plane sums in uint16
+// lanes for up to 256 taps, then acc += low + 256 * (high - 128 * taps): exact.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void GatherPlanesAvx512(
+    const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols, int32_t* acc) {
+  constexpr size_t kBatch = 256;  // 256 * 255 < 2^16
+  for (int c0 = 0; c0 < cols; c0 += 64) {
+    const int n = std::min(64, cols - c0);  // a multiple of 16
+    const __mmask64 mask = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+    for (size_t b0 = 0; b0 < ntaps; b0 += kBatch) {
+      const size_t b1 = std::min(ntaps, b0 + kBatch);
+      __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+      for (size_t i = b0; i < b1; ++i) {
+        const __m512i u = _mm512_maskz_loadu_epi8(mask, index + static_cast<size_t>(taps[i].k) * ld + c0);
+        const __mmask64 upper = _mm512_movepi8_mask(u);
+        const uint8_t* p = taps[i].planes;
+        const __m512i lo = LookupBytes(p, u, upper), hi = LookupBytes(p + 256, u, upper);
+        lo0 = _mm512_add_epi16(lo0, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(lo)));
+        lo1 = _mm512_add_epi16(lo1, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(lo, 1)));
+        hi0 = _mm512_add_epi16(hi0, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(hi)));
+        hi1 = _mm512_add_epi16(hi1, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(hi, 1)));
+      }
+      const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * (b1 - b0)));
+      const __m512i lo16[2] = {lo0, lo1}, hi16[2] = {hi0, hi1};
+      for (int q = 0; q < n / 16; ++q) {  // 16 columns each
+        const __m512i lo32 = Widen16(lo16[q / 2], q % 2), hi32 = Widen16(hi16[q / 2], q % 2);
+        const __m512i sum = _mm512_add_epi32(lo32, _mm512_slli_epi32(_mm512_sub_epi32(hi32, bias), 8));
+        int32_t* o = acc + c0 + 16 * q;
+        _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), sum));
+      }
+    }
+  }
+}
+
 __attribute__((target("avx2"))) void RequantizeAvx2(const int32_t* acc, int n, float scale,
                                                     int zero_point, int lo, int hi, uint8_t* out) {
   const __m256 vscale = _mm256_set1_ps(scale);
   const __m256 fmin = _mm256_set1_ps(static_cast<float>(lo - zero_point));
   const __m256 fmax = _mm256_set1_ps(static_cast<float>(hi - zero_point));
   const __m256i zp = _mm256_set1_epi32(zero_point);
+  // The low byte of each 32-bit lane, gathered into the low 8 bytes.
+  const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                             0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i gather = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
   int i = 0;
-  alignas(32) int32_t q[8];
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + i))), vscale);
     v = _mm256_min_ps(_mm256_max_ps(v, fmin), fmax);
     // cvtps2dq rounds with the MXCSR mode: round half to even, like std::nearbyint.
-    _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_add_epi32(_mm256_cvtps_epi32(v), zp));
-    for (int j = 0; j < 8; ++j) out[i + j] = static_cast<uint8_t>(q[j]);
+    const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+    const __m256i bytes = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(q, low_bytes), gather);
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + i), _mm256_castsi256_si128(bytes));
+  }
+  if (i < n) RequantizePortable(acc + i, n - i, scale, zero_point, lo, hi, out + i);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void RequantizeAvx512(
+    const int32_t* acc, int n, float scale, int zero_point, int lo, int hi, uint8_t* out) {
+  const __m512 vscale = _mm512_set1_ps(scale);
+  const __m512 fmin = _mm512_set1_ps(static_cast<float>(lo - zero_point));
+  const __m512 fmax = _mm512_set1_ps(static_cast<float>(hi - zero_point));
+  const __m512i zp = _mm512_set1_epi32(zero_point);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(acc + i)), vscale);
+    v = _mm512_min_ps(_mm512_max_ps(v, fmin), fmax);
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);  // half to even (MXCSR)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(q));  // low bytes
   }
   if (i < n) RequantizePortable(acc + i, n - i, scale, zero_point, lo, hi, out + i);
 }
@@ -276,6 +343,9 @@ void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
 void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
                int32_t* acc) {
 #ifdef AXONNX_X86
+  if (Cpu().vbmi && std::all_of(taps, taps + ntaps, [](const LutTap& t) { return t.planes != nullptr; })) {
+    return GatherPlanesAvx512(taps, ntaps, index, ld, cols, acc);
+  }
   if (kAvx2) return GatherAvx2(taps, ntaps, index, ld, cols, acc);
 #endif
   GatherPortable(taps, ntaps, index, ld, cols, acc);
@@ -284,6 +354,7 @@ void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld
 void Requantize(const int32_t* acc, int n, float scale, int zero_point, int lo, int hi,
                 uint8_t* out) {
 #ifdef AXONNX_X86
+  if (Cpu().avx512) return RequantizeAvx512(acc, n, scale, zero_point, lo, hi, out);
   if (kAvx2) return RequantizeAvx2(acc, n, scale, zero_point, lo, hi, out);
 #endif
   RequantizePortable(acc, n, scale, zero_point, lo, hi, out);

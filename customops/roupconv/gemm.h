@@ -37,7 +37,9 @@ void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
 // acc[c] += row_k[index[k * ld + c]] for each tap (k, row_k) and every column c < cols.
 struct LutTap {
   int32_t k;
-  const int32_t* row;  // 256 entries
+  const int32_t* row;      // 256 entries
+  const uint8_t* planes;   // the row as bytes: 256 low bytes, 256 (high byte + 128); nullptr
+                           // when the row does not fit int16
 };
 void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
                int32_t* acc);

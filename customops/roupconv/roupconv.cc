@@ -337,6 +337,8 @@ void ROUPConvKernel::BuildLutRows() {
   //   row[v][u] = T[a][b] - a * b, with (a, b) = (u, v) when the weight is encoded and (v, u)
   // otherwise, each taken in its domain (signed: index - 128; unsigned: index).
   lut_rows_.resize(lut_tables_.size());
+  lut_planes_.resize(lut_tables_.size());
+  lut_fits16_.resize(lut_tables_.size());
   for (size_t l = 0; l < lut_tables_.size(); ++l) {
     const int a_off = lut_signedness_[2 * l] ? 128 : 0, b_off = lut_signedness_[2 * l + 1] ? 128 : 0;
     const std::vector<int32_t>& table = lut_tables_[l];
@@ -351,6 +353,19 @@ void ROUPConvKernel::BuildLutRows() {
           throw OpError("lut_tables entry " + std::to_string(l) + " holds products too large for int32");
         }
         rows[v * kTableSize + u] = static_cast<int32_t>(error);
+      }
+    }
+    // The same rows as two byte planes where they fit int16 (GatherAdd looks bytes up in registers).
+    std::vector<uint8_t>& planes = lut_planes_[l];
+    planes.assign(kTableSize * 2 * kTableSize, 0);
+    std::vector<char>& fits = lut_fits16_[l];
+    fits.assign(kTableSize, 1);
+    for (int v = 0; v < kTableSize; ++v) {
+      for (int u = 0; u < kTableSize; ++u) {
+        const int32_t e = rows[v * kTableSize + u];
+        if (e < std::numeric_limits<int16_t>::min() || e > std::numeric_limits<int16_t>::max()) fits[v] = 0;
+        planes[(2 * v) * kTableSize + u] = static_cast<uint8_t>(e & 0xFF);
+        planes[(2 * v + 1) * kTableSize + u] = static_cast<uint8_t>(((e >> 8) + 128) & 0xFF);
       }
     }
   }
@@ -423,7 +438,10 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
             cell(0, m, k) += b;
           }
           plan.lut_taps[static_cast<size_t>(m)].push_back(
-              {static_cast<int32_t>(k), lut_rows_[static_cast<size_t>(mult.lut)].data() + v * kTableSize});
+              {static_cast<int32_t>(k), lut_rows_[static_cast<size_t>(mult.lut)].data() + v * kTableSize,
+               lut_fits16_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)]
+                   ? lut_planes_[static_cast<size_t>(mult.lut)].data() + 2 * v * kTableSize
+                   : nullptr});
           break;
         case MultiplierKind::kRoup:
           for (int j = mult.perforation; j < kDigits; ++j) {
