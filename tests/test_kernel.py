@@ -254,6 +254,53 @@ def test_portable_loops_equal_avx2():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
+def small_error_lut(rng, name, bound):
+    """An approximate product whose errors lie in [-bound, bound)."""
+    a_signed, b_signed = bool(rng.integers(2)), bool(rng.integers(2))
+    a = np.arange(256)[:, None] - (128 if a_signed else 0)
+    b = np.arange(256)[None, :] - (128 if b_signed else 0)
+    table = a * b + rng.integers(-bound, bound, (256, 256))
+    return LUT(name, table, a_signed=a_signed, b_signed=b_signed, source="test")
+
+
+@pytest.mark.parametrize("switch", ["AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
+def test_simd_paths_equal_oracle(switch):
+    """Every kernel choice (AVX-512 VNNI/VBMI by default, AVX2 with AXONNX_NO_VNNI=1, portable with
+    AXONNX_NO_AVX2=1) gives the oracle's bytes: u8 x s8 rows (uint8 and int8 activations, zero
+    points 0 and not, 7-bit and full-range weights, so that the AVX2 pair bound sends some rows to
+    the int16 GEMM), and LUT error rows that fit int8, int16 and only int32."""
+    script = textwrap.dedent("""
+        import numpy as np, sys
+        sys.path.insert(0, sys.argv[1])
+        import test_kernel as t
+        for seed, xdt in ((3, np.uint8), (4, np.int8)):
+            rng, args = t.resnet_like_case(seed, xdt=xdt)
+            for zx, wmax in ((0, 63), (37, 127)):
+                args[2] = xdt(zx if xdt == np.uint8 else zx - 128)
+                args[3] = rng.integers(-wmax, wmax + 1, args[3].shape).astype(np.int8)
+                mults = [t.parse(n) for n in ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)", "SKIP")]
+                mults += [t.small_error_lut(rng, "l8", 100), t.small_error_lut(rng, "l16", 3000),
+                          t.small_error_lut(rng, "l32", 2**20)]
+                for style in ("filter", "position"):
+                    index = t.assignment(rng, style, len(mults), args[3].shape)
+                    for encoded in ("weight", "activation"):
+                        attrs = dict(pads=[1, 0, 2, 1], strides=[1, 2])
+                        kw = dict(multipliers=mults, index=index, encoded=encoded)
+                        got = t.run_roupconv(args, attrs, threads=2, **kw)
+                        want = t.oracle(args, attrs, **kw)
+                        assert got.tobytes() == want.tobytes(), (seed, zx, style, encoded)
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    env.pop("AXONNX_NO_VNNI", None)
+    env.pop("AXONNX_NO_AVX2", None)
+    if switch:
+        env[switch] = "1"
+    done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 # ---- exact mode is onnxruntime's QLinearConv -----------------------------------------------------
 
 

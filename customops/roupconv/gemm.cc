@@ -178,48 +178,79 @@ __attribute__((target("avx2"))) void GatherAvx2(const LutTap* taps, size_t ntaps
   }
 }
 
-// table[u] for the 64 bytes u: a 256-byte table in four registers (upper: bit 7 of u).
+// The 64 bytes t[u] of a 256-byte table t held in four registers (two vpermi2b and a blend on
+// bit 7 of u).
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) inline __m512i LookupBytes(
-    const uint8_t* table, __m512i u, __mmask64 upper) {
-  const __m512i a = _mm512_permutex2var_epi8(_mm512_loadu_si512(table), u, _mm512_loadu_si512(table + 64));
-  const __m512i b = _mm512_permutex2var_epi8(_mm512_loadu_si512(table + 128), u, _mm512_loadu_si512(table + 192));
-  return _mm512_mask_blend_epi8(upper, a, b);
+    __m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i u) {
+  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(u), _mm512_permutex2var_epi8(t0, u, t1),
+                                _mm512_permutex2var_epi8(t2, u, t3));
 }
 
-// uint16 lanes 16 * half .. 16 * half + 15 of v, widened to int32.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i Widen16(__m512i v, int half) {
-  return _mm512_cvtepu16_epi32(half ? _mm512_extracti64x4_epi64(v, 1) : _mm512_castsi512_si256(v));
-}
-
-// Error rows that fit int16, as two byte planes held in eight registers and looked up 64
-// columns at a time (two vpermi2b and a blend on bit 7 per plane). Each plane sums in uint16
-// lanes for up to 256 taps, then acc += low + 256 * (high - 128 * taps): exact.
+// Error rows that fit int16 (int8), as two byte planes (one) held in eight (four) registers and
+// looked up for 128 columns at a time. Each plane's bytes sum in uint16 lanes for up to 256 taps,
+// then acc += low + 256 * (high - 128 * taps) (acc += plane - 128 * taps): exact. The uint16 sums are in vpunpck order (per
+// 128-bit lane: 8 low columns in one register, 8 high columns in the other), put back in
+// column order when they are added to acc.
+template <int kPlanes>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void GatherPlanesAvx512(
     const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols, int32_t* acc) {
   constexpr size_t kBatch = 256;  // 256 * 255 < 2^16
-  for (int c0 = 0; c0 < cols; c0 += 64) {
-    const int n = std::min(64, cols - c0);  // a multiple of 16
-    const __mmask64 mask = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+  constexpr int kBlock = 2;       // 64-column parts per block
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);  // columns 0..31 of a part
+  const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);  // columns 32..63
+  for (int c0 = 0; c0 < cols; c0 += 64 * kBlock) {
+    __mmask64 mask[kBlock];
+    for (int b = 0; b < kBlock; ++b) {
+      const int n = std::clamp(cols - c0 - 64 * b, 0, 64);
+      mask[b] = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+    }
     for (size_t b0 = 0; b0 < ntaps; b0 += kBatch) {
       const size_t b1 = std::min(ntaps, b0 + kBatch);
-      __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
+      __m512i sum[kBlock][4];  // low plane (unpacklo, unpackhi), high plane (unpacklo, unpackhi)
+      for (int b = 0; b < kBlock; ++b)
+        for (int j = 0; j < 4; ++j) sum[b][j] = zero;
       for (size_t i = b0; i < b1; ++i) {
-        const __m512i u = _mm512_maskz_loadu_epi8(mask, index + static_cast<size_t>(taps[i].k) * ld + c0);
-        const __mmask64 upper = _mm512_movepi8_mask(u);
-        const uint8_t* p = taps[i].planes;
-        const __m512i lo = LookupBytes(p, u, upper), hi = LookupBytes(p + 256, u, upper);
-        lo0 = _mm512_add_epi16(lo0, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(lo)));
-        lo1 = _mm512_add_epi16(lo1, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(lo, 1)));
-        hi0 = _mm512_add_epi16(hi0, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(hi)));
-        hi1 = _mm512_add_epi16(hi1, _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(hi, 1)));
+        // One plane: the int8 row + 128; two: the int16 row's low bytes, high bytes + 128.
+        const uint8_t* p = kPlanes == 1 ? taps[i].plane8 : taps[i].planes;
+        const __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64);
+        const __m512i l2 = _mm512_loadu_si512(p + 128), l3 = _mm512_loadu_si512(p + 192);
+        __m512i h0 = zero, h1 = zero, h2 = zero, h3 = zero;
+        if (kPlanes == 2) {
+          h0 = _mm512_loadu_si512(p + 256), h1 = _mm512_loadu_si512(p + 320);
+          h2 = _mm512_loadu_si512(p + 384), h3 = _mm512_loadu_si512(p + 448);
+        }
+        const uint8_t* row = index + static_cast<size_t>(taps[i].k) * ld + c0;
+        for (int b = 0; b < kBlock; ++b) {
+          const __m512i u = _mm512_maskz_loadu_epi8(mask[b], row + 64 * b);
+          const __m512i lo = LookupBytes(l0, l1, l2, l3, u);
+          sum[b][0] = _mm512_add_epi16(sum[b][0], _mm512_unpacklo_epi8(lo, zero));
+          sum[b][1] = _mm512_add_epi16(sum[b][1], _mm512_unpackhi_epi8(lo, zero));
+          if (kPlanes == 2) {
+            const __m512i hi = LookupBytes(h0, h1, h2, h3, u);
+            sum[b][2] = _mm512_add_epi16(sum[b][2], _mm512_unpacklo_epi8(hi, zero));
+            sum[b][3] = _mm512_add_epi16(sum[b][3], _mm512_unpackhi_epi8(hi, zero));
+          }
+        }
       }
       const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * (b1 - b0)));
-      const __m512i lo16[2] = {lo0, lo1}, hi16[2] = {hi0, hi1};
-      for (int q = 0; q < n / 16; ++q) {  // 16 columns each
-        const __m512i lo32 = Widen16(lo16[q / 2], q % 2), hi32 = Widen16(hi16[q / 2], q % 2);
-        const __m512i sum = _mm512_add_epi32(lo32, _mm512_slli_epi32(_mm512_sub_epi32(hi32, bias), 8));
-        int32_t* o = acc + c0 + 16 * q;
-        _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), sum));
+      for (int b = 0; b < kBlock; ++b) {
+        const __m512i lo_sums[2] = {_mm512_permutex2var_epi64(sum[b][0], first, sum[b][1]),
+                                    _mm512_permutex2var_epi64(sum[b][0], second, sum[b][1])};
+        const __m512i hi_sums[2] = {_mm512_permutex2var_epi64(sum[b][2], first, sum[b][3]),
+                                    _mm512_permutex2var_epi64(sum[b][2], second, sum[b][3])};
+        for (int q = 0; q < 4; ++q) {  // 16 columns each
+          const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
+          if (!lanes) break;
+          const __m512i lo32 = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(lo_sums[q / 2], 1)
+                                                            : _mm512_castsi512_si256(lo_sums[q / 2]));
+          const __m512i hi32 = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(hi_sums[q / 2], 1)
+                                                            : _mm512_castsi512_si256(hi_sums[q / 2]));
+          const __m512i add = kPlanes == 1 ? _mm512_sub_epi32(lo32, bias)
+                                           : _mm512_add_epi32(lo32, _mm512_slli_epi32(_mm512_sub_epi32(hi32, bias), 8));
+          int32_t* o = acc + c0 + 64 * b + 16 * q;  // cols is a multiple of 16: whole groups only
+          _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), add));
+        }
       }
     }
   }
@@ -343,8 +374,11 @@ void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
 void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
                int32_t* acc) {
 #ifdef AXONNX_X86
+  if (Cpu().vbmi && std::all_of(taps, taps + ntaps, [](const LutTap& t) { return t.plane8 != nullptr; })) {
+    return GatherPlanesAvx512<1>(taps, ntaps, index, ld, cols, acc);
+  }
   if (Cpu().vbmi && std::all_of(taps, taps + ntaps, [](const LutTap& t) { return t.planes != nullptr; })) {
-    return GatherPlanesAvx512(taps, ntaps, index, ld, cols, acc);
+    return GatherPlanesAvx512<2>(taps, ntaps, index, ld, cols, acc);
   }
   if (kAvx2) return GatherAvx2(taps, ntaps, index, ld, cols, acc);
 #endif

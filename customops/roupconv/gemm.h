@@ -40,6 +40,7 @@ struct LutTap {
   const int32_t* row;      // 256 entries
   const uint8_t* planes;   // the row as bytes: 256 low bytes, 256 (high byte + 128); nullptr
                            // when the row does not fit int16
+  const uint8_t* plane8;   // the row + 128 as 256 bytes; nullptr when it does not fit int8
 };
 void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
                int32_t* acc);

@@ -338,7 +338,8 @@ void ROUPConvKernel::BuildLutRows() {
   // otherwise, each taken in its domain (signed: index - 128; unsigned: index).
   lut_rows_.resize(lut_tables_.size());
   lut_planes_.resize(lut_tables_.size());
-  lut_fits16_.resize(lut_tables_.size());
+  lut_fits_.resize(lut_tables_.size());
+  lut_planes8_.resize(lut_tables_.size());
   for (size_t l = 0; l < lut_tables_.size(); ++l) {
     const int a_off = lut_signedness_[2 * l] ? 128 : 0, b_off = lut_signedness_[2 * l + 1] ? 128 : 0;
     const std::vector<int32_t>& table = lut_tables_[l];
@@ -358,14 +359,18 @@ void ROUPConvKernel::BuildLutRows() {
     // The same rows as two byte planes where they fit int16 (GatherAdd looks bytes up in registers).
     std::vector<uint8_t>& planes = lut_planes_[l];
     planes.assign(kTableSize * 2 * kTableSize, 0);
-    std::vector<char>& fits = lut_fits16_[l];
-    fits.assign(kTableSize, 1);
+    std::vector<char>& fits = lut_fits_[l];
+    fits.assign(kTableSize, 3);  // bit 0: fits int16, bit 1: fits int8
+    std::vector<uint8_t>& planes8 = lut_planes8_[l];
+    planes8.assign(kTableSize * kTableSize, 0);
     for (int v = 0; v < kTableSize; ++v) {
       for (int u = 0; u < kTableSize; ++u) {
         const int32_t e = rows[v * kTableSize + u];
         if (e < std::numeric_limits<int16_t>::min() || e > std::numeric_limits<int16_t>::max()) fits[v] = 0;
         planes[(2 * v) * kTableSize + u] = static_cast<uint8_t>(e & 0xFF);
         planes[(2 * v + 1) * kTableSize + u] = static_cast<uint8_t>(((e >> 8) + 128) & 0xFF);
+        if (e < -128 || e > 127) fits[v] &= ~2;
+        planes8[v * kTableSize + u] = static_cast<uint8_t>((e + 128) & 0xFF);
       }
     }
   }
@@ -439,8 +444,11 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
           }
           plan.lut_taps[static_cast<size_t>(m)].push_back(
               {static_cast<int32_t>(k), lut_rows_[static_cast<size_t>(mult.lut)].data() + v * kTableSize,
-               lut_fits16_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)]
+               lut_fits_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)] & 1
                    ? lut_planes_[static_cast<size_t>(mult.lut)].data() + 2 * v * kTableSize
+                   : nullptr,
+               lut_fits_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)] & 2
+                   ? lut_planes8_[static_cast<size_t>(mult.lut)].data() + v * kTableSize
                    : nullptr});
           break;
         case MultiplierKind::kRoup:

@@ -136,7 +136,8 @@ class ROUPConvKernel {
   std::vector<int64_t> lut_signedness_;           // [2L]
   std::vector<std::vector<int32_t>> lut_rows_;    // [L][256 (weight index) * 256 (activation index)]
   std::vector<std::vector<uint8_t>> lut_planes_;  // [L][256 * 512]: each row's low bytes, high bytes + 128
-  std::vector<std::vector<char>> lut_fits16_;     // [L][256]: the row fits int16 (its planes are valid)
+  std::vector<std::vector<char>> lut_fits_;     // [L][256]: bit 0: the row fits int16, bit 1: int8
+  std::vector<std::vector<uint8_t>> lut_planes8_; // [L][256 * 256]: each row + 128, where it fits int8
   std::shared_ptr<const WeightPlan> constant_plan_;
   mutable ScratchPool pool_;
 };
