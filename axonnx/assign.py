@@ -18,7 +18,7 @@ ranked groups from ``round(G * sum(f[:i]))`` to ``round(G * sum(f[:i+1]))``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -93,8 +93,14 @@ def klms_performed(real_weight: np.ndarray, k: float, keep: str) -> np.ndarray:
     return inside if keep == "inside" else ~inside
 
 
-def assign_layer(rule: LayerRule, real_weight: np.ndarray, layer: str = "?") -> LayerAssignment:
-    """The per-position assignment a rule gives a layer with these real weights."""
+def assign_layer(rule: LayerRule, real_weight: np.ndarray | None, layer: str = "?", *,
+                 shape: tuple[int, ...] | None = None) -> LayerAssignment:
+    """The per-position assignment a rule gives a layer with these real weights.
+    ``real_weight=None`` is a weight that is an activation (attention), of ``shape``:
+    classes are ranked by index, and KLMS, which skips by weight value, leaves it exact;
+    a note says so."""
+    if real_weight is None:
+        return _assign_without_weights(rule, tuple(shape), layer)
     real_weight = np.asarray(real_weight, dtype=np.float64)
     if rule.approach == "exact":
         return LayerAssignment((EXACT,), np.zeros(real_weight.shape, np.uint8))
@@ -114,3 +120,17 @@ def assign_layer(rule: LayerRule, real_weight: np.ndarray, layer: str = "?") -> 
             unique.append(name)
     lookup = np.array([unique.index(n) for n in rule.multipliers], dtype=np.uint8)
     return LayerAssignment(tuple(parse(n) for n in unique), lookup[classes], note)
+
+
+def _assign_without_weights(rule: LayerRule, shape: tuple[int, ...], layer: str) -> LayerAssignment:
+    if rule.approach == "klms":
+        return LayerAssignment((EXACT,), np.zeros(shape, np.uint8),
+                               f"layer {layer}: klms skips by weight value, and this layer's "
+                               "weight is an activation; it stays exact")
+    by_index = replace(rule, policy="index") if rule.approach in GROUP_AXES else rule
+    done = assign_layer(by_index, np.zeros(shape), layer)
+    if rule.approach in GROUP_AXES and rule.policy != "index":
+        note = (f"layer {layer}: its weight is an activation, so {rule.approach} ranks by "
+                "index, not magnitude")
+        done = replace(done, note="; ".join(n for n in (done.note, note) if n))
+    return done

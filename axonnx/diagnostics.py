@@ -69,17 +69,18 @@ def estimate_errors(model, plan: Plan, *, stats: ActivationStats | None = None,
                     recovery: Recovery | None = None) -> list[LayerErrorEstimate]:
     """Per approximated layer, the expected error of ``plan`` in output steps. ``recovery``
     (which carries its statistics) accounts for its weight tuning and bias correction."""
-    from axonnx.passes import GraphIndex
+    from axonnx.passes import CONV, GraphIndex
     from axonnx.transform import assign_plan, prepared
 
-    work, layers, _ = prepared(model)
+    work, every_layer, _ = prepared(model, plan.matmul)
+    _, assignments = assign_plan(plan, every_layer)
+    layers = [layer for layer in every_layer if layer.kind == CONV]  # the model covers convs
     index = GraphIndex(work.graph)
     if recovery is not None:
         stats = recovery.stats
     measured = stats is not None
     stats = stats if measured else proxy_statistics(layers, index)
     tables = Recovery(stats, correct_bias=True)
-    _, assignments = assign_plan(plan, layers)
     encoded = plan.encoded_operand
     estimates = []
     for layer in layers:

@@ -468,9 +468,10 @@ class LayerEnergy:
     share: float  # of the network's multiplier energy
     gain: float  # 1 - energy / all-exact energy of this layer
     formats: str = DEFAULT_FORMATS  # operand formats, rounded x encoded
+    kind: str = "conv"  # conv | fully connected | attention (activation x activation)
 
     def as_dict(self) -> dict:
-        return {"layer": self.name, "operand_formats": self.formats,
+        return {"layer": self.name, "kind": self.kind, "operand_formats": self.formats,
                 "multiplications": self.counts, "total_multiplications": self.multiplications,
                 "energy_relative": self.relative, "energy_pj": self.pj,
                 "share": self.share, "gain": self.gain}
@@ -495,9 +496,27 @@ class EnergyReport:
     table: str = ""
     notes: list[str] = field(default_factory=list)  # e.g. s8xs8 figures standing in
 
+    @property
+    def per_kind(self) -> dict[str, dict]:
+        """Multiplications and energy per layer kind (conv, fully connected, attention)."""
+        out: dict[str, dict] = {}
+        for layer in self.layers:
+            row = out.setdefault(layer.kind, {"layers": 0, "multiplications": 0,
+                                              "energy_relative": 0.0, "energy_pj": 0.0})
+            row["layers"] += 1
+            row["multiplications"] += layer.multiplications
+            row["energy_relative"] += layer.relative
+            row["energy_pj"] = (None if row["energy_pj"] is None or layer.pj is None
+                                else row["energy_pj"] + layer.pj)
+        for row in out.values():
+            row["gain"] = (1.0 - row["energy_relative"] / row["multiplications"]
+                           if row["multiplications"] else 0.0)
+        return out
+
     def as_dict(self) -> dict:
         return {
             "layers": [layer.as_dict() for layer in self.layers],
+            "per_kind": self.per_kind,
             "total": {"multiplications": self.multiplications, "energy_relative": self.relative,
                       "energy_pj": self.pj},
             "baseline_all_exact": {"multiplier": EXACT, "energy_relative": self.baseline_relative,
@@ -513,13 +532,16 @@ class EnergyReport:
 
 
 def energy_report(layer_counts: dict[str, dict[str, int]], table: EnergyTable | None = None,
-                  formats: dict[str, str] | None = None) -> EnergyReport:
+                  formats: dict[str, str] | None = None,
+                  kinds: dict[str, str] | None = None) -> EnergyReport:
     """Per-layer multiplier energy of a network: ``layer_counts[layer][multiplier]`` is the
     number of multiplications (per image) that layer does with that multiplier, and
     ``formats[layer]`` its operand formats (default s8xs8): each layer is priced with the
-    figures of its formats, relative to the exact multiplier of the same formats."""
+    figures of its formats, relative to the exact multiplier of the same formats.
+    ``kinds[layer]`` labels it (conv, fully connected, attention) for ``per_kind``."""
     table = table or EnergyTable.load_default()
     formats = formats or {}
+    kinds = kinds or {}
     entries: dict[str, EnergyEntry] = {}
     estimated: list[str] = []
     fallbacks: dict[str, list[str]] = {}
@@ -553,7 +575,8 @@ def energy_report(layer_counts: dict[str, dict[str, int]], table: EnergyTable | 
             baseline_pj is not None and exact_pj is not None) else None
         layers.append(LayerEnergy(layer, {k: int(v) for k, v in counts.items()}, total, rel,
                                   pj if np.isfinite(pj) else None, 0.0,
-                                  1.0 - rel / total if total else 0.0, fmt))
+                                  1.0 - rel / total if total else 0.0, fmt,
+                                  kinds.get(layer, "conv")))
     mults = sum(layer.multiplications for layer in layers)
     total_rel = sum(layer.relative for layer in layers)
     have_pj = all(layer.pj is not None for layer in layers) and baseline_pj is not None

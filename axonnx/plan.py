@@ -13,6 +13,10 @@ A plan is a human-editable YAML or JSON file::
         policy: magnitude          # or index
         fractions: [0.5, 0.25, 0.25]   # optional class sizes (default: equal)
 
+``matmul: true`` also approximates the quantized matrix products (MatMul/Gemm: fully
+connected layers and activation x activation attention products), rewritten as 1x1
+ROUPConv; without it they stay exact, as the conv-only plans of earlier versions did.
+
 KLMS rules take ``k`` (1 or 2 sigma), ``keep`` (``inside``: only weights within
 mu +- k sigma are multiplied, the rest are skipped; ``outside``: the reverse) and an
 optional ``multipliers: [M]`` for the multiplications that are kept (default exact).
@@ -190,6 +194,7 @@ class Plan:
     rules: tuple[LayerRule, ...] = ()
     encoded_operand: str = "weight"
     version: int = PLAN_VERSION
+    matmul: bool = False  # also approximate quantized MatMul/Gemm layers
 
     def __post_init__(self) -> None:
         check_encoded_operand(self.encoded_operand)  # every way of building a plan
@@ -199,10 +204,13 @@ class Plan:
     def from_dict(cls, data: Any, source: str = "plan") -> "Plan":
         if not isinstance(data, dict):
             raise AxonnxError(f"{source}: a plan is a mapping with 'version' and 'layers'")
-        unknown = set(data) - {"version", "encoded_operand", "layers"}
+        unknown = set(data) - {"version", "encoded_operand", "matmul", "layers"}
         if unknown:
             raise AxonnxError(f"{source}: unknown key(s) {sorted(unknown)}; a plan has "
-                              "'version', 'encoded_operand' and 'layers'")
+                              "'version', 'encoded_operand', 'matmul' and 'layers'")
+        matmul = data.get("matmul", False)
+        if not isinstance(matmul, bool):
+            raise AxonnxError(f"{source}: 'matmul' must be true or false, not {matmul!r}")
         version = data.get("version", PLAN_VERSION)
         if version != PLAN_VERSION:
             raise AxonnxError(f"{source}: plan version {version!r} is not supported "
@@ -212,7 +220,7 @@ class Plan:
         if not isinstance(layers, list):
             raise AxonnxError(f"{source}: 'layers' must be a list of rules")
         rules = tuple(make_rule(r, f"{source}, rule {i + 1}") for i, r in enumerate(layers))
-        return cls(rules, encoded)
+        return cls(rules, encoded, matmul=matmul)
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
@@ -238,8 +246,9 @@ class Plan:
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def uniform(cls, rule: LayerRule, encoded_operand: str = "weight") -> "Plan":
-        return cls((rule,), encoded_operand)
+    def uniform(cls, rule: LayerRule, encoded_operand: str = "weight",
+                matmul: bool = False) -> "Plan":
+        return cls((rule,), encoded_operand, matmul=matmul)
 
     def with_exact_first(self, layer: str) -> "Plan":
         """Prepend an exact rule for one layer (``--skip-first``)."""
@@ -265,8 +274,11 @@ class Plan:
         return replace(self, rules=resolved)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "encoded_operand": self.encoded_operand,
-                "layers": [r.to_dict() for r in self.rules]}
+        out: dict[str, Any] = {"version": self.version, "encoded_operand": self.encoded_operand}
+        if self.matmul:  # written only when set: conv-only plans keep their digests
+            out["matmul"] = True
+        out["layers"] = [r.to_dict() for r in self.rules]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -299,7 +311,7 @@ def plan_from_options(*, llam: str | None = None, flam: str | None = None,
                       klam_col: str | None = None, klms: float | None = None,
                       klms_keep: str = "inside", klms_multiplier: str | None = None,
                       policy: str = "magnitude", layers: str | None = None,
-                      encoded_operand: str = "weight") -> Plan:
+                      encoded_operand: str = "weight", matmul: bool = False) -> Plan:
     """The compact command-line forms: exactly one approach, optionally limited to
     ``layers`` (comma-separated globs)."""
     from axonnx.multipliers import parse_list
@@ -319,4 +331,4 @@ def plan_from_options(*, llam: str | None = None, flam: str | None = None,
             raw["multipliers"] = [klms_multiplier]
     else:
         raw["multipliers"] = [m.name for m in parse_list(value)]
-    return Plan((make_rule(raw, "command line"),), encoded_operand)
+    return Plan((make_rule(raw, "command line"),), encoded_operand, matmul=matmul)

@@ -1,4 +1,5 @@
-"""Transform a quantized model with a plan, and describe (inspect) a model's conv layers.
+"""Transform a quantized model with a plan, and describe (inspect) a model's conv layers
+(and, when asked, its quantized matrix products: fully connected and attention).
 
     model -> name nodes -> survey convs -> resolve plan -> assign per layer -> rewrite
 """
@@ -18,7 +19,7 @@ from axonnx.multipliers import EXACT
 from axonnx.model import load_model, tensor_shapes
 from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
 from axonnx.passes import (
-    ConvLayer, GraphIndex, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
+    CONV, ConvLayer, GraphIndex, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
 )
 from axonnx.plan import Plan
 
@@ -33,10 +34,11 @@ META_NOTES = "axonnx.notes"  # how the plan was adapted to layers it did not qui
 class LayerInfo:
     name: str
     form: str
+    kind: str  # conv | fully connected | attention (activation x activation)
     weight_shape: tuple[int, ...]
     strides: tuple[int, ...]
     group: int
-    output_hw: tuple[int, int]
+    output_hw: tuple[int, int]  # a matrix product's: (rows M, 1)
     macs_per_image: int
     multiplications: dict[str, int]  # per multiplier name, per image
     rule: dict | None = None
@@ -50,7 +52,7 @@ class LayerInfo:
 class ModelInfo:
     layers: list[LayerInfo]
     refused: list[tuple[str, str]] = field(default_factory=list)
-    fully_connected: list[str] = field(default_factory=list)
+    fully_connected: dict[str, str] = field(default_factory=dict)  # exact products: kind
     plan: Plan | None = None
     plan_verified: bool | None = None
     axonnx_version: str | None = None
@@ -65,23 +67,34 @@ class ModelInfo:
         """Per layer, the operand formats its multipliers see (the energy model's other input)."""
         return {layer.name: layer.operand_formats for layer in self.layers}
 
+    @property
+    def kinds(self) -> dict[str, str]:
+        """Per layer, its kind (conv, fully connected, attention): the report's labels."""
+        return {layer.name: layer.kind for layer in self.layers}
+
     def as_dict(self) -> dict:
         return {
             "layers": [layer.as_dict() for layer in self.layers],
             "left_alone": [{"node": n, "reason": r} for n, r in self.refused],
-            "fully_connected_exact": self.fully_connected,
+            "fully_connected_exact": [{"node": n, "kind": k} for n, k in self.fully_connected.items()],
             "plan": None if self.plan is None else self.plan.to_dict(),
             "plan_verified": self.plan_verified,
             "axonnx_version": self.axonnx_version,
         }
 
 
-def prepared(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[ConvLayer], object]:
-    """A named copy of the model and its quantized 2-D convs (error if there are none)."""
+def prepared(model: onnx.ModelProto, matmul: bool = False
+             ) -> tuple[onnx.ModelProto, list[ConvLayer], object]:
+    """A named copy of the model and its quantized 2-D convs, and with ``matmul`` its
+    quantized matrix products (error if there are none)."""
     work = onnx.ModelProto()
     work.CopyFrom(model)
     name_unnamed_nodes(work)
-    survey = survey_convs(work)
+    survey = survey_convs(work, matmul)
+    if not survey.layers and survey.fully_connected:
+        raise AxonnxError(f"the model has no quantized 2-D convolution, but "
+                          f"{len(survey.fully_connected)} matrix products (MatMul/Gemm): pass "
+                          "--matmul (matmul: true in a plan) to approximate them")
     if not survey.layers:
         reasons = "; ".join(f"{r.node}: {r.reason}" for r in survey.refused[:3])
         raise AxonnxError("the model has no quantized 2-D convolution (QLinearConv, or "
@@ -93,11 +106,15 @@ def prepared(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[ConvLayer], 
 
 def assign_plan(plan: Plan, layers: list[ConvLayer]) -> tuple[Plan, dict[str, LayerAssignment]]:
     resolved = plan.resolve([layer.name for layer in layers])
-    assignments = {
-        layer.name: assign_layer(rule, layer.real_weight, layer.name)
-        for layer, rule in zip(layers, resolved.rules)
-    }
+    assignments = {layer.name: layer_assignment(rule, layer)
+                   for layer, rule in zip(layers, resolved.rules)}
     return resolved, assignments
+
+
+def layer_assignment(rule, layer: ConvLayer) -> LayerAssignment:
+    """The rule's assignment for a layer; an activation x activation product has no
+    constant weights to rank or skip by (``assign_layer``'s notes say how that is handled)."""
+    return assign_layer(rule, layer.real_weight, layer.name, shape=layer.weight_shape)
 
 
 def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
@@ -107,7 +124,7 @@ def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
     ``recovery`` (an :class:`axonnx.recovery.Recovery`) also tunes the approximated
     layers' weights and/or corrects their biases; the assignment is always computed from
     the original weights, and the settings are recorded in ``axonnx.recovery``."""
-    work, layers, _ = prepared(load_model(model))
+    work, layers, _ = prepared(load_model(model), plan.matmul)
     resolved, assignments = assign_plan(plan, layers)
     out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand)
     meta = {p.key: p.value for p in out.metadata_props}
@@ -117,7 +134,9 @@ def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
     if notes:
         meta[META_NOTES] = json.dumps(notes)
     if recovery is not None:
-        changes = recovery.apply(out, layers, assignments, plan.encoded_operand)
+        # Recovery measures conv windows; matrix products are left as the plan made them.
+        convs = [layer for layer in layers if layer.kind == CONV]
+        changes = recovery.apply(out, convs, assignments, plan.encoded_operand)
         meta[META_RECOVERY] = json.dumps({**recovery.describe(), "layers": changes})
     meta.update({META_VERSION: __version__, META_PLAN: json.dumps(resolved.to_dict()),
                  META_DIGEST: resolved.digest()})
@@ -147,7 +166,7 @@ def verify_plan(plan: Plan, layers: list[ConvLayer]) -> bool:
     for layer, rule in zip(layers, plan.rules):
         if layer.assignment is None or rule.match != (layer.name,):
             return False
-        expected = assign_layer(rule, layer.real_weight, layer.name)
+        expected = layer_assignment(rule, layer)
         got = layer.assignment
         want_names = np.asarray([m.name for m in expected.multipliers], dtype=object)[expected.index]
         if not np.array_equal(want_names, got.per_position_names()):
@@ -168,21 +187,28 @@ def operand_formats(layer: ConvLayer, index: GraphIndex, encoded_operand: str | 
         x_dtype = x_zp.dtype
     encoded = encoded_operand or (layer.assignment.encoded_operand if layer.assignment is not None
                                   else "weight")
-    return layer_operand_formats(x_dtype, x_zp, layer.weight.dtype, layer.w_zero_point, encoded)
+    return layer_operand_formats(x_dtype, x_zp, layer.weight_dtype, layer.w_zero_point, encoded)
 
 
-def inspect_model(model, input_shape: str | tuple[int, ...] | None = None) -> ModelInfo:
+def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
+                  matmul: bool | None = None) -> ModelInfo:
     """The model's quantized conv layers, their multiplications per image and its plan.
-    A model with dynamic spatial sizes needs ``input_shape`` (e.g. ``"1,3,224,224"``)."""
+    A model with dynamic spatial sizes needs ``input_shape`` (e.g. ``"1,3,224,224"``).
+    ``matmul`` includes the quantized matrix products (default: as the recorded plan says,
+    else no)."""
     model = load_model(model)
-    work, layers, survey = prepared(model)
+    plan = plan_of(model)
+    if matmul is None:
+        matmul = plan is not None and plan.matmul
+    work, layers, survey = prepared(model, matmul)
     shapes = tensor_shapes(work, [layer.output for layer in layers], input_shape)
     index = GraphIndex(work.graph)
     infos = []
     for layer in layers:
-        out_hw = tuple(int(v) for v in shapes[layer.output][2:4])
-        positions = int(layer.weight.size)
-        pixels = out_hw[0] * out_hw[1]
+        positions = int(np.prod(layer.weight_shape))
+        pixels = layer.pixels(shapes[layer.output])
+        out_hw = ((pixels, 1) if layer.kind != CONV
+                  else tuple(int(v) for v in shapes[layer.output][2:4]))
         if layer.assignment is not None and layer.assignment.index is not None:
             names = layer.assignment.per_position_names().ravel()
             labels, counts = np.unique(names, return_counts=True)
@@ -191,14 +217,13 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None) -> Mo
             # Not rewritten yet: every multiplication is exact.
             mults = {EXACT.name: positions * pixels}
         infos.append(LayerInfo(
-            name=layer.name, form=layer.form, weight_shape=tuple(layer.weight.shape),
+            name=layer.name, form=layer.form, kind=layer.kind, weight_shape=layer.weight_shape,
             strides=tuple(layer.attributes.get("strides", (1, 1))),
             group=int(layer.attributes.get("group", 1)), output_hw=out_hw,
             macs_per_image=positions * pixels, multiplications=mults,
             operand_formats=operand_formats(layer, index),
         ))
     meta = {p.key: p.value for p in model.metadata_props}
-    plan = plan_of(model)
     verified = None
     if plan is not None:
         verified = verify_plan(plan, layers)
@@ -206,6 +231,6 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None) -> Mo
             info.rule = rule.to_dict(with_match=False)
     return ModelInfo(
         layers=infos, refused=[(r.node, r.reason) for r in survey.refused],
-        fully_connected=list(survey.fully_connected), plan=plan, plan_verified=verified,
+        fully_connected=dict(survey.fully_connected), plan=plan, plan_verified=verified,
         axonnx_version=meta.get(META_VERSION),
     )

@@ -16,7 +16,8 @@ from axonnx.errors import AxonnxError
 from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, make_roupconv_node
 
 from .patterns import (
-    FULLY_CONNECTED, RULES, UNSUPPORTED_CONVS, ConvLayer, GraphIndex, NoMatch,
+    CONV, FULLY_CONNECTED_KIND, MATMUL_RULES, RULES, UNSUPPORTED_CONVS, ConvLayer, GraphIndex,
+    NoMatch,
 )
 
 # onnxruntime 1.31 loads models up to this IR version.
@@ -27,7 +28,8 @@ MAX_LOADABLE_IR_VERSION = 10
 class ConvSurvey:
     layers: list[ConvLayer]
     refused: list[NoMatch] = field(default_factory=list)  # convs left alone, with reasons
-    fully_connected: list[str] = field(default_factory=list)  # stay exact for now
+    # Matrix products left exact (not asked for), by name: their kind.
+    fully_connected: dict[str, str] = field(default_factory=dict)
 
 
 def name_unnamed_nodes(model: onnx.ModelProto) -> bool:
@@ -46,21 +48,28 @@ def name_unnamed_nodes(model: onnx.ModelProto) -> bool:
     return changed
 
 
-def survey_convs(model: onnx.ModelProto) -> ConvSurvey:
-    """Every quantized 2-D conv the rules recognise, in graph order."""
-    index = GraphIndex(model.graph)
+def survey_convs(model: onnx.ModelProto, matmul: bool = False) -> ConvSurvey:
+    """Every quantized 2-D conv the rules recognise, in graph order; with ``matmul``, the
+    quantized matrix products (MatMul, Gemm: fully connected and attention) too. Without
+    it they are listed in ``fully_connected`` with their kind. Nodes already rewritten to
+    ROUPConv are always layers."""
+    index = GraphIndex(model.graph, model)
     survey = ConvSurvey([])
+    matmul_rules = {r.anchor: r for r in MATMUL_RULES}
     for node in model.graph.node:
-        if node.op_type in FULLY_CONNECTED:
-            survey.fully_connected.append(node.name)
-            continue
         if node.op_type in UNSUPPORTED_CONVS:
-            survey.refused.append(NoMatch(node.name, f"{node.op_type} is not supported"))
+            survey.refused.append(NoMatch(node.name, UNSUPPORTED_CONVS[node.op_type]))
             continue
-        rule = next((r for r in RULES if r.anchor == node.op_type), None)
-        if rule is None:
-            continue
-        found = rule.match(node, index)
+        if node.op_type in matmul_rules:
+            found = matmul_rules[node.op_type].match(node, index)
+            if not matmul:
+                survey.fully_connected[node.name] = found.kind if found else FULLY_CONNECTED_KIND
+                continue
+        else:
+            rule = next((r for r in RULES if r.anchor == node.op_type), None)
+            if rule is None:
+                continue
+            found = rule.match(node, index)
         (survey.layers if found else survey.refused).append(found)
     return survey
 
@@ -79,33 +88,36 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
-    by_anchor: dict[str, onnx.NodeProto] = {}
+    by_anchor: dict[str, list[onnx.NodeProto]] = {}
     remove: set[str] = set()
     for layer in layers:
         assignment = assignments[layer.name]
-        if assignment.index.shape != layer.weight.shape:
+        if assignment.index.shape != layer.weight_shape:
             raise AxonnxError(f"layer {layer.name!r}: the assignment has shape "
-                              f"{assignment.index.shape}, the weight {layer.weight.shape}")
+                              f"{assignment.index.shape}, the weight {layer.weight_shape}")
         inputs = list(layer.inputs)
         for slot, dtype_of in ((2, "x"), (5, "w"), (7, "y")):
             if not inputs[slot]:
-                dtype = layer.weight.dtype if dtype_of == "w" else np.uint8
+                dtype = layer.weight_dtype if dtype_of == "w" else np.uint8
                 inputs[slot] = _zero_point_initializer(out, f"{layer.name}_{dtype_of}_zero_point", dtype)
         while inputs and not inputs[-1]:
             inputs.pop()
+        before, after, output = [], [], layer.output
+        if layer.matmul is not None:
+            before, after, inputs, output = _lower_matmul(out, layer, inputs)
         node = make_roupconv_node(
-            inputs, [layer.output], name=layer.name, multipliers=assignment.multipliers,
+            inputs, [output], name=layer.name, multipliers=assignment.multipliers,
             multiplier_index=assignment.index, encoded_operand=encoded_operand,
             conv_attributes=layer.attributes,
         )
-        by_anchor[layer.replaced_nodes[-1]] = node
+        by_anchor[layer.replaced_nodes[-1]] = before + [node] + after
         remove.update(layer.replaced_nodes)
-        _declare_output_type(out, layer.output, inputs[7])
+        _declare_output_type(out, output, inputs[7])
 
     new_nodes = []
     for node in graph.node:
         if node.name in by_anchor:
-            new_nodes.append(by_anchor[node.name])
+            new_nodes.extend(by_anchor[node.name])
         elif node.name not in remove:
             new_nodes.append(node)
     del graph.node[:]
@@ -116,6 +128,49 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
         out.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
     out.ir_version = min(out.ir_version, MAX_LOADABLE_IR_VERSION)
     return out
+
+
+def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str]):
+    """The nodes around a matrix product's ROUPConv (patterns.MatMulLowering): a [.., M, K]
+    -> x [1, G*K, M, 1]; a non-constant b [.., K, N] -> w [G*N, K, 1, 1]; the conv's
+    [1, G*N, M, 1] -> [G, M, N] -> a's leading dims + [N]. A constant weight becomes an
+    initializer of the conv's shape. Returns (before, after, conv inputs, conv output)."""
+    low, name = layer.matmul, layer.name
+    g, k, n = low.groups, low.k, low.n
+    graph = model.graph
+    nodes: list[onnx.NodeProto] = []
+
+    def const(suffix: str, values) -> str:
+        tensor = numpy_helper.from_array(np.asarray(values, np.int64), f"{name}/{suffix}")
+        graph.initializer.append(tensor)
+        return tensor.name
+
+    def op(op_type: str, ins: list[str], suffix: str, **attrs) -> str:
+        out_name = f"{name}/{suffix}"
+        nodes.append(onnx.helper.make_node(op_type, ins, [out_name], name=out_name, **attrs))
+        return out_name
+
+    def to_conv(source: str, role: str, first: list[int], last: list[int]) -> str:
+        # [.., R, C] -> [G, R, C] -> [G, C, R] -> conv layout
+        grouped = op("Reshape", [source, const(f"{role}_grouped_shape", first)], f"{role}_grouped")
+        swapped = op("Transpose", [grouped], f"{role}_transposed", perm=[0, 2, 1])
+        return op("Reshape", [swapped, const(f"{role}_conv_shape", last)], f"{role}_conv")
+
+    inputs[0] = to_conv(low.a, "x", [g, -1, k], [1, g * k, -1, 1])
+    if low.b is None:
+        graph.initializer.append(numpy_helper.from_array(layer.weight, inputs[3]))
+    else:
+        inputs[3] = to_conv(low.b, "w", [g, k, n], [g * n, k, 1, 1])
+    before, nodes[:] = list(nodes), []
+    conv_out = f"{name}/conv_output"
+    grouped = op("Reshape", [conv_out, const("y_grouped_shape", [g, n, -1])], "y_grouped")
+    rows = op("Transpose", [grouped], "y_rows", perm=[0, 2, 1])
+    leading = op("Slice", [op("Shape", [low.a], "a_shape"), const("zero", [0]),
+                           const("minus_one", [-1])], "a_leading")
+    shape = op("Concat", [leading, const("columns", [n])], "y_shape", axis=0)
+    nodes.append(onnx.helper.make_node("Reshape", [rows, shape], [layer.output],
+                                       name=f"{name}/y"))
+    return before, nodes, inputs, conv_out
 
 
 def _declare_output_type(model: onnx.ModelProto, output: str, y_zero_point: str) -> None:

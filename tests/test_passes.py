@@ -150,7 +150,7 @@ def test_inspect_counts_multiplications(quantized_models):
     assert by_name["dw_quant"].macs_per_image == 8 * 1 * 9 * 36
     assert by_name["grouped_quant"].macs_per_image == 8 * 4 * 9 * 36
     assert by_name["pointwise_quant"].macs_per_image == 6 * 8 * 9
-    assert info.fully_connected == ["fc_quant"]
+    assert info.fully_connected == {"fc_quant": "fully connected"}
     rewritten = inspect_model(transform_model(original, PLANS["klms"]))
     for layer in rewritten.layers:
         assert sum(layer.multiplications.values()) == layer.macs_per_image

@@ -1,5 +1,6 @@
 """Multiplier energy of plans on one model: multiplications per layer and multiplier (each
-weight position is used H_out x W_out times per image; SKIP costs nothing), priced by
+weight position is used H_out x W_out times per image, M times in an [M, K] x [K, N]
+product; SKIP costs nothing), priced by
 ``axonnx.energy``, relative to the all-exact model."""
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from axonnx.plan import Plan
 
 
 def output_pixels(work, layers) -> dict[str, int]:
-    """H_out x W_out of every conv layer, measured by running the model once on zeros."""
+    """How often each weight position is used per image (H_out x W_out of a conv, M rows of
+    a matrix product), measured by running the model once on zeros."""
     from axonnx.model import tensor_shapes
 
     shapes = tensor_shapes(work, [layer.output for layer in layers])
-    return {layer.name: int(shapes[layer.output][2] * shapes[layer.output][3])
-            for layer in layers}
+    return {layer.name: layer.pixels(shapes[layer.output]) for layer in layers}
 
 
 @dataclass
@@ -31,12 +32,12 @@ class PlanCost:
     formats: dict[str, dict[str, str]] | None = None
 
     @classmethod
-    def for_model(cls, model, table=None) -> "PlanCost":
+    def for_model(cls, model, table=None, matmul: bool = False) -> "PlanCost":
         from axonnx.model import load_model
         from axonnx.passes import GraphIndex
         from axonnx.transform import operand_formats, prepared
 
-        work, layers, _ = prepared(load_model(model))
+        work, layers, _ = prepared(load_model(model), matmul)
         index = GraphIndex(work.graph)
         formats = {encoded: {layer.name: operand_formats(layer, index, encoded) for layer in layers}
                    for encoded in ("weight", "activation")}

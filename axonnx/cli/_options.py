@@ -37,6 +37,9 @@ CalibDataOption = Annotated[Optional[Path], typer.Option(
     "--calib-data", help="Calibration data of your own for --recovery, fed to the model's "
     "input as is: a folder of images (.png/.jpg/.jpeg/.bmp, the input's height and width), "
     ".npy or .npz files, or one .npy/.npz file (at most --calib samples are used).")]
+MatMulOption = Annotated[bool, typer.Option(
+    "--matmul", help="Also the quantized matrix products (MatMul/Gemm: fully connected and "
+    "attention layers), as 1x1 ROUPConv; without it they stay exact.")]
 InputShapeOption = Annotated[Optional[str], typer.Option(
     "--input-shape", help="The input shape of a model with dynamic sizes, e.g. 1,3,224,224 "
     "(multiplications are counted at this size).")]

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr, stdout
-from axonnx.cli._options import InputShapeOption, ModelArgument
+from axonnx.cli._options import InputShapeOption, MatMulOption, ModelArgument
 from axonnx.energy import EXACT, EnergyReport
 
 
@@ -53,6 +53,17 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
                   _fmt_pj(report.baseline_pj) if report.baseline_pj is not None
                   else f"{report.baseline_relative:,.0f} × exact", "1.000", "")
     stdout.print(table)
+    kinds = report.per_kind
+    if len(kinds) > 1 or "conv" not in kinds:
+        per_kind = Table(title="Per layer kind")
+        for col in ("kind", "layers", "multiplications", "energy", "gain"):
+            per_kind.add_column(col, justify="left" if col == "kind" else "right")
+        for kind, row in kinds.items():
+            energy = (_fmt_pj(row["energy_pj"]) if row["energy_pj"] is not None
+                      else f"{row['energy_relative']:,.0f} × exact")
+            per_kind.add_row(kind, str(row["layers"]), f"{row['multiplications']:,}", energy,
+                             f"{100 * row['gain']:.1f}%")
+        stdout.print(per_kind)
     stdout.print(f"energy gain versus all exact ({report.multiplications:,} multiplications at "
                  f"{EXACT}): [bold]{100 * report.gain:.1f}%[/]", highlight=False)
 
@@ -92,6 +103,7 @@ def energy_command(
     model: ModelArgument,
     table: Annotated[Optional[Path], typer.Option("--table", help="A user energy table (JSON or CSV) that overrides or extends the built-in one.")] = None,
     input_shape: InputShapeOption = None,
+    matmul: MatMulOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Multiplier energy per layer of a model, and the gain versus all-exact.
@@ -103,6 +115,6 @@ def energy_command(
     energy_table = EnergyTable.load_default()
     if table is not None:
         energy_table = energy_table.merged(EnergyTable.from_file(table))
-    info = inspect_model(model, input_shape)
-    render_energy_report(energy_report(info.multiplications, energy_table, info.operand_formats),
-                         json_output)
+    info = inspect_model(model, input_shape, matmul=matmul or None)
+    render_energy_report(energy_report(info.multiplications, energy_table, info.operand_formats,
+                                       info.kinds), json_output)

@@ -11,14 +11,18 @@ from axonnx.cli._app import JsonOption, app, emit_json, stderr
 from axonnx.cli._options import (
     CalibDataOption, CalibOption, DataOption, EncodedOption, FlamOption, KlamChanOption,
     KlamColOption, KlamRowOption, KlmsKeepOption, KlmsMultOption, KlmsOption, LayersOption,
-    LlamOption, ModelArgument, PlanOption, PolicyOption, RecoveryOption, SampleOption,
-    SkipFirstOption,
+    LlamOption, MatMulOption, ModelArgument, PlanOption, PolicyOption, RecoveryOption,
+    SampleOption, SkipFirstOption,
 )
 from axonnx.errors import AxonnxError
 
 
-def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str, **compact):
-    """A plan from a file or from the compact options (not both)."""
+def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str,
+               matmul: bool = False, **compact):
+    """A plan from a file or from the compact options (not both); ``matmul`` (--matmul)
+    turns on the matrix products of either."""
+    from dataclasses import replace
+
     from axonnx.plan import Plan, plan_from_options
     from axonnx.transform import prepared
 
@@ -29,8 +33,10 @@ def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str, **co
         plan = Plan.load(plan_file)
     else:
         plan = plan_from_options(encoded_operand=encoded_operand, **compact)
+    if matmul:
+        plan = replace(plan, matmul=True)
     if skip_first:
-        _, layers, _ = prepared(model)
+        _, layers, _ = prepared(model, plan.matmul)
         plan = plan.with_exact_first(layers[0].name)
     return plan
 
@@ -45,6 +51,7 @@ def transform_command(
     klms_keep: KlmsKeepOption = "inside", klms_multiplier: KlmsMultOption = None,
     policy: PolicyOption = "magnitude", layers: LayersOption = None,
     skip_first: SkipFirstOption = False, encoded_operand: EncodedOption = "weight",
+    matmul: MatMulOption = False,
     save_plan: Annotated[Optional[Path], typer.Option("--save-plan", help="Also write the resolved plan (YAML or JSON).")] = None,
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None, data: DataOption = None, sample: SampleOption = False,
@@ -68,7 +75,8 @@ def transform_command(
     the_plan = build_plan(loaded, plan, skip_first=skip_first, encoded_operand=encoded_operand,
                           llam=llam, flam=flam, klam_chan=klam_chan, klam_row=klam_row,
                           klam_col=klam_col, klms=klms, klms_keep=klms_keep,
-                          klms_multiplier=klms_multiplier, policy=policy, layers=layers)
+                          klms_multiplier=klms_multiplier, policy=policy, layers=layers,
+                          matmul=matmul)
     recovery = canonical_recovery(recovery)
     fixer = None
     if recovery != "none" or calib_data is not None:
