@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from axonnx import InferenceSession, get_library_path
+from axonnx.errors import AxonnxError
 from axonnx.multipliers import LUT, ROUP, Skip, parse
 from axonnx.ops.roupconv import DOMAIN, OP_TYPE, make_roupconv_node, roup_conv
 
@@ -433,7 +434,9 @@ BAD_NODES = {
     "LUT signedness": (dict(multipliers=["LUT(a)"], lut_tables=table_tensor(1), lut_signedness=[1]),
                        r"lut_signedness needs 2 values per LUT"),
     "auto_pad": (dict(auto_pad="SAME"), r"unknown auto_pad 'SAME'"),
-    "strides": (dict(strides=[1, 0]), r"strides values must be >= 1"),
+    "strides": (dict(strides=[1, 0]), r"strides values must lie in \[1, 16777216\]"),
+    "pads near 2^63": (dict(pads=[2**63 - 1, 0, 2**63 - 1, 0]), r"pads values must lie in \[0, 16777216\]"),
+    "dilations near 2^63": (dict(dilations=[2**62, 1]), r"dilations values must lie in"),
     "pads": (dict(pads=[1, 1]), r"pads must hold 4 values"),
     "kernel_shape": (dict(kernel_shape=[5, 5]), r"kernel_shape \[5, 5\] does not match"),
     "group": (dict(group=3), r"do not divide into group=3"),
@@ -447,6 +450,48 @@ def test_bad_node_fails_at_session_creation(attributes, message):
     options = ort.SessionOptions()
     with pytest.raises(ORT_ERRORS, match=r"\[ROUPConv\] node 'layer3/conv': (.|\n)*" + message):
         InferenceSession(model, options)
+
+
+def test_too_few_inputs_is_named_at_session_creation():
+    model, _ = bad_node(name="few")
+    del model.graph.node[0].input[5:]
+    with pytest.raises(ORT_ERRORS, match=r"\[ROUPConv\] node 'few': needs QLinearConv's 8 inputs"
+                                          r"(.|\n)*got 5"):
+        InferenceSession(model)
+
+
+@pytest.mark.parametrize("which, value", [(1, 0.0), (1, np.nan), (4, np.inf), (6, 0.0),
+                                          (6, -0.5)])
+def test_bad_scales_fail_in_kernel_and_oracle(which, value):
+    """x_scale (1), w_scale (4) or y_scale (6) that is zero, negative or not finite."""
+    rng = np.random.default_rng(3)
+    args = random_args(rng, xdt=np.uint8, wdt=np.int8, ydt=np.uint8, n=1, c=2, m=3, hw=(5, 5),
+                       kernel=(3, 3), per_channel=True, bias=True)
+    args[which] = (np.full_like(args[which], value) if np.ndim(args[which])
+                   else np.float32(value))
+    message = "x_scale, w_scale and y_scale must be positive finite numbers"
+    with pytest.raises(AxonnxError, match=message):
+        oracle(args, {})
+    with pytest.raises(ORT_ERRORS, match=message):
+        run_roupconv(args, {})
+
+
+def test_accumulator_overflow_is_refused_like_the_oracle():
+    """A bias near the int32 limit: the oracle's accumulator leaves int32, and the kernel,
+    whose worst case then exceeds int32, refuses instead of wrapping."""
+    rng = np.random.default_rng(4)
+    args = random_args(rng, xdt=np.uint8, wdt=np.int8, ydt=np.uint8, n=1, c=2, m=3, hw=(5, 5),
+                       kernel=(3, 3), per_channel=True, bias=True)
+    args[2] = np.array(0, np.uint8)
+    args[0] = np.full_like(args[0], 255)
+    args[3] = np.full_like(args[3], 127)
+    args[8] = np.full(3, 2**31 - 100, np.int32)
+    with pytest.raises(AxonnxError, match="overflows int32"):
+        oracle(args, {})
+    with pytest.raises(ORT_ERRORS, match="accumulator of output channel 0 can overflow"):
+        run_roupconv(args, {})
+    args[8] = np.full(3, 2**31 - 10**7, np.int32)  # the worst case fits: the kernel runs
+    assert run_roupconv(args, {}).tobytes() == oracle(args, {}).tobytes()
 
 
 def test_bad_index_with_a_runtime_weight_fails_at_run():

@@ -108,6 +108,10 @@ def requantize(acc: np.ndarray, x_scale, w_scale, y_scale, y_zero_point) -> np.n
     point, saturate. ``acc`` is [N, M, Ho, Wo]."""
     m = acc.shape[1]
     w_scale = np.broadcast_to(np.asarray(w_scale, np.float32).reshape(-1), (m,))
+    scales = np.concatenate([np.asarray([x_scale, y_scale], np.float32).reshape(-1), w_scale])
+    if not (np.isfinite(scales).all() and (scales > 0).all()):
+        raise AxonnxError(f"{OP_TYPE}: x_scale, w_scale and y_scale must be positive finite "
+                          "numbers")
     scale = (np.float32(x_scale) * w_scale).astype(np.float32) / np.float32(y_scale)
     scaled = acc.astype(np.float32) * scale.astype(np.float32)[None, :, None, None]
     out_dtype = np.asarray(y_zero_point).dtype

@@ -1,6 +1,7 @@
 #include "roupconv/roupconv.h"
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +31,10 @@ std::string Quote(const std::string& s) { return "'" + s + "'"; }
 // 9-bit weight times 4^3 still fits int16, times 4^4 would not.
 constexpr int WeightDigitExponent(int j) { return 2 * std::min(j, kNameDigits - 1); }
 
+// Geometry attributes past this are refused: every size computed from them then stays far
+// from int64 overflow (a pad near 2^63 would otherwise wrap the output shape).
+constexpr int64_t kMaxGeometry = int64_t{1} << 24;
+
 template <size_t N>
 std::array<int64_t, N> ReadFixed(const std::vector<int64_t>& values, const char* name, int64_t min) {
   if (values.size() != N) {
@@ -38,9 +43,9 @@ std::array<int64_t, N> ReadFixed(const std::vector<int64_t>& values, const char*
   }
   std::array<int64_t, N> out{};
   for (size_t i = 0; i < N; ++i) {
-    if (values[i] < min) {
-      throw OpError(std::string(name) + " values must be >= " + std::to_string(min) + ", got " +
-                    ShapeString(values));
+    if (values[i] < min || values[i] > kMaxGeometry) {
+      throw OpError(std::string(name) + " values must lie in [" + std::to_string(min) + ", " +
+                    std::to_string(kMaxGeometry) + "], got " + ShapeString(values));
     }
     out[i] = values[i];
   }
@@ -213,6 +218,11 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
   KernelAttributes attrs(api, info);
   node_name_ = attrs.node_name();
   try {
+    if (attrs.InputCount() < 8) {
+      throw OpError("needs QLinearConv's 8 inputs (x, x_scale, x_zero_point, w, w_scale, "
+                    "w_zero_point, y_scale, y_zero_point) and an optional bias, got " +
+                    std::to_string(attrs.InputCount()));
+    }
     ReadAttributes(attrs);
     BuildLutRows();
     // With a constant weight, every weight-dependent check (and the plan) happens now.
@@ -466,6 +476,22 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     }
   }
 
+  // The accumulator's worst case: |GEMM operand| <= 256 (a rounded 9-bit activation) or
+  // 2 * 2^shift (a Booth digit), times each decomposed weight, plus each LUT tap's largest error.
+  plan.acc_bound.assign(static_cast<size_t>(M), 0);
+  for (int slot = 0; slot < slots; ++slot) {
+    const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+    const int64_t operand = encode_activation_ ? int64_t{2} << (2 * slot - WeightDigitExponent(slot)) : 256;
+    for (size_t i = 0; i < d.size(); ++i) plan.acc_bound[i / static_cast<size_t>(K)] += operand * std::abs(d[i]);
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    for (const LutTap& tap : plan.lut_taps[static_cast<size_t>(m)]) {
+      int64_t worst = 0;
+      for (int u = 0; u < kTableSize; ++u) worst = std::max<int64_t>(worst, std::abs(static_cast<int64_t>(tap.row[u])));
+      plan.acc_bound[static_cast<size_t>(m)] += worst;
+    }
+  }
+
   for (int slot = 0; slot < slots; ++slot) {
     const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
     if (d.empty()) continue;
@@ -569,6 +595,13 @@ std::vector<int64_t> ROUPConvKernel::OutputShape(const Inputs& in, Geometry* geo
 void ROUPConvKernel::Check(const Inputs& in) const {
   if (in.x_shape.size() != 4) {
     throw OpError("supports 2-D convolution only: x must be NCHW, got shape " + ShapeString(in.x_shape));
+  }
+  // Requantization divides by y_scale and multiplies by x_scale * w_scale: each must be a
+  // positive finite number, as the oracle requires.
+  const auto positive = [](float v) { return std::isfinite(v) && v > 0.0f; };
+  if (!positive(in.x_scale) || !positive(in.y_scale) ||
+      !std::all_of(in.w_scale, in.w_scale + in.w_scale_size, positive)) {
+    throw OpError("x_scale, w_scale and y_scale must be positive finite numbers");
   }
   if (constant_plan_) {
     const WeightPlan& p = *constant_plan_;
@@ -737,6 +770,13 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
   for (int64_t m = 0; m < M; ++m) {
     const size_t i = static_cast<size_t>(m);
     job.base[i] = in.bias ? in.bias[m] : 0;
+    // int32 accumulation, as QLinearConv's: refuse a channel whose worst case could wrap.
+    if (plan.acc_bound[i] + std::abs(static_cast<int64_t>(job.base[i])) > std::numeric_limits<int32_t>::max()) {
+      throw OpError("the int32 accumulator of output channel " + std::to_string(m) +
+                    " can overflow (worst case " +
+                    std::to_string(plan.acc_bound[i] + std::abs(static_cast<int64_t>(job.base[i]))) +
+                    "); reduce the bias or split the layer");
+    }
     const float w_scale = in.w_scale[in.w_scale_size == 1 ? 0 : m];
     const float product = in.x_scale * w_scale;  // float32, as onnxruntime computes it
     job.scale[i] = product / in.y_scale;
