@@ -373,3 +373,25 @@ def test_reproduce_writes_a_consistent_report_and_resumes(tiny, tmp_path):
     again = reproduce(path, out, config, **kwargs)
     assert again["table1"] == summary["table1"]
     assert again["sensitivity"] == summary["sensitivity"]
+
+
+def test_sensitivity_and_explore_cover_matrix_products_when_asked(tiny, tmp_path):
+    """--matmul: the Gemm head is one more layer to approximate, priced M=1 row per image."""
+    from axonnx.analysis.cost import PlanCost
+    from axonnx.analysis.explore import explore
+    from axonnx.analysis.sensitivity import sensitivity
+    from axonnx.plan import Plan
+
+    path, split = tiny
+    result = sensitivity(path, ["SKIP"], "single", split, matmul=True)
+    assert len(result.layers) == 4 and result.layers[-1].startswith("fc")
+    fc_row = result.rows[-1]
+    assert 0.0 < fc_row["energy_relative"] < 1.0
+    cost = PlanCost.for_model(path, matmul=True)
+    counts = cost.multiplications(Plan(matmul=True))
+    fc = next(k for k in counts if k.startswith("fc"))
+    weight = next(layer for layer in cost.layers if layer.name == fc).weight_shape
+    assert counts[fc] == {"ROUP(0,0)": weight[0] * weight[1]}  # one row per image
+    run = explore(path, _config(gens=1, matmul=True), tmp_path / "mm", search_split=split.head(8))
+    plans = [Plan.load(tmp_path / "mm" / r["plan"]) for r in read_csv(tmp_path / "mm" / "pareto.csv")]
+    assert run.records and plans and all(p.matmul for p in plans)

@@ -40,10 +40,14 @@ APPROXIMATE = plan_from_options(flam="ROUP(0,0),ROUP(1,4),ROUP(2,6)", matmul=Tru
 def encoders(tmp_path_factory):
     root = tmp_path_factory.mktemp("encoders")
     float_model = build_encoder()
-    return {form: onnx.load(quantize_encoder(float_model, root / "-".join(map(str, form)),
-                                             fmt=form[0], activation=form[1],
-                                             per_channel=form[2]))
-            for form in FORMS}
+    models = {form: onnx.load(quantize_encoder(float_model, root / "-".join(map(str, form)),
+                                               fmt=form[0], activation=form[1],
+                                               per_channel=form[2]))
+              for form in FORMS}
+    for fmt in ("qdq", "qoperator"):  # two heads: grouped 1x1 convs (group 2)
+        models[(fmt, "heads")] = onnx.load(quantize_encoder(
+            build_encoder(heads=2), root / f"{fmt}-heads", fmt=fmt))
+    return models
 
 
 def session(model, optimize: bool):
@@ -176,6 +180,28 @@ def test_cli_inspect_and_energy_label_the_kinds(encoders, tmp_path):
                                  "--matmul"])
     assert result.exit_code == 0, result.output
     assert plan_of(onnx.load(out)).matmul
+
+
+@pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
+def test_two_attention_heads_are_grouped_convs(encoders, fmt):
+    original = encoders[(fmt, "heads")]
+    rewritten = transform_model(original, Plan(matmul=True))
+    groups = {base(n.name): next((a.i for a in n.attribute if a.name == "group"), 1)
+              for n in rewritten.graph.node if n.op_type == OP_TYPE}
+    assert groups["qk"] == groups["pv"] == 2 and groups["fc1"] == 1
+    for optimize in (False, True):
+        want = session(original, optimize).run(None, sample())[0]
+        got = session(rewritten, optimize).run(None, sample())[0]
+        assert want.tobytes() == got.tobytes(), optimize
+    approximate = transform_model(original, APPROXIMATE)
+    for node, inputs, got in roupconv_io(approximate, sample()):
+        assignment = read_assignment(node)
+        want = roup_conv(*inputs, multipliers=assignment.multipliers,
+                         multiplier_index=assignment.index, **conv_attributes(node))
+        assert want.tobytes() == got.tobytes(), node.name
+    info = inspect_model(approximate)
+    assert {base(layer.name): layer.macs_per_image for layer in info.layers
+            if layer.kind == ATTENTION} == {"qk": 2 * 8 * 8 * 8, "pv": 2 * 8 * 8 * 8}
 
 
 def test_cnn_fully_connected_heads_are_bit_identical(quantized_models, random_input):

@@ -13,10 +13,11 @@ SEQ, D_MODEL, HIDDEN = 8, 16, 32
 
 
 def build_encoder(seed: int = 0, seq: int = SEQ, d: int = D_MODEL, hidden: int = HIDDEN,
-                  gemm_head: bool = True) -> onnx.ModelProto:
-    """x [1, seq, d] -> Q/K/V projections (MatMul + bias Add), Q x K^T / sqrt(d), softmax,
-    x V, output projection, residual, MLP (MatMul, ReLU, MatMul), residual; with
-    ``gemm_head`` a Gemm classifier on the first token (Gemm, transB=1)."""
+                  gemm_head: bool = True, heads: int = 1) -> onnx.ModelProto:
+    """x [1, seq, d] -> Q/K/V projections (MatMul + bias Add), per head Q x K^T / sqrt(d),
+    softmax, x V ([1, heads, seq, d/heads] products), output projection, residual, MLP
+    (MatMul, ReLU, MatMul), residual; with ``gemm_head`` a Gemm classifier on the first
+    token (Gemm, transB=1)."""
     rng = np.random.default_rng(seed)
     inits = []
 
@@ -43,13 +44,23 @@ def build_encoder(seed: int = 0, seq: int = SEQ, d: int = D_MODEL, hidden: int =
     q = linear("x", d, d, "q_proj")
     k = linear("x", d, d, "k_proj")
     v = linear("x", d, d, "v_proj")
-    kt = node("Transpose", [k], "k_t", "k_transpose", perm=[0, 2, 1])
+    split = const("split_heads", np.array([1, seq, heads, d // heads], np.int64))
+
+    def by_head(t, perm):
+        return node("Transpose", [node("Reshape", [t, split], f"{t}_split", f"{t}_split")],
+                    f"{t}_heads", f"{t}_heads", perm=perm)
+
+    q, v = by_head(q, [0, 2, 1, 3]), by_head(v, [0, 2, 1, 3])
+    kt = by_head(k, [0, 2, 3, 1])  # [1, heads, d/heads, seq]
     scores = node("MatMul", [q, kt], "scores", "qk")
     scaled = node("Mul", [scores, const("inv_sqrt_d", np.float32(1 / np.sqrt(d)))], "scaled",
                   "scale")
     probs = node("Softmax", [scaled], "probs", "softmax", axis=-1)
-    context = node("MatMul", [probs, v], "context", "pv")
-    attn = linear(context, d, d, "o_proj")
+    context = node("MatMul", [probs, v], "context", "pv")  # [1, heads, seq, d/heads]
+    merged = node("Reshape", [node("Transpose", [context], "context_t", "merge_t", perm=[0, 2, 1, 3]),
+                              const("merge_heads", np.array([1, seq, d], np.int64))],
+                  "merged", "merge_heads")
+    attn = linear(merged, d, d, "o_proj")
     res1 = node("Add", ["x", attn], "res1", "residual1")
     h = node("Relu", [linear(res1, d, hidden, "fc1")], "h", "relu")
     res2 = node("Add", [res1, linear(h, hidden, d, "fc2")], "res2", "residual2")

@@ -63,6 +63,7 @@ class ExploreConfig:
     encoded_operand: str = "weight"
     reeval: int = 30  # Pareto points re-evaluated on the full split (0: none)
     reeval_max_loss: float | None = None  # ... chosen among those within this subset loss
+    matmul: bool = False  # also the quantized matrix products (MatMul/Gemm)
 
     def check(self) -> None:
         if self.pop < 4:
@@ -83,6 +84,8 @@ class ExploreConfig:
         d = asdict(self)
         for key in ("gens", "reeval", "reeval_max_loss"):
             d.pop(key)
+        if not d["matmul"]:  # conv-only runs resume from checkpoints written before it
+            d.pop("matmul")
         d["library"] = list(self.library)
         return d
 
@@ -244,10 +247,10 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
     out = Path(out)
     state = prepare_out(out, config)
     model = load_model(model)
-    _, layers, _ = prepared(model)
+    _, layers, _ = prepared(model, config.matmul)
     space = SearchSpace(config.approach, tuple(layer.name for layer in layers), config.library,
-                        config.classes, config.klms_keep, config.encoded_operand)
-    cost = PlanCost.for_model(model, energy_table)
+                        config.classes, config.klms_keep, config.encoded_operand, config.matmul)
+    cost = PlanCost.for_model(model, energy_table, config.matmul)
     backend = backend or Backend()
     notes: list[str] = []
 

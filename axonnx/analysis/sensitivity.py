@@ -17,14 +17,15 @@ MODES = ("single", "cumulative")
 
 
 def sensitivity_plans(layers: list[str], multiplier: str, mode: str,
-                      encoded_operand: str = "weight") -> list[Plan]:
+                      encoded_operand: str = "weight", matmul: bool = False) -> list[Plan]:
     """Plan m (m = 1..len(layers)) approximates layer m alone, or layers 1..m."""
     if mode not in MODES:
         raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
     plans = []
     for m in range(1, len(layers) + 1):
         match = (layers[m - 1],) if mode == "single" else tuple(layers[:m])
-        plans.append(Plan((LayerRule(match, "llam", (multiplier,)),), encoded_operand))
+        plans.append(Plan((LayerRule(match, "llam", (multiplier,)),), encoded_operand,
+                          matmul=matmul))
     return plans
 
 
@@ -55,7 +56,7 @@ class SensitivityResult:
 
 def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None,
                 energy_table=None, recovery: str = "none", stats=None,
-                encoded_operand: str = "weight",
+                encoded_operand: str = "weight", matmul: bool = False,
                 progress: Callable | None = None) -> SensitivityResult:
     """Score every (multiplier, m) plan on ``split``."""
     from axonnx.analysis.cost import PlanCost
@@ -70,7 +71,7 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
         raise AxonnxError("give at least one multiplier (--mult)")
     check_encoded_operand(encoded_operand)
     loaded = load_model(model)
-    _, layers, _ = prepared(loaded)
+    _, layers, _ = prepared(loaded, matmul)
     names = [layer.name for layer in layers]
     if not names:
         raise AxonnxError("the model has no quantized 2-D conv layer to approximate")
@@ -84,11 +85,11 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
     backend = backend or Backend()
     threads = worker_threads(backend)
     workload = Workload.create(loaded, split, recovery=recovery, stats=stats, threads=threads)
-    cost = PlanCost.for_model(loaded, energy_table)
+    cost = PlanCost.for_model(loaded, energy_table, matmul)
 
     jobs: list[tuple[str, int, Plan | None]] = [("", 0, None)]
     for mult in canonical:
-        for m, plan in enumerate(sensitivity_plans(names, mult, mode, encoded_operand), start=1):
+        for m, plan in enumerate(sensitivity_plans(names, mult, mode, encoded_operand, matmul), start=1):
             jobs.append((mult, m, plan))
     if progress:
         progress("sensitivity", 0, len(jobs))

@@ -59,6 +59,7 @@ class SearchSpace:
     classes: int = 1
     klms_keep: str = "inside"
     encoded_operand: str = "weight"
+    matmul: bool = False  # the layers include matrix products (plans say matmul: true)
 
     def __post_init__(self):
         if self.approach not in SEARCH_APPROACHES:
@@ -135,7 +136,7 @@ class SearchSpace:
 
     def plan(self, x) -> Plan:
         rules = tuple(self.rule(layer, genes) for layer, genes in zip(self.layers, self.layer_genes(x)))
-        return Plan(rules, self.encoded_operand)
+        return Plan(rules, self.encoded_operand, matmul=self.matmul)
 
     def label(self, x) -> str:
         """Compact name in the paper's style: approach, then per layer the class genes."""
@@ -152,4 +153,5 @@ class SearchSpace:
     def as_dict(self) -> dict:
         return {"approach": self.approach, "layers": list(self.layers),
                 "library": list(self.library), "classes": self.classes,
-                "klms_keep": self.klms_keep, "encoded_operand": self.encoded_operand}
+                "klms_keep": self.klms_keep, "encoded_operand": self.encoded_operand,
+                **({"matmul": True} if self.matmul else {})}

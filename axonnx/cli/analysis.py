@@ -11,7 +11,7 @@ from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, fail, stderr, stdout
 from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, EncodedOption,
-                                 RecoveryOption, SampleOption)
+                                 MatMulOption, RecoveryOption, SampleOption)
 from axonnx.errors import AxonnxError
 
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the results (created).")]
@@ -83,7 +83,7 @@ def sensitivity_command(
     data: DataOption = None, sample: SampleOption = False,
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None,
-    encoded_operand: EncodedOption = "weight",
+    encoded_operand: EncodedOption = "weight", matmul: MatMulOption = False,
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None, json_output: JsonOption = False,
 ) -> None:
@@ -108,7 +108,8 @@ def sensitivity_command(
         with _backend(workers, dask) as backend, progress_bar(not json_output) as bar:
             result = sensitivity(model, aliases, mode, split, backend=backend,
                                  energy_table=table, recovery=recovery, stats=stats,
-                                 encoded_operand=encoded_operand, progress=bar)
+                                 encoded_operand=encoded_operand, matmul=matmul,
+                                 progress=bar)
         paths = write_sensitivity(result, out)
     except AxonnxError as exc:
         fail(str(exc))
@@ -165,7 +166,7 @@ def explore_command(
         "paper) or outside.")] = "inside",
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None,
-    encoded_operand: EncodedOption = "weight",
+    encoded_operand: EncodedOption = "weight", matmul: MatMulOption = False,
     data: DataOption = None, sample: SampleOption = False,
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None,
@@ -187,7 +188,7 @@ def explore_command(
             reeval_max_loss /= 100.0
         result = _explore(targets[0], out, approach, classes, library, pop, gens, seed, subset,
                           floor, (reeval, reeval_max_loss), klms_keep, recovery,
-                          (calib, calib_data), encoded_operand, data,
+                          (calib, calib_data), (encoded_operand, matmul), data,
                           sample, workers, dask, energy_table, json_output)
     except AxonnxError as exc:
         fail(str(exc))
@@ -206,6 +207,7 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
     from axonnx.analysis.space import SEARCH_APPROACHES, parse_library
 
     calib, calib_data = calib
+    encoded_operand, matmul = encoded_operand
     if approach is None:
         raise AxonnxError(f"give --approach ({', '.join(SEARCH_APPROACHES)})")
     approach = approach.lower().replace("_", "-")
@@ -227,7 +229,7 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
                            seed=seed, subset=subset or None, floor=floor, recovery=recovery,
                            calib=calib, klms_keep=klms_keep, reeval=reeval,
                            reeval_max_loss=reeval_max_loss,
-                           encoded_operand=encoded_operand)
+                           encoded_operand=encoded_operand, matmul=matmul)
     config.check()
     table = _table(energy_table)
     full = evaluation_split(data, sample)
