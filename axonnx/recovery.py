@@ -44,6 +44,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from axonnx.data.preprocess import model_preprocess
 from axonnx.errors import AxonnxError
 
 LEVELS = 256  # 8-bit operands
@@ -115,16 +116,6 @@ class ActivationStats:
 
 def _stored_min(dtype) -> int:
     return -128 if np.dtype(dtype) == np.int8 else 0
-
-
-def model_preprocess(model: onnx.ModelProto):
-    """The model's declared input preprocessing (axonnx.evaluate's contract)."""
-    from axonnx.evaluate import PREPROCESS_KEY, Preprocess, parse_preprocess
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    if PREPROCESS_KEY in meta:
-        return parse_preprocess(meta[PREPROCESS_KEY], "model")
-    return Preprocess()
 
 
 def _first_line(exc: Exception) -> str:

@@ -83,7 +83,7 @@ def _layer_io(model, images, layer):
     """The layer's quantized input on ``images`` and its constant operands."""
     import onnxruntime as ort
 
-    from axonnx.recovery import model_preprocess
+    from axonnx.data.preprocess import model_preprocess
 
     work, _, _ = prepared(model)
     probe = onnx.ModelProto()

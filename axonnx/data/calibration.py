@@ -120,8 +120,7 @@ def _arrays(files: list[Path], spec) -> Iterator[tuple[np.ndarray, str]]:
 
 def _image_layout(model, spec):
     """(channels, layout, preprocess or None) for images fed to ``spec``."""
-    from axonnx.evaluate import PREPROCESS_KEY
-    from axonnx.recovery import model_preprocess
+    from axonnx.data.preprocess import PREPROCESS_KEY, model_preprocess
 
     dims = spec.dims
     if dims is None or len(dims) != 4:
