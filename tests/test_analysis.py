@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from axonnx.analysis.pareto import dominates, pareto_indices, pareto_mask
+from axonnx.pareto import dominates, pareto_indices, pareto_mask
 from axonnx.cli import analysis as _analysis  # noqa: F401  (registers the commands)
 from axonnx.cli._app import app
 from axonnx.data.cifar10 import Split

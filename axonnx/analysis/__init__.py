@@ -1,7 +1,7 @@
 """Studies on top of plans: layer sensitivity, NSGA-II exploration, Pareto fronts and the
 paper's reproduction (``axonnx sensitivity``, ``axonnx explore``, ``axonnx reproduce``)."""
 
-from axonnx.analysis.pareto import dominates, pareto_indices, pareto_mask
+from axonnx.pareto import dominates, pareto_indices, pareto_mask
 from axonnx.analysis.space import SEARCH_APPROACHES, SearchSpace, parse_library
 
 __all__ = ["SEARCH_APPROACHES", "SearchSpace", "dominates", "pareto_indices", "pareto_mask",

@@ -70,7 +70,7 @@ def calibration_images(data: str | Path | None, sample: bool, n: int, fallback):
 def own_calibration(model, recovery: str, calib_data: str | Path | None, calib: int):
     """The user's ``--calib-data`` as model-ready batches (at most ``calib`` samples;
     :func:`axonnx.data.calibration.load_calibration`), None when not given."""
-    from axonnx.analysis.evaluation import recovery_flags
+    from axonnx.recovery import recovery_flags
 
     if calib_data is None:
         return None
@@ -86,7 +86,7 @@ def recovery_statistics(model, recovery: str, data, sample: bool, calib: int, fa
                         calib_data: str | Path | None = None):
     """The activation statistics a recovery mode needs (None for ``none``), measured on
     :func:`own_calibration` when ``calib_data`` is given, else on :func:`calibration_images`."""
-    from axonnx.analysis.evaluation import recovery_flags
+    from axonnx.recovery import recovery_flags
     from axonnx.recovery import measure_activations
 
     own = own_calibration(model, recovery, calib_data, calib)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import weakref
 import tempfile
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,26 +24,8 @@ import numpy as np
 import onnx
 
 from axonnx.errors import AxonnxError
+from axonnx.recovery import canonical_recovery, recovery_flags
 from axonnx.plan import Plan
-
-RECOVERY_MODES = ("none", "tune", "bias", "tune+bias")
-
-
-def canonical_recovery(mode: str) -> str:
-    """The recovery mode's canonical name (``both`` and ``tune,bias`` mean ``tune+bias``)."""
-    name = mode.strip().lower().replace(",", "+")
-    if name in ("both", "bias+tune"):
-        name = "tune+bias"
-    if name not in RECOVERY_MODES:
-        raise AxonnxError(f"unknown recovery {mode!r}; use one of {', '.join(RECOVERY_MODES)}")
-    return name
-
-
-def recovery_flags(mode: str) -> tuple[bool, bool]:
-    """(tune_weights, correct_bias) of a recovery mode name."""
-    mode = canonical_recovery(mode)
-    return "tune" in mode, "bias" in mode
-
 
 @dataclass(frozen=True)
 class Workload:

@@ -35,9 +35,9 @@ from typing import Callable
 import numpy as np
 from pymoo.core.repair import Repair
 
-from axonnx.analysis.evaluation import (Backend, Workload, canonical_recovery,
-                                        worker_threads)
-from axonnx.analysis.pareto import pareto_indices
+from axonnx.analysis.evaluation import Backend, Workload, worker_threads
+from axonnx.pareto import pareto_records
+from axonnx.recovery import canonical_recovery
 from axonnx import signed
 from axonnx.analysis.space import SearchSpace
 from axonnx.plan import CLASSED_APPROACHES, check_encoded_operand
@@ -345,7 +345,7 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
         t0 = time.perf_counter()
 
     finished = state["generation"] >= config.gens
-    pareto = pareto_rows(records)
+    pareto = [{"record": r} for r in pareto_records(records)]  # entries gain "full" scores
     if finished:
         _finish(out, config, space, pareto, state, workload, full_split, backend, progress, stats)
     _save_progress(out, state, t0)
@@ -369,16 +369,6 @@ def _save_progress(out, state, since: float) -> None:
     state["seconds"] += time.perf_counter() - since
     _write_csv(out / "evaluated.csv", RECORD_HEADER, [_record_row(r) for r in state["records"]])
     _write_atomic(out / CHECKPOINT, signed.dumps(state))
-
-
-def pareto_rows(records: list[Record]) -> list[dict]:
-    """The non-dominated records (accuracy loss, relative energy), feasible ones only,
-    ordered by accuracy loss."""
-    pool = [r for r in records if r.feasible]
-    if not pool:
-        return []
-    F = np.array([[r.loss, r.energy] for r in pool])
-    return [{"record": pool[i]} for i in pareto_indices(F)]
 
 
 def _spread(n_total: int, n: int) -> list[int]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from axonnx.pareto import pareto_records
+
 APPROACH_COLOURS = {
     "llam": "#7f7f7f", "flam": "#1f77b4", "klam-chan": "#d62728", "klam-row": "#2ca02c",
     "klam-col": "#9467bd", "klms": "#ff7f0e", "uniform": "#000000",
@@ -69,10 +71,7 @@ def plot_runs(runs, path: Path, *, extra_points: list[dict] | None = None,
         front = [(100 * float(p["accuracy_loss_subset"]), 100 * float(p["energy_relative"]))
                  for p in run.pareto]
         if not front:  # an unfinished run: its front so far
-            from axonnx.analysis.explore import pareto_rows
-
-            front = [(100 * e["record"].loss, 100 * e["record"].energy)
-                     for e in pareto_rows(run.records)]
+            front = [(100 * r.loss, 100 * r.energy) for r in pareto_records(run.records)]
         if max_loss is not None:
             front = [p for p in front if p[0] <= 100 * max_loss]
         if front:

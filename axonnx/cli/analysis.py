@@ -90,7 +90,7 @@ def sensitivity_command(
     """Accuracy when layer-level approximation covers one layer, or layers 1..m, for each
     multiplier: CSV, JSON and a PNG line plot in --out."""
     from axonnx.analysis.data import evaluation_split, recovery_statistics
-    from axonnx.analysis.evaluation import canonical_recovery
+    from axonnx.recovery import canonical_recovery
     from axonnx.analysis.sensitivity import MODES, sensitivity, write_sensitivity
     from axonnx.multipliers.names import split_names
     from axonnx.plan import check_encoded_operand

@@ -59,7 +59,7 @@ def transform_command(
 ) -> None:
     """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
     from axonnx.analysis.data import recovery_statistics
-    from axonnx.analysis.evaluation import canonical_recovery, recovery_flags
+    from axonnx.recovery import canonical_recovery, recovery_flags
     from axonnx.diagnostics import error_warnings, estimate_errors
     from axonnx.model import check_outputs, load_model, model_files, save_model_atomic
     from axonnx.zoo import names as zoo_names, resolve_model

@@ -431,7 +431,7 @@ STRENGTH_TARGETS = {"ROUP_L": 0.10, "ROUP_M": 0.20, "ROUP_H": 0.60}
 def pareto_rows(rows: list[dict], error: str = "mred") -> list[dict]:
     """Rows not dominated in (relative energy, error metric): nothing is both cheaper and
     more accurate."""
-    from axonnx.analysis.pareto import pareto_mask
+    from axonnx.pareto import pareto_mask
 
     if not rows:
         return []

@@ -1,4 +1,5 @@
-"""Pareto extraction (every objective minimised).
+"""Pareto extraction (every objective minimised): the explorations' fronts and the hardware
+characterization's energy/error front share it, so it sits below both.
 
 A point dominates another when it is no worse in every objective and better in at least
 one; the front is the set of points no other point dominates (equal points all stay).
@@ -58,3 +59,13 @@ def pareto_indices(F) -> np.ndarray:
     F = np.asarray(F, dtype=np.float64)
     idx = np.flatnonzero(pareto_mask(F))
     return idx[np.lexsort((F[idx, 1], F[idx, 0]))] if F.shape[1] >= 2 else idx
+
+
+def pareto_records(records) -> list:
+    """The non-dominated records by (accuracy loss, relative energy): objects with ``loss``,
+    ``energy`` and ``feasible``; feasible ones only, ordered by loss."""
+    pool = [r for r in records if r.feasible]
+    if not pool:
+        return []
+    F = np.array([[r.loss, r.energy] for r in pool])
+    return [pool[i] for i in pareto_indices(F)]
