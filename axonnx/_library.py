@@ -78,6 +78,39 @@ def InferenceSession(  # noqa: N802  (mirrors onnxruntime.InferenceSession)
     )
 
 
+def open_session(model: str | os.PathLike | bytes | onnx.ModelProto, *,
+                 threads: int | None = None, optimize: bool = True,
+                 what: str = "the model") -> tuple[ort.InferenceSession, str]:
+    """The one way axonnx opens a CPU session: with the custom-op library registered when it
+    is built (else plain onnxruntime, enough for a model without ROUPConv), ``threads``
+    intra-op threads (default: onnxruntime's), warnings silenced, and onnxruntime's load
+    errors as one-line AxonnxErrors naming ``what``. Returns the session and which kind."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    missing_library = None
+    try:
+        get_library_path()
+        make, kind = InferenceSession, "axonnx.InferenceSession"
+    except AxonnxError as exc:
+        missing_library = str(exc)
+        make, kind = ort.InferenceSession, "onnxruntime.InferenceSession"
+        if isinstance(model, onnx.ModelProto):
+            model = model.SerializeToString()
+    try:
+        return make(model, sess_options=options, providers=["CPUExecutionProvider"]), kind
+    except AxonnxError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = f" ({missing_library})" if missing_library and "ROUPConv" in message else ""
+        raise AxonnxError(f"onnxruntime cannot load {what}: {message}{hint}") from None
+
+
 _ENABLED_FLAG = "__axonnx_enabled__"
 
 

@@ -71,35 +71,10 @@ class EvalResult:
 
 
 def make_session(path: Path, threads: int | None = None):
-    """An onnxruntime session, through ``axonnx.InferenceSession`` (which registers the
-    ROUPConv custom-op library) when that library is available, else plain onnxruntime
-    (enough for any model without ROUPConv)."""
-    import onnxruntime as ort
+    """An onnxruntime session for ``path`` and its kind (see axonnx._library.open_session)."""
+    from axonnx._library import open_session
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    missing_library = None
-    try:
-        from axonnx._library import InferenceSession, get_library_path
-
-        get_library_path()
-        kind = "axonnx.InferenceSession"
-    except (ImportError, AxonnxError) as exc:
-        InferenceSession = ort.InferenceSession
-        kind = "onnxruntime.InferenceSession"
-        missing_library = str(exc)
-    try:
-        session = InferenceSession(str(path), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
-    except AxonnxError:
-        raise
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = f" ({missing_library})" if missing_library and "ROUPConv" in message else ""
-        raise AxonnxError(f"onnxruntime cannot load {path}: {message}{hint}") from None
-    return session, kind
+    return open_session(str(path), threads=threads, what=str(path))
 
 
 def _input_preprocess(session, path: Path) -> tuple[Preprocess, str]:

@@ -204,14 +204,8 @@ def tensor_shapes(model: onnx.ModelProto, names: list[str],
     """Shapes of intermediate tensors, measured by running the model once on zeros
     (robust where ONNX shape inference stops, e.g. at com.microsoft ops); ``input_shape``
     as :func:`concrete_inputs` takes it."""
-    from axonnx._library import InferenceSession
+    from axonnx._library import open_session
 
-    probe = with_outputs(model, names)
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = InferenceSession(probe.SerializeToString(), sess_options=options)
+    session, _ = open_session(with_outputs(model, names), optimize=False)
     values = session.run(names, concrete_inputs(model, input_shape=input_shape))
     return {n: tuple(v.shape) for n, v in zip(names, values)}

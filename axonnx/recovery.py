@@ -142,24 +142,9 @@ def _first_line(exc: Exception) -> str:
 
 
 def _session(model: onnx.ModelProto, threads: int | None = None):
-    import onnxruntime as ort
+    from axonnx._library import open_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    if any(n.domain == "com.axonnx" for n in model.graph.node):
-        from axonnx._library import InferenceSession  # registers ROUPConv
-    else:
-        InferenceSession = ort.InferenceSession
-    try:
-        return InferenceSession(model.SerializeToString(), sess_options=options,
-                                providers=["CPUExecutionProvider"])
-    except AxonnxError:
-        raise
-    except Exception as exc:
-        raise AxonnxError(f"onnxruntime cannot load the model: {_first_line(exc)}") from None
+    return open_session(model, threads=threads)[0]
 
 
 def _input_feeds(model: onnx.ModelProto, inputs, batch: int):
