@@ -36,6 +36,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from axonnx.errors import AxonnxError
+from axonnx.multipliers.names import split_top_level
 from axonnx.multipliers.operands import DEFAULT_FORMATS, canonical_formats
 
 DEFAULT_TABLE = Path(__file__).parent / "multipliers" / "energy_table.json"
@@ -139,13 +140,13 @@ class EnergyTable:
         lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
         if not lines:
             raise AxonnxError(f"energy table {origin} is empty")
-        header = [f.strip().lower() for f in _split_csv(lines[0])]
+        header = [f.strip().lower() for f in split_top_level(lines[0])]
         if "name" not in header:
             raise AxonnxError(f"energy table {origin}: the CSV needs a header with a 'name' "
                               "column and an 'energy' (with 'unit') or 'relative' column")
         rows = []
         for k, line in enumerate(lines[1:], start=2):
-            fields = _split_csv(line)
+            fields = split_top_level(line)
             if len(fields) != len(header):
                 raise AxonnxError(f"energy table {origin}: line {k} has {len(fields)} fields, "
                                   f"the header {len(header)}")
@@ -318,24 +319,6 @@ class EnergyTable:
             if entry is not None:
                 return entry
         raise AxonnxError(f"no energy figure for multiplier {name!r} in {self.origin}: {_FIX}")
-
-
-def _split_csv(line: str) -> list[str]:
-    """Split one CSV line on commas outside quotes and parentheses."""
-    fields, current, depth, quoted = [], "", 0, False
-    for ch in line:
-        if ch == '"':
-            quoted = not quoted
-            continue
-        if not quoted:
-            depth += (ch == "(") - (ch == ")")
-            if ch == "," and depth <= 0:
-                fields.append(current)
-                current = ""
-                continue
-        current += ch
-    fields.append(current)
-    return fields
 
 
 def product_digest(m, formats: str = DEFAULT_FORMATS) -> str:

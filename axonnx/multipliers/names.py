@@ -76,19 +76,28 @@ def _find_lut(name: str) -> LUT:
     return LUT.find(name)
 
 
+def split_top_level(text: str) -> list[str]:
+    """Split on the commas outside parentheses and double quotes (the quotes are dropped):
+    multiplier names such as ROUP(1,4) hold commas of their own."""
+    fields, current, depth, quoted = [], "", 0, False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            continue
+        if not quoted:
+            depth += (ch == "(") - (ch == ")")
+            if ch == "," and depth <= 0:
+                fields.append(current)
+                current = ""
+                continue
+        current += ch
+    fields.append(current)
+    return fields
+
+
 def split_names(text: str) -> list[str]:
     """Split a comma-separated list of names, keeping the commas inside parentheses."""
-    items, depth, current = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += ch
-    items.append(current)
-    names = [item.strip() for item in items]
+    names = [item.strip() for item in split_top_level(text)]
     if any(not n for n in names):
         raise AxonnxError(f"empty multiplier name in {text!r}")
     return names
