@@ -210,9 +210,13 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
         out_hw = ((pixels, 1) if layer.kind != CONV
                   else tuple(int(v) for v in shapes[layer.output][2:4]))
         if layer.assignment is not None and layer.assignment.index is not None:
-            names = layer.assignment.per_position_names().ravel()
-            labels, counts = np.unique(names, return_counts=True)
-            mults = {str(k): int(c) * pixels for k, c in zip(labels, counts)}
+            # Counted on the index (np.unique on names sorts millions of strings).
+            assignment = layer.assignment
+            counts = np.bincount(assignment.index.ravel(), minlength=len(assignment.multipliers))
+            mults = {}
+            for mult, count in sorted(zip(assignment.multipliers, counts), key=lambda p: p[0].name):
+                if count:
+                    mults[mult.name] = mults.get(mult.name, 0) + int(count) * pixels
         else:
             # Not rewritten yet: every multiplication is exact.
             mults = {EXACT.name: positions * pixels}
