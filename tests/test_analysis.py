@@ -280,7 +280,7 @@ def _one_line_error(result, *fragments):
 
 def test_cli_sensitivity_and_explore(tiny, tmp_path):
     path, _ = tiny
-    r = runner.invoke(app, ["sensitivity", str(path), "--mult", "ROUP_L,ROUP_H", "--sample",
+    r = runner.invoke(app, ["sensitivity", str(path), "--multipliers", "ROUP_L,ROUP_H", "--sample",
                             "--limit", "10", "--out", str(tmp_path / "s"), "--workers", "1",
                             "--json"])
     assert r.exit_code == 0, r.output
@@ -294,7 +294,7 @@ def test_cli_sensitivity_and_explore(tiny, tmp_path):
     assert "ROUP(1,2) top-1 %" in r.stdout.replace("\n", "")
     rows = json.loads((tmp_path / "s2" / "sensitivity_single.json").read_text())["rows"]
     assert {(row["alias"], row["multiplier"]) for row in rows} == {("ROUP(1,2)", "ROUP(1,0)")}
-    r = runner.invoke(app, ["explore", str(path), "--approach", "llam", "--library",
+    r = runner.invoke(app, ["explore", str(path), "--approach", "llam", "--multipliers",
                             "ROUP(0,0),ROUP_H", "--sample", "--subset", "10", "--pop", "4",
                             "--gens", "1", "--reeval", "0", "--workers", "1",
                             "--out", str(tmp_path / "e"), "--json"])
@@ -308,8 +308,8 @@ def test_cli_sensitivity_and_explore(tiny, tmp_path):
 
 @pytest.mark.parametrize("args, fragments", [
     (["explore", "M", "--approach", "tlam", "--library", "ROUP_L"], ["unknown --approach"]),
-    (["explore", "M", "--approach", "flam", "--classes", "2"], ["needs --library"]),
-    (["explore", "M", "--approach", "klms", "--library", "ROUP_L"], ["klms", "drop --library"]),
+    (["explore", "M", "--approach", "flam", "--classes", "2"], ["needs --multipliers"]),
+    (["explore", "M", "--approach", "klms", "--library", "ROUP_L"], ["klms", "drop --multipliers"]),
     (["explore", "M", "--approach", "llam", "--library", "ROUP(9,9)"], ["ROUP"]),
     (["explore", "M", "--approach", "llam", "--library", "ROUP_L,ROUP(0,4)"], ["twice"]),
     (["explore", "M", "--approach", "llam", "--library", "ROUP_L", "--pop", "2"], ["--pop"]),

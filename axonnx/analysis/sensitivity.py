@@ -68,7 +68,7 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
     if mode not in MODES:
         raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
     if not multipliers:
-        raise AxonnxError("give at least one multiplier (--mult)")
+        raise AxonnxError("give at least one multiplier (--multipliers)")
     check_encoded_operand(encoded_operand)
     loaded = load_model(model)
     _, layers, _ = prepared(loaded, matmul)
@@ -79,7 +79,7 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
     alias: dict[str, str] = {}  # canonical name -> the name the user gave
     for given, name in zip(multipliers, canonical):
         if name in alias:
-            raise AxonnxError(f"--mult names {alias[name]!r} and {given!r} are the same "
+            raise AxonnxError(f"--multipliers names {alias[name]!r} and {given!r} are the same "
                               f"multiplier ({name}); give each once")
         alias[name] = given
     backend = backend or Backend()

@@ -72,7 +72,7 @@ class SearchSpace:
                 raise AxonnxError(f"--klms-keep must be inside or outside, not {self.klms_keep!r}")
             return
         if not self.library:
-            raise AxonnxError(f"{self.approach} needs a multiplier library (--library)")
+            raise AxonnxError(f"{self.approach} needs a multiplier library (--multipliers)")
         if self.approach == "llam" and self.classes != 1:
             raise AxonnxError("llam has one multiplier per layer: use --classes 1")
         if self.approach in CLASSED_APPROACHES and not 1 <= self.classes <= 8:

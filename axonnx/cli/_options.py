@@ -43,3 +43,6 @@ MatMulOption = Annotated[bool, typer.Option(
 InputShapeOption = Annotated[Optional[str], typer.Option(
     "--input-shape", help="The input shape of a model with dynamic sizes, e.g. 1,3,224,224 "
     "(multiplications are counted at this size).")]
+EnergyTableOption = Annotated[Optional[Path], typer.Option(
+    "--energy-table", "--table", help="Your own energy table (JSON/CSV: name, energy, unit, "
+    "source, optional formats); overrides and extends the built-in one.")]

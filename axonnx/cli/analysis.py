@@ -11,7 +11,7 @@ from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, fail, stderr, stdout
 from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, EncodedOption,
-                                 MatMulOption, RecoveryOption, SampleOption)
+                                 EnergyTableOption, MatMulOption, RecoveryOption, SampleOption)
 from axonnx.errors import AxonnxError
 
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the results (created).")]
@@ -21,9 +21,6 @@ WorkersOption = Annotated[Optional[int], typer.Option(
 DaskOption = Annotated[Optional[str], typer.Option(
     "--dask", help="Score plans on a Dask cluster: tcp://host:port of a running scheduler, or "
     "local:N for a LocalCluster of N worker processes (local:N:threads for threads).")]
-EnergyTableOption = Annotated[Optional[Path], typer.Option(
-    "--energy-table", help="Your own energy table (JSON/CSV: name, energy, unit, source); "
-    "overrides and extends the built-in one.")]
 
 
 @contextmanager
@@ -74,7 +71,8 @@ def sensitivity_command(
     model: Annotated[str, typer.Argument(help="An .onnx file or a zoo name, e.g. zoo:resnet8.")],
     out: OutOption,
     mult: Annotated[str, typer.Option(
-        "--mult", help="Comma-separated multipliers, one line each, e.g. ROUP_L,ROUP_M,ROUP_H.")
+        "--multipliers", "--mult",
+        help="Comma-separated multipliers, one line each, e.g. ROUP_L,ROUP_M,ROUP_H.")
     ] = "ROUP_L,ROUP_M,ROUP_H",
     mode: Annotated[str, typer.Option(
         "--mode", help="single: one conv layer at a time (Fig. 3a); cumulative: layers 1..m "
@@ -142,7 +140,7 @@ def explore_command(
     classes: Annotated[int, typer.Option(
         "--classes", help="Classes per layer (flam, klam-*): k genes per layer.")] = 1,
     library: Annotated[Optional[str], typer.Option(
-        "--library", help="Comma-separated candidate multipliers, e.g. "
+        "--multipliers", "--library", help="Comma-separated candidate multipliers, e.g. "
         "'ROUP(0,0),ROUP_L,ROUP_M,ROUP_H' (not for klms).")] = None,
     pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 24,
     gens: Annotated[int, typer.Option("--gens", help="Generations (a finished run can be "
@@ -215,11 +213,11 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
         raise AxonnxError(f"unknown --approach {approach!r}; use one of {', '.join(SEARCH_APPROACHES)}")
     if approach == "klms":
         if library:
-            raise AxonnxError("klms chooses per layer among exact, k=1 and k=2: drop --library")
+            raise AxonnxError("klms chooses per layer among exact, k=1 and k=2: drop --multipliers")
         names: tuple[str, ...] = ()
     else:
         if not library:
-            raise AxonnxError(f"{approach} needs --library, e.g. 'ROUP(0,0),ROUP_L,ROUP_M,ROUP_H'")
+            raise AxonnxError(f"{approach} needs --multipliers, e.g. 'ROUP(0,0),ROUP_L,ROUP_M,ROUP_H'")
         names = parse_library(library)
     if floor is not None and floor > 1:
         floor = floor / 100.0

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr, stdout
-from axonnx.cli._options import InputShapeOption, MatMulOption, ModelArgument
+from axonnx.cli._options import EnergyTableOption, InputShapeOption, MatMulOption, ModelArgument
 from axonnx.energy import EXACT, EnergyReport
 
 
@@ -101,7 +101,7 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
 @app.command("energy")
 def energy_command(
     model: ModelArgument,
-    table: Annotated[Optional[Path], typer.Option("--table", help="A user energy table (JSON or CSV) that overrides or extends the built-in one.")] = None,
+    table: EnergyTableOption = None,
     input_shape: InputShapeOption = None,
     matmul: MatMulOption = False,
     json_output: JsonOption = False,

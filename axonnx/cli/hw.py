@@ -92,7 +92,7 @@ def characterize_command(
     verilog: Annotated[Optional[Path], typer.Option("--verilog", help="Characterize this external multiplier netlist instead of the ROUP family.")] = None,
     top: Annotated[Optional[str], typer.Option("--top", help="Top module of --verilog (ports: two operand inputs, one product output).")] = None,
     unsigned: Annotated[bool, typer.Option("--unsigned", help="--verilog multiplies unsigned operands.")] = False,
-    only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated ROUP names to characterize (default: every distinct configuration).")] = None,
+    only: Annotated[Optional[str], typer.Option("--multipliers", "--only", help="Comma-separated ROUP names to characterize (default: every distinct configuration).")] = None,
     formats: Annotated[Optional[str], typer.Option("--formats", help="Operand format pairs (rounded x encoded) to characterize each ROUP configuration for, comma-separated: s8 [-128,127], u8 [0,255], s9 [-256,255]; the default stream is uniform over each format's ranges. Default: s8xs8,u8xs8,s9xs8, or s8xs8 with --stream.")] = None,
     merge: Annotated[Optional[Path], typer.Option("--merge", help="Start from this energy table: its rows of formats not characterized now are kept (e.g. add u8xs8 rows to the built-in table).")] = None,
     bits: Annotated[int, typer.Option(help="Operand width N of the ROUP family.")] = 8,
@@ -160,7 +160,7 @@ def characterize_command(
                 chosen = []
                 for m in parse_list(only):
                     if not isinstance(m, ROUP):
-                        raise AxonnxError(f"--only: {m.name} is not a ROUP configuration")
+                        raise AxonnxError(f"--multipliers: {m.name} is not a ROUP configuration")
                     chosen.append((m, []))
             plans = {f: chosen if only else distinct_configurations(bits, f) for f in format_keys}
             exact = ROUP(0, 0, bits=bits).name
