@@ -25,7 +25,6 @@ its argmax.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field

@@ -4,17 +4,25 @@ matrix products as 1x1 convolutions) into ``ROUPConv``.
 Installed as ``axonnx.passes``. ``survey_convs`` finds the layers (QOperator, QDQ, or
 already rewritten), ``rewrite_to_roupconv`` replaces them given per-layer assignments;
 every other node is left alone.
+
+One rule per file, each with its ``_test.py`` beside it (STYLE.md): a rule's ``match``
+returns a :class:`ConvLayer` or a :class:`NoMatch` with the reason it refused.
 """
 
-from .patterns import (
+from ._layer import (
     ATTENTION, CONV, FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, MatMulLowering, NoMatch,
-    QDQConvRule, QDQGemmRule, QDQMatMulRule, QGemmRule, QLinearConvRule, QLinearMatMulRule,
-    ROUPConvRule,
 )
+from .qdq_conv import QDQConvRule
+from .qdq_matmul import QDQGemmRule, QDQMatMulRule
+from .qgemm import QGemmRule
+from .qlinear_matmul import QLinearMatMulRule
+from .qlinearconv import QLinearConvRule
 from .rewrite import ConvSurvey, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
+from .roupconv import ROUPConvRule
 
 __all__ = [
-    "ATTENTION", "CONV", "FULLY_CONNECTED_KIND", "MatMulLowering", "QDQGemmRule",
-    "QDQMatMulRule", "QGemmRule", "QLinearMatMulRule", "ConvLayer", "ConvSurvey", "GraphIndex", "NoMatch", "QDQConvRule", "QLinearConvRule",
-    "ROUPConvRule", "name_unnamed_nodes", "rewrite_to_roupconv", "survey_convs",
+    "ATTENTION", "CONV", "FULLY_CONNECTED_KIND", "ConvLayer", "ConvSurvey", "GraphIndex",
+    "MatMulLowering", "NoMatch", "QDQConvRule", "QDQGemmRule", "QDQMatMulRule", "QGemmRule",
+    "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule", "name_unnamed_nodes",
+    "rewrite_to_roupconv", "survey_convs",
 ]

@@ -15,10 +15,8 @@ from onnx import numpy_helper
 from axonnx.errors import AxonnxError
 from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, make_roupconv_node
 
-from .patterns import (
-    CONV, FULLY_CONNECTED_KIND, MATMUL_RULES, RULES, UNSUPPORTED_CONVS, ConvLayer, GraphIndex,
-    NoMatch,
-)
+from ._layer import FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, NoMatch
+from .rules import MATMUL_RULES, RULES, UNSUPPORTED_CONVS
 
 # onnxruntime 1.31 loads models up to this IR version.
 MAX_LOADABLE_IR_VERSION = 10
@@ -131,7 +129,7 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
 
 
 def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str]):
-    """The nodes around a matrix product's ROUPConv (patterns.MatMulLowering): a [.., M, K]
+    """The nodes around a matrix product's ROUPConv (_layer.MatMulLowering): a [.., M, K]
     -> x [1, G*K, M, 1]; a non-constant b [.., K, N] -> w [G*N, K, 1, 1]; the conv's
     [1, G*N, M, 1] -> [G, M, N] -> a's leading dims + [N]. A constant weight becomes an
     initializer of the conv's shape. Returns (before, after, conv inputs, conv output)."""

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr, stdout

@@ -1,0 +1,176 @@
+"""What every rule returns: a :class:`ConvLayer` (everything the rewrite needs) or a
+:class:`NoMatch` carrying the reason it refused, so that ``axonnx inspect`` and the tests
+can say *why* a node was left alone; and the :class:`GraphIndex` the rules look things up in.
+
+Matrix products are convolutions too: ``Y[M,N] = A[M,K] B[K,N]`` is a 1x1 conv of
+``x = A^T`` as ``[1, K, M, 1]`` (K channels, M "pixels") with ``w = B^T`` as ``[N, K, 1, 1]``
+(one filter per output column); G batched products of two activations (attention) are
+a grouped 1x1 conv with group G, described by a :class:`MatMulLowering`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from axonnx.errors import AxonnxError
+from axonnx.ops.roupconv import Assignment
+
+QUANT_TYPES = (np.int8, np.uint8)
+
+# Layer kinds, as inspect and energy label them.
+CONV = "conv"
+FULLY_CONNECTED_KIND = "fully connected"
+ATTENTION = "attention (activation x activation)"
+
+
+@dataclass
+class NoMatch:
+    node: str
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class MatMulLowering:
+    """How a matrix product becomes a 1x1 ROUPConv: ``a`` (quantized, [..., M, K]) is
+    reshaped to x = [1, G*K, M, 1]; a weight ``b`` that is not constant ([..., K, N], G
+    matrices) to w = [G*N, K, 1, 1]; the conv output [1, G*N, M, 1] back to [..., M, N]."""
+
+    a: str
+    b: str | None  # the quantized second operand when it is not constant, else None
+    groups: int
+    k: int
+    n: int
+
+
+@dataclass
+class ConvLayer:
+    """A quantized 2-D conv found in a graph, in the terms of QLinearConv's inputs."""
+
+    name: str
+    form: str  # "qoperator" | "qdq" | "roupconv"
+    inputs: list[str]  # x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp[, bias]
+    output: str
+    attributes: dict
+    weight: np.ndarray | None  # None: not a constant (activation x activation)
+    w_scale: np.ndarray  # [M] float32
+    w_zero_point: np.ndarray  # [M], weight dtype
+    replaced_nodes: list[str]  # nodes the ROUPConv replaces (the anchor last)
+    maybe_dead_nodes: list[str] = field(default_factory=list)  # removed if unused after
+    assignment: Assignment | None = None  # for ROUPConv nodes
+    kind: str = CONV
+    matmul: MatMulLowering | None = None  # for matrix products not yet rewritten
+    dynamic_weight_shape: tuple[int, ...] | None = None  # the conv weight's, when not constant
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return tuple(self.weight.shape) if self.weight is not None else self.dynamic_weight_shape
+
+    @property
+    def weight_dtype(self) -> np.dtype:
+        return self.w_zero_point.dtype
+
+    def pixels(self, output_shape) -> int:
+        """How often each weight position is used per sample, from the layer's output
+        shape at batch 1: H_out x W_out of a conv, the rows M of a matrix product (its
+        [.., M, N] output, or [1, G*N, M, 1] once rewritten, holds G*N values per row)."""
+        if self.matmul is None:  # a conv, or a rewritten product: [N, M, H, W]
+            return int(output_shape[2]) * int(output_shape[3])
+        return int(np.prod(output_shape)) // self.weight_shape[0]
+
+    @property
+    def real_weight(self) -> np.ndarray | None:
+        """Dequantised weights, the basis of the ranking policies (None when the weight is
+        an activation)."""
+        if self.weight is None:
+            return None
+        m = self.weight.shape[0]
+        zw = self.w_zero_point.astype(np.float64).reshape(m, 1, 1, 1)
+        scale = self.w_scale.astype(np.float64).reshape(m, 1, 1, 1)
+        return (self.weight.astype(np.float64) - zw) * scale
+
+
+class GraphIndex:
+    """Producers, consumers and constants of a graph, looked up by tensor name."""
+
+    def __init__(self, graph: onnx.GraphProto, model: onnx.ModelProto | None = None):
+        self.graph = graph
+        self._model = model  # for static shapes (ONNX shape inference), on demand
+        self._shapes: dict[str, tuple[int | None, ...]] | None = None
+        self.producer = {o: n for n in graph.node for o in n.output if o}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for n in graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.graph_outputs = {o.name for o in graph.output}
+
+    def constant(self, name: str) -> np.ndarray | None:
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(node.attribute[0].t)
+        return None
+
+    def shape(self, name: str) -> tuple[int | None, ...] | None:
+        """A tensor's static shape (None where a dim is symbolic), by ONNX shape inference,
+        or where that stops (com.microsoft ops) by running a model with fixed input shapes
+        once on zeros; None when unknown."""
+        if name in self.initializers:
+            return tuple(self.initializers[name].dims)
+        if self._shapes is None:
+            self._shapes = {}
+            if self._model is not None:
+                inferred = onnx.shape_inference.infer_shapes(self._model, strict_mode=False)
+                g = inferred.graph
+                for v in list(g.input) + list(g.value_info) + list(g.output):
+                    t = v.type.tensor_type
+                    if t.HasField("shape"):
+                        self._shapes[v.name] = tuple(
+                            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+                            for d in t.shape.dim)
+        if name not in self._shapes and self._model is not None and name in self.producer:
+            self._measure_shapes()
+        return self._shapes.get(name)
+
+    def _measure_shapes(self) -> None:
+        from axonnx.model import tensor_shapes
+
+        missing = [o for n in self.graph.node for o in n.output if o and o not in self._shapes]
+        try:
+            self._shapes.update(tensor_shapes(self._model, missing))
+        except Exception:  # dynamic inputs, or a model onnxruntime cannot run: unknown
+            pass
+        self._model = None  # measured once
+
+
+def per_channel(values: np.ndarray, channels: int, what: str, layer: str) -> np.ndarray:
+    values = np.asarray(values).reshape(-1)
+    if values.size not in (1, channels):
+        raise AxonnxError(f"layer {layer!r}: {what} has {values.size} values for "
+                          f"{channels} output channels")
+    return np.broadcast_to(values, (channels,)).copy()
+
+
+def rank_refusal(node: onnx.NodeProto, weight: np.ndarray) -> NoMatch | None:
+    """A conv that is not 2-D is refused (it stays exact), with the reason."""
+    if weight.ndim == 4:
+        return None
+    return NoMatch(node.name, f"a {weight.ndim - 2}-D convolution; axonnx rewrites 2-D "
+                              "convolutions only: it stays exact (or reshape it to 2-D)")
+
+
+def attribute(node: onnx.NodeProto, name: str, default):
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def padded(inputs) -> list[str]:
+    """A node's inputs with the optional ones named "", up to QLinearConv's nine."""
+    return list(inputs) + [""] * (9 - len(inputs))
