@@ -126,7 +126,7 @@ def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
     the original weights, and the settings are recorded in ``axonnx.recovery``."""
     work, layers, _ = prepared(load_model(model), plan.matmul)
     resolved, assignments = assign_plan(plan, layers)
-    out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand)
+    out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand).model
     meta = {p.key: p.value for p in out.metadata_props}
     meta.pop(META_RECOVERY, None)
     meta.pop(META_NOTES, None)

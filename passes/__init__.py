@@ -17,12 +17,12 @@ from .qdq_matmul import QDQGemmRule, QDQMatMulRule
 from .qgemm import QGemmRule
 from .qlinear_matmul import QLinearMatMulRule
 from .qlinearconv import QLinearConvRule
-from .rewrite import ConvSurvey, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
+from .rewrite import ConvSurvey, PassResult, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
 from .roupconv import ROUPConvRule
 
 __all__ = [
     "ATTENTION", "CONV", "FULLY_CONNECTED_KIND", "ConvLayer", "ConvSurvey", "GraphIndex",
-    "MatMulLowering", "NoMatch", "QDQConvRule", "QDQGemmRule", "QDQMatMulRule", "QGemmRule",
+    "MatMulLowering", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule", "QDQMatMulRule", "QGemmRule",
     "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule", "name_unnamed_nodes",
     "rewrite_to_roupconv", "survey_convs",
 ]

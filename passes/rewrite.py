@@ -22,6 +22,14 @@ from .rules import MATMUL_RULES, RULES, UNSUPPORTED_CONVS
 MAX_LOADABLE_IR_VERSION = 10
 
 
+@dataclass(frozen=True)
+class PassResult:
+    """What a pass gives back (as ir-py's passes do): the new model and whether it changed."""
+
+    model: onnx.ModelProto
+    modified: bool
+
+
 @dataclass
 class ConvSurvey:
     layers: list[ConvLayer]
@@ -80,9 +88,10 @@ def _zero_point_initializer(model: onnx.ModelProto, name: str, dtype) -> str:
 
 
 def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignments: dict,
-                        encoded_operand: str = "weight") -> onnx.ModelProto:
+                        encoded_operand: str = "weight") -> PassResult:
     """Replace each layer with a ROUPConv carrying ``assignments[layer.name]``
-    (an ``axonnx.assign.LayerAssignment``). Works on a copy; other nodes are untouched."""
+    (an ``axonnx.assign.LayerAssignment``). Functional: works on a copy, other nodes are
+    untouched; ``modified`` says whether any layer was rewritten."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -125,7 +134,7 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
     if not any(o.domain == DOMAIN for o in out.opset_import):
         out.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
     out.ir_version = min(out.ir_version, MAX_LOADABLE_IR_VERSION)
-    return out
+    return PassResult(out, bool(layers))
 
 
 def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str]):

@@ -20,7 +20,7 @@ def rewritten():
     layer = survey_convs(model).layers[0]
     index = rng.integers(0, 2, layer.weight_shape).astype(np.uint8)
     assignment = SimpleNamespace(multipliers=(ROUP(1, 4), Skip()), index=index)
-    return rewrite_to_roupconv(model, [layer], {layer.name: assignment}), index
+    return rewrite_to_roupconv(model, [layer], {layer.name: assignment}).model, index
 
 
 def test_a_rewritten_node_is_a_layer_with_its_assignment():

@@ -45,7 +45,9 @@ def exact_rewrite_is_identical(model: onnx.ModelProto, feeds: dict[str, np.ndarr
     assignments = {layer.name: SimpleNamespace(multipliers=(EXACT,),
                                                index=np.zeros(layer.weight_shape, np.uint8))
                    for layer in survey.layers}
-    rewritten = rewrite_to_roupconv(model, survey.layers, assignments)
+    result = rewrite_to_roupconv(model, survey.layers, assignments)
+    assert result.modified == bool(survey.layers)
+    rewritten = result.model
     onnx.checker.check_model(rewritten)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
