@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from axonnx.plan import Plan
-from axonnx.recovery import LEVELS, ActivationStats, LayerActivations, Recovery, _stored_min
+from axonnx.recovery import LEVELS, ActivationStats, LayerActivations, Recovery, stored_min
 
 # An expected error of this many output steps (RMS over the layer's channels, mean and spread
 # together) or more is flagged. One step is the rounding the exact model already has. On the
@@ -52,7 +52,7 @@ def proxy_statistics(layers, index) -> ActivationStats:
         if zx is None:
             continue
         zx = np.asarray(zx)
-        dtype, lo = str(zx.dtype), _stored_min(zx.dtype)
+        dtype, lo = str(zx.dtype), stored_min(zx.dtype)
         zero = int(zx.reshape(-1)[0])
         values = np.arange(LEVELS) + lo
         span = max(values[-1] - zero, 1)

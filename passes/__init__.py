@@ -12,6 +12,7 @@ returns a :class:`ConvLayer` or a :class:`NoMatch` with the reason it refused.
 from ._layer import (
     ATTENTION, CONV, FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, MatMulLowering, NoMatch,
 )
+from .constants import ConstantEdit, edit_constants
 from .qdq_conv import QDQConvRule
 from .qdq_matmul import QDQGemmRule, QDQMatMulRule
 from .qgemm import QGemmRule
@@ -21,8 +22,8 @@ from .rewrite import ConvSurvey, PassResult, name_unnamed_nodes, rewrite_to_roup
 from .roupconv import ROUPConvRule
 
 __all__ = [
-    "ATTENTION", "CONV", "FULLY_CONNECTED_KIND", "ConvLayer", "ConvSurvey", "GraphIndex",
-    "MatMulLowering", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule", "QDQMatMulRule", "QGemmRule",
-    "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule", "name_unnamed_nodes",
-    "rewrite_to_roupconv", "survey_convs",
+    "ATTENTION", "CONV", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
+    "GraphIndex", "MatMulLowering", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule",
+    "QDQMatMulRule", "QGemmRule", "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule",
+    "edit_constants", "name_unnamed_nodes", "rewrite_to_roupconv", "survey_convs",
 ]
