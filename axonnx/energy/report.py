@@ -1,0 +1,225 @@
+"""The energy report of an approximated network, and the fast energy model searches use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from axonnx.energy.entry import EXACT, EnergyEntry
+from axonnx.energy.table import EnergyTable, canonical_roup
+from axonnx.errors import AxonnxError
+from axonnx.multipliers.operands import DEFAULT_FORMATS, canonical_formats
+
+
+@dataclass
+class LayerEnergy:
+    name: str
+    counts: dict[str, int]  # multiplications per multiplier
+    multiplications: int  # all, SKIPped included
+    relative: float  # energy in exact-multiplication equivalents (of this layer's formats)
+    pj: float | None
+    share: float  # of the network's multiplier energy
+    gain: float  # 1 - energy / all-exact energy of this layer
+    formats: str = DEFAULT_FORMATS  # operand formats, rounded x encoded
+    kind: str = "conv"  # conv | fully connected | attention (activation x activation)
+
+    def as_dict(self) -> dict:
+        return {"layer": self.name, "kind": self.kind, "operand_formats": self.formats,
+                "multiplications": self.counts, "total_multiplications": self.multiplications,
+                "energy_relative": self.relative, "energy_pj": self.pj,
+                "share": self.share, "gain": self.gain}
+
+
+def entry_label(name: str, formats: str) -> str:
+    """How a report names a multiplier's figure: ``ROUP(1,4)``, or ``ROUP(1,4) u8xs8``."""
+    return name if formats == DEFAULT_FORMATS else f"{name} {formats}"
+
+
+@dataclass
+class EnergyReport:
+    layers: list[LayerEnergy]
+    multiplications: int
+    relative: float  # total energy in exact-multiplication equivalents
+    pj: float | None
+    baseline_relative: float  # every multiplication at ROUP(0,0): = multiplications
+    baseline_pj: float | None
+    gain: float  # 1 - energy / all-exact energy
+    entries: dict[str, EnergyEntry] = field(default_factory=dict)  # by entry_label
+    estimated_pj: list[str] = field(default_factory=list)  # pJ = relative x exact pJ
+    table: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. s8xs8 figures standing in
+
+    @property
+    def per_kind(self) -> dict[str, dict]:
+        """Multiplications and energy per layer kind (conv, fully connected, attention)."""
+        out: dict[str, dict] = {}
+        for layer in self.layers:
+            row = out.setdefault(layer.kind, {"layers": 0, "multiplications": 0,
+                                              "energy_relative": 0.0, "energy_pj": 0.0})
+            row["layers"] += 1
+            row["multiplications"] += layer.multiplications
+            row["energy_relative"] += layer.relative
+            row["energy_pj"] = (None if row["energy_pj"] is None or layer.pj is None
+                                else row["energy_pj"] + layer.pj)
+        for row in out.values():
+            row["gain"] = (1.0 - row["energy_relative"] / row["multiplications"]
+                           if row["multiplications"] else 0.0)
+        return out
+
+    def as_dict(self) -> dict:
+        return {
+            "layers": [layer.as_dict() for layer in self.layers],
+            "per_kind": self.per_kind,
+            "total": {"multiplications": self.multiplications, "energy_relative": self.relative,
+                      "energy_pj": self.pj},
+            "baseline_all_exact": {"multiplier": EXACT, "energy_relative": self.baseline_relative,
+                                   "energy_pj": self.baseline_pj},
+            "gain": self.gain,
+            "multipliers": {label: {"pj": e.pj, "relative": e.relative, "source": e.source,
+                                    "operand_formats": e.formats,
+                                    "pj_estimated": label in self.estimated_pj}
+                            for label, e in self.entries.items()},
+            "table": self.table,
+            "notes": self.notes,
+        }
+
+
+def energy_report(layer_counts: dict[str, dict[str, int]], table: EnergyTable | None = None,
+                  formats: dict[str, str] | None = None,
+                  kinds: dict[str, str] | None = None) -> EnergyReport:
+    """Per-layer multiplier energy of a network: ``layer_counts[layer][multiplier]`` is the
+    number of multiplications (per image) that layer does with that multiplier, and
+    ``formats[layer]`` its operand formats (default s8xs8): each layer is priced with the
+    figures of its formats, relative to the exact multiplier of the same formats.
+    ``kinds[layer]`` labels it (conv, fully connected, attention) for ``per_kind``."""
+    table = table or EnergyTable.load_default()
+    formats = formats or {}
+    kinds = kinds or {}
+    entries: dict[str, EnergyEntry] = {}
+    estimated: list[str] = []
+    fallbacks: dict[str, list[str]] = {}
+    layers = []
+    baseline_pj: float | None = 0.0
+    for layer, counts in layer_counts.items():
+        fmt = canonical_formats(formats.get(layer, DEFAULT_FORMATS))
+        exact_pj = table.exact_pj_for(fmt)
+        rel, pj, total = 0.0, 0.0, 0
+        for name, count in counts.items():
+            count = int(count)
+            if count < 0:
+                raise AxonnxError(f"layer {layer}: negative multiplication count for {name}")
+            label = entry_label(name, fmt)
+            entry = entries.get(label) or table.lookup(name, fmt)
+            entries[label] = entry
+            if canonical_roup(name) is not None and entry.formats != fmt:
+                fallbacks.setdefault(fmt, []).append(layer)
+            total += count
+            rel += count * entry.relative
+            if entry.pj is not None:
+                e_pj = entry.pj
+            elif exact_pj is not None:
+                e_pj = entry.relative * exact_pj
+                if label not in estimated:
+                    estimated.append(label)
+            else:
+                e_pj = float("nan")
+            pj += count * e_pj
+        baseline_pj = baseline_pj + total * exact_pj if (
+            baseline_pj is not None and exact_pj is not None) else None
+        layers.append(LayerEnergy(layer, {k: int(v) for k, v in counts.items()}, total, rel,
+                                  pj if np.isfinite(pj) else None, 0.0,
+                                  1.0 - rel / total if total else 0.0, fmt,
+                                  kinds.get(layer, "conv")))
+    mults = sum(layer.multiplications for layer in layers)
+    total_rel = sum(layer.relative for layer in layers)
+    have_pj = all(layer.pj is not None for layer in layers) and baseline_pj is not None
+    total_pj = sum(layer.pj for layer in layers) if have_pj else None
+    for layer in layers:
+        if total_pj:
+            layer.share = layer.pj / total_pj
+        else:
+            layer.share = layer.relative / total_rel if total_rel else 0.0
+        if not have_pj:
+            layer.pj = None
+    if have_pj and baseline_pj:  # formats differ in exact energy: compare the pJ
+        gain = 1.0 - total_pj / baseline_pj
+    else:
+        gain = 1.0 - total_rel / mults if mults else 0.0
+    notes = [f"no {f} figures in {table.origin}: layer(s) {', '.join(dict.fromkeys(names))} "
+             f"priced with the {DEFAULT_FORMATS} figures" for f, names in fallbacks.items()]
+    return EnergyReport(
+        layers=layers, multiplications=mults, relative=total_rel, pj=total_pj,
+        baseline_relative=float(mults), baseline_pj=baseline_pj if mults or baseline_pj else None,
+        gain=gain, entries=entries, estimated_pj=estimated, table=table.origin, notes=notes,
+    )
+
+
+class EnergyModel:
+    """Vectorised energy of assignments, for the design-space search.
+
+    ``counts`` holds the multiplications of each assignable slot (any shape, e.g.
+    ``[layers, classes]``); ``multipliers`` are the candidate names. An assignment is an
+    integer array of the same shape (or with extra leading batch axes) whose entries index
+    ``multipliers``. ``relative_energy`` is the network's multiplier energy divided by the
+    all-exact energy (``1 - gain``); a plan costs a few microseconds, a batch one numpy call.
+    ``formats`` gives the operand formats of each slot along the first axis (one per layer):
+    each is priced with its formats' figures, the network in pJ of each format's exact.
+    """
+
+    def __init__(self, counts, table: EnergyTable | None = None, *, multipliers: Sequence[str],
+                 formats: Sequence[str] | None = None):
+        table = table or EnergyTable.load_default()
+        self.counts = np.asarray(counts, dtype=np.float64)
+        if (self.counts < 0).any():
+            raise AxonnxError("EnergyModel: multiplication counts must be >= 0")
+        self.multipliers = list(multipliers)
+        self.entries = [table.lookup(m) for m in self.multipliers]
+        self.relative = np.array([e.relative for e in self.entries], dtype=np.float64)
+        self.exact_pj = table.exact_pj
+        self.total = float(self.counts.sum())
+        self._flat = self.counts.ravel()
+        self._size = self._flat.size
+        self._per_slot = None  # [slots, multipliers] relative energies when formats differ
+        if formats is not None:
+            formats = [canonical_formats(f) for f in formats]
+            if self.counts.ndim == 0 or len(formats) != self.counts.shape[0]:
+                raise AxonnxError(f"EnergyModel: {len(formats)} operand formats for "
+                                  f"{self.counts.shape[0] if self.counts.ndim else 0} layers")
+            exact = [table.exact_pj_for(f) for f in formats]
+            # Weigh each layer by its formats' exact energy (when all are known) so that the
+            # ratio is the network's pJ over the all-exact pJ, as in energy_report.
+            scale = np.array(exact, np.float64) if all(e for e in exact) else np.ones(len(formats))
+            scale = scale / scale[0]
+            rel = np.array([[table.lookup(m, f).relative for m in self.multipliers] for f in formats])
+            slots = np.broadcast_to(np.arange(len(formats)).reshape((-1,) + (1,) * (self.counts.ndim - 1)),
+                                    self.counts.shape).ravel()
+            self._per_slot = rel[slots]
+            self._flat = self._flat * scale[slots]  # all-exact energy per slot
+            self.total = float(self._flat.sum())
+            self.exact_pj = exact[0]
+
+    def relative_energy(self, assignment) -> float | np.ndarray:
+        a = np.asarray(assignment)
+        if self._per_slot is None:
+            per = self.relative[a]
+        else:
+            per = self._per_slot[np.arange(self._size), a.reshape(-1, self._size)]
+        if a.ndim == self.counts.ndim:
+            return float(per.ravel() @ self._flat) / self.total
+        return per.reshape(-1, self._size) @ self._flat / self.total
+
+    def gain(self, assignment) -> float | np.ndarray:
+        return 1.0 - self.relative_energy(assignment)
+
+    def energy_pj(self, assignment) -> float | np.ndarray:
+        if self.exact_pj is None:
+            raise AxonnxError(f"EnergyModel: the table has no {EXACT} energy in pJ")
+        return self.relative_energy(assignment) * self.total * self.exact_pj
+
+    def relative_energy_of_counts(self, per_multiplier) -> float | np.ndarray:
+        """Energy of count matrices ``[..., len(multipliers)]`` (multiplications per
+        candidate), relative to the same count at exact energy."""
+        c = np.asarray(per_multiplier, dtype=np.float64)
+        return (c @ self.relative) / c.sum(axis=-1)
