@@ -9,6 +9,7 @@ from pathlib import Path
 
 from axonnx.model import load_model, save_model_atomic
 from axonnx.plan import Plan, plan_from_options
+from axonnx.progress import Progress
 from axonnx.transform import inspect_model, transform_model
 
 DEMO_MODEL = "zoo:resnet8"
@@ -38,7 +39,7 @@ class DemoRow:
         return dict(self.__dict__)
 
 
-def run_demo(model: str = DEMO_MODEL, progress: bool = True) -> tuple[object, list[DemoRow]]:
+def run_demo(model: str = DEMO_MODEL, progress: Progress = None) -> tuple[object, list[DemoRow]]:
     """Evaluate the model as shipped and under each demo plan on the offline sample."""
     from axonnx.data import load_sample
     from axonnx.energy import EnergyTable, energy_report

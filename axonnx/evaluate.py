@@ -38,6 +38,7 @@ from axonnx.data.preprocess import (  # noqa: F401  (re-exported: the contract's
     _HOW_TO_FIX, PREPROCESS_KEY, STANDARD_PREPROCESS, Preprocess, parse_preprocess,
 )
 from axonnx.errors import AxonnxError
+from axonnx.progress import Progress
 
 @dataclass
 class EvalResult:
@@ -104,7 +105,7 @@ def evaluate(
     split: Split,
     batch: int = 250,
     threads: int | None = None,
-    progress: bool = True,
+    progress: Progress = None,
 ) -> EvalResult:
     """Run ``model`` (a path or a zoo name) over ``split`` and score its top-1 accuracy."""
     from axonnx.zoo import resolve_model
@@ -128,40 +129,31 @@ def evaluate(
             f"[N, {len(CLASSES)}] class scores"
         )
 
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
     n = len(split)
     predictions = np.empty(n, dtype=np.int64)
     run_seconds = 0.0
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(),
-        MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, transient=True,
-        disable=not (progress and console.is_terminal),
-    ) as bar:
-        task = bar.add_task(f"eval {path.name}", total=n, rate="")
-        for start in range(0, n, batch):
-            images = split.images[start:start + batch]
-            count = len(images)
-            if fixed_batch is not None and count < fixed_batch:
-                pad = np.zeros((fixed_batch - count, *images.shape[1:]), images.dtype)
-                images = np.concatenate([images, pad])
-            x = prep.apply(images)
-            t0 = time.perf_counter()
-            try:
-                scores = session.run([out.name], {inp.name: x})[0]
-            except Exception as exc:
-                raise AxonnxError(f"onnxruntime failed running {path}: "
-                                  f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
-            run_seconds += time.perf_counter() - t0
-            if scores.ndim != 2 or scores.shape[1] != len(CLASSES):
-                raise AxonnxError(f"{path}: output of shape {scores.shape}; expected [N, {len(CLASSES)}]")
-            predictions[start:start + count] = scores[:count].argmax(axis=1)
-            done = start + count
-            bar.update(task, advance=count, rate=f"{done / max(run_seconds, 1e-9):,.0f} img/s")
+    kind = f"eval {path.name}"
+    if progress:
+        progress(kind, 0, n)
+    for start in range(0, n, batch):
+        images = split.images[start:start + batch]
+        count = len(images)
+        if fixed_batch is not None and count < fixed_batch:
+            pad = np.zeros((fixed_batch - count, *images.shape[1:]), images.dtype)
+            images = np.concatenate([images, pad])
+        x = prep.apply(images)
+        t0 = time.perf_counter()
+        try:
+            scores = session.run([out.name], {inp.name: x})[0]
+        except Exception as exc:
+            raise AxonnxError(f"onnxruntime failed running {path}: "
+                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}") from None
+        run_seconds += time.perf_counter() - t0
+        if scores.ndim != 2 or scores.shape[1] != len(CLASSES):
+            raise AxonnxError(f"{path}: output of shape {scores.shape}; expected [N, {len(CLASSES)}]")
+        predictions[start:start + count] = scores[:count].argmax(axis=1)
+        if progress:
+            progress(kind, count, None)
 
     labels = np.asarray(split.labels, dtype=np.int64)
     hits = predictions == labels

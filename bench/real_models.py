@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                         onnx.save(transform_model(model, plan, recovery=recovery if bias else None),
                                   str(target))
                     t0 = time.perf_counter()
-                    result = evaluate(target, test, progress=True)
+                    result = evaluate(target, test)
                     rows.append({"variant": variant, "format": fmt, "plan": label,
                                  "activations": activation_type(model),
                                  "top1": result.top1, "n": result.n,

@@ -193,3 +193,15 @@ def test_zoo_models_on_the_sample(name):
     else:
         # onnxruntime fuses QDQ graphs into its own kernels, which change between versions.
         assert abs(result.correct - round(recorded * result.n)) <= 0.01 * result.n
+
+
+def test_progress_is_reported_through_a_callback(tmp_path, split):
+    """The library draws nothing: it reports (kind, advance, total) and the CLI draws."""
+    from axonnx.zoo import resolve_model
+
+    calls = []
+    result = evaluate(resolve_model("zoo:resnet8"), split, batch=7,
+                      progress=lambda *call: calls.append(call))
+    assert calls[0] == ("eval resnet8_int8.onnx", 0, result.n)
+    assert sum(advance for _, advance, _ in calls) == result.n
+    assert all(total is None for _, _, total in calls[1:])

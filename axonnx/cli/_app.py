@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +27,29 @@ stdout = Console(width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+@contextmanager
+def progress_bar(enabled: bool = True):
+    """A rich progress bar on stderr (terminals only); yields ``callback(kind, advance,
+    total)``."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True,
+                  disable=not (enabled and stderr.is_terminal)) as bar:
+        tasks: dict[str, int] = {}
+
+        def callback(kind: str, advance: int, total: int | None) -> None:
+            if kind not in tasks:
+                tasks[kind] = bar.add_task(kind, total=total)
+            elif total is not None:
+                bar.reset(tasks[kind], total=total)
+            if advance:
+                bar.advance(tasks[kind], advance)
+
+        yield callback
 
 
 def emit_json(payload: Any) -> None:

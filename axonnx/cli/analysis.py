@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
 from rich.table import Table
 
-from axonnx.cli._app import JsonOption, app, emit_json, fail, stderr, stdout
+from axonnx.cli._app import JsonOption, app, emit_json, fail, progress_bar, stderr, stdout
 from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, EncodedOption,
                                  EnergyTableOption, MatMulOption, RecoveryOption, SampleOption)
 from axonnx.errors import AxonnxError
@@ -21,29 +20,6 @@ WorkersOption = Annotated[Optional[int], typer.Option(
 DaskOption = Annotated[Optional[str], typer.Option(
     "--dask", help="Score plans on a Dask cluster: tcp://host:port of a running scheduler, or "
     "local:N for a LocalCluster of N worker processes (local:N:threads for threads).")]
-
-
-@contextmanager
-def progress_bar(enabled: bool = True):
-    """A rich progress bar on stderr (terminals only); yields ``callback(kind, advance,
-    total)``."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr, transient=True,
-                  disable=not (enabled and stderr.is_terminal)) as bar:
-        tasks: dict[str, int] = {}
-
-        def callback(kind: str, advance: int, total: int | None) -> None:
-            if kind not in tasks:
-                tasks[kind] = bar.add_task(kind, total=total)
-            elif total is not None:
-                bar.reset(tasks[kind], total=total)
-            if advance:
-                bar.advance(tasks[kind], advance)
-
-        yield callback
 
 
 def _backend(workers, dask):

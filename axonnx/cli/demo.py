@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from axonnx.cli._app import JsonOption, app, emit_json, stderr, stdout
+from axonnx.cli._app import JsonOption, app, emit_json, progress_bar, stderr, stdout
 
 
 @app.command("demo")
@@ -18,7 +18,8 @@ def demo_command(json_output: JsonOption = False) -> None:
     if not json_output:
         inspect_command(DEMO_MODEL, json_output=False)
         stderr.print("evaluating the plans on the offline 1,000-image sample ...")
-    info, rows = run_demo(progress=not json_output)
+    with progress_bar(not json_output) as bar:
+        info, rows = run_demo(progress=bar)
     if json_output:
         emit_json({"model": DEMO_MODEL, "rows": [r.as_dict() for r in rows]})
         return

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from axonnx.cli._app import JsonOption, app, emit_json, fail, stderr, stdout
+from axonnx.cli._app import JsonOption, app, emit_json, fail, progress_bar, stderr, stdout
 from axonnx.errors import AxonnxError
 
 
@@ -38,14 +38,15 @@ def eval_command(
 
     try:
         resolve_model(model)  # a bad model name fails before any data is read
-        if sample:
-            if data is not None or download:
-                raise AxonnxError("--sample uses the packaged images; drop --data/--download")
-            split = load_sample()
-        else:
-            split = load_split("test", data, download=download, progress=not json_output)
-        result = evaluate(model, split.head(limit), batch=batch, threads=threads,
-                          progress=not json_output)
+        with progress_bar(not json_output) as bar:
+            if sample:
+                if data is not None or download:
+                    raise AxonnxError("--sample uses the packaged images; drop --data/--download")
+                split = load_sample()
+            else:
+                split = load_split("test", data, download=download, progress=bar)
+            result = evaluate(model, split.head(limit), batch=batch, threads=threads,
+                              progress=bar)
     except AxonnxError as exc:
         fail(str(exc))
         return

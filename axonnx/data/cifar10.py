@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from axonnx.errors import AxonnxError
+from axonnx.progress import Progress
 
 CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
@@ -106,7 +107,7 @@ def find_batches(
     *,
     download: bool = False,
     url: str = TARBALL_URL,
-    progress: bool = True,
+    progress: Progress = None,
 ) -> Path:
     """Return the directory holding the batch files, downloading them if allowed."""
     roots = _candidate_roots(data_dir)
@@ -127,7 +128,7 @@ def find_batches(
     )
 
 
-def download_cifar10(root: Path, *, url: str = TARBALL_URL, progress: bool = True) -> Path:
+def download_cifar10(root: Path, *, url: str = TARBALL_URL, progress: Progress = None) -> Path:
     """Fetch the official tarball into ``root``, verify its md5 and unpack it.
 
     The tarball is written to a ``.part`` file and unpacked into a temporary folder; only
@@ -169,24 +170,17 @@ def download_cifar10(root: Path, *, url: str = TARBALL_URL, progress: bool = Tru
     return final
 
 
-def _fetch(url: str, dest: Path, *, progress: bool, root: Path) -> None:
-    from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TimeRemainingColumn,
-                               TransferSpeedColumn)
-
-    console = Console(stderr=True)
+def _fetch(url: str, dest: Path, *, progress: Progress, root: Path) -> None:
+    kind = f"downloading {TARBALL_NAME} (bytes)"
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with Progress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), console=console,
-                transient=True, disable=not (progress and console.is_terminal),
-            ) as bar:
-                task = bar.add_task(f"downloading {TARBALL_NAME}", total=total)
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    out.write(chunk)
-                    bar.advance(task, len(chunk))
+            if progress:
+                progress(kind, 0, total)
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+                if progress:
+                    progress(kind, len(chunk), None)
     except OSError as exc:  # URLError, HTTPError, timeouts, disk errors
         raise AxonnxError(
             f"could not download CIFAR-10 from {url} ({exc}): download {TARBALL_NAME} by hand "
@@ -225,7 +219,7 @@ def load_split(
     *,
     download: bool = False,
     url: str = TARBALL_URL,
-    progress: bool = True,
+    progress: Progress = None,
 ) -> Split:
     """Load ``"test"`` (10,000 images) or ``"train"`` (50,000) from the official batches."""
     if split not in ("test", "train"):
