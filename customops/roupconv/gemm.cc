@@ -279,19 +279,28 @@ __attribute__((target("avx2"))) void RequantizeAvx2(const int32_t* acc, int n, f
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void RequantizeAvx512(
-    const int32_t* acc, int n, float scale, int zero_point, int lo, int hi, uint8_t* out) {
+    const int32_t* acc, size_t ld_acc, int rows, int n, float scale, int zero_point, int lo, int hi,
+    uint8_t* out, size_t ld_out) {
   const __m512 vscale = _mm512_set1_ps(scale);
   const __m512 fmin = _mm512_set1_ps(static_cast<float>(lo - zero_point));
   const __m512 fmax = _mm512_set1_ps(static_cast<float>(hi - zero_point));
   const __m512i zp = _mm512_set1_epi32(zero_point);
-  int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(acc + i)), vscale);
-    v = _mm512_min_ps(_mm512_max_ps(v, fmin), fmax);
-    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);  // half to even (MXCSR)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(q));  // low bytes
+  const __mmask16 tail = static_cast<__mmask16>((1u << (n % 16)) - 1);
+  for (int r = 0; r < rows; ++r, acc += ld_acc, out += ld_out) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(acc + i)), vscale);
+      v = _mm512_min_ps(_mm512_max_ps(v, fmin), fmax);
+      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);  // half to even (MXCSR)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(q));  // low bytes
+    }
+    if (i < n) {  // the same, masked (vpmovdb to memory is slow on AMD: a masked xmm store)
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(tail, acc + i)), vscale);
+      v = _mm512_min_ps(_mm512_max_ps(v, fmin), fmax);
+      const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+      _mm_mask_storeu_epi8(out + i, tail, _mm512_cvtepi32_epi8(q));
+    }
   }
-  if (i < n) RequantizePortable(acc + i, n - i, scale, zero_point, lo, hi, out + i);
 }
 
 // a = u - zero as int16, transformed: round_r(a) = ((a + 2^(r-1)) >> r) << r (arithmetic
@@ -344,6 +353,7 @@ __attribute__((target("avx2"))) void PackAvx2(const uint8_t* index, size_t ld, i
 #endif  // AXONNX_X86
 
 const bool kAvx2 = Cpu().avx2;
+const bool kAvx512 = Cpu().avx512;
 
 }  // namespace
 
@@ -387,11 +397,23 @@ void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld
 
 void Requantize(const int32_t* acc, int n, float scale, int zero_point, int lo, int hi,
                 uint8_t* out) {
+  RequantizeRows(acc, 0, 1, n, scale, zero_point, lo, hi, out, 0);
+}
+
+void RequantizeRows(const int32_t* acc, size_t ld_acc, int rows, int n, float scale, int zero_point,
+                    int lo, int hi, uint8_t* out, size_t ld_out) {
 #ifdef AXONNX_X86
-  if (Cpu().avx512) return RequantizeAvx512(acc, n, scale, zero_point, lo, hi, out);
-  if (kAvx2) return RequantizeAvx2(acc, n, scale, zero_point, lo, hi, out);
+  if (kAvx512) return RequantizeAvx512(acc, ld_acc, rows, n, scale, zero_point, lo, hi, out, ld_out);
 #endif
-  RequantizePortable(acc, n, scale, zero_point, lo, hi, out);
+  for (int r = 0; r < rows; ++r, acc += ld_acc, out += ld_out) {
+#ifdef AXONNX_X86
+    if (kAvx2) {
+      RequantizeAvx2(acc, n, scale, zero_point, lo, hi, out);
+      continue;
+    }
+#endif
+    RequantizePortable(acc, n, scale, zero_point, lo, hi, out);
+  }
 }
 
 }  // namespace axonnx::roupconv

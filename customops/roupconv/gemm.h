@@ -49,6 +49,9 @@ void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld
 // into [lo, hi], stored as bytes (two's complement for int8).
 void Requantize(const int32_t* acc, int n, float scale, int zero_point, int lo, int hi,
                 uint8_t* out);
+// The same for `rows` rows of n values: acc + r * ld_acc -> out + r * ld_out.
+void RequantizeRows(const int32_t* acc, size_t ld_acc, int rows, int n, float scale, int zero_point,
+                    int lo, int hi, uint8_t* out, size_t ld_out);
 
 bool UsingAvx2();
 

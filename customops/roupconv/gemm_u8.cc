@@ -15,7 +15,6 @@
 namespace axonnx::roupconv {
 namespace {
 
-constexpr int kTileBytes = kTile * kQuad;  // one k-quad of one tile: 64 bytes
 
 enum class Kernel { kPortable, kAvx2, kVnni512 };
 
@@ -42,21 +41,22 @@ inline int32_t AddShifted(int32_t out, int32_t sum, int shift) {
 // ---- portable versions ----------------------------------------------------------------------
 
 void GemmPortable(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
-                  int kq, const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+                  const int32_t* init, int kq, const uint8_t* packed, const int32_t* quad_off,
+                  size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
   const int kquads = kq / kQuad;
   for (int t = 0; t < cols / kTile; ++t) {
-    const uint8_t* tile = packed + static_cast<size_t>(t) * kquads * kTileBytes;
+    const uint8_t* tile = packed + static_cast<size_t>(t) * tile_stride;
     for (int i = 0; i < nrows; ++i) {
       const int8_t* w = weights + static_cast<size_t>(i) * kq;
       int32_t sum[kTile] = {};
       for (int q = 0; q < kquads; ++q) {
-        const uint8_t* b = tile + static_cast<size_t>(q) * kTileBytes;
+        const uint8_t* b = tile + quad_off[q];
         for (int c = 0; c < kTile; ++c) {
           for (int e = 0; e < kQuad; ++e) sum[c] += b[kQuad * c + e] * w[kQuad * q + e];
         }
       }
       int32_t* out = acc + static_cast<size_t>(row_of[i]) * ld_acc + t * kTile;
-      for (int c = 0; c < kTile; ++c) out[c] = AddShifted(out[c], sum[c], shift[i]);
+      for (int c = 0; c < kTile; ++c) out[c] = AddShifted(init ? init[i] : out[c], sum[c], shift[i]);
     }
   }
 }
@@ -67,14 +67,16 @@ void GemmPortable(const int8_t* weights, int nrows, const int32_t* row_of, const
 // MR rows x 16 columns. vpmaddubsw's int16 pair sums are exact for the rows the plan gives it
 // (MaxPairSum); vpmaddwd by 1 widens them to int32.
 template <int MR>
-__attribute__((target("avx2"))) void TileAvx2(const int8_t* w, int kq, const uint8_t* b, int kquads,
-                                              int32_t* const* out, const int32_t* shift) {
+__attribute__((target("avx2"))) void TileAvx2(const int8_t* w, int kq, const uint8_t* b,
+                                              const int32_t* quad_off, int kquads, int32_t* const* out,
+                                              const int32_t* shift, const int32_t* init) {
   __m256i lo[MR], hi[MR];
   for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int q = 0; q < kquads; ++q, b += kTileBytes) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32));
+  for (int q = 0; q < kquads; ++q) {
+    const uint8_t* bq = b + quad_off[q];
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + 32));
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
       const __m256i wv = _mm256_set1_epi32(LoadQuad(w + static_cast<size_t>(i) * kq + kQuad * q));
@@ -85,24 +87,29 @@ __attribute__((target("avx2"))) void TileAvx2(const int8_t* w, int kq, const uin
   for (int i = 0; i < MR; ++i) {
     const __m128i count = _mm_cvtsi32_si128(shift[i]);
     __m256i* o = reinterpret_cast<__m256i*>(out[i]);
-    _mm256_storeu_si256(o, _mm256_add_epi32(_mm256_loadu_si256(o), _mm256_sll_epi32(lo[i], count)));
-    _mm256_storeu_si256(o + 1, _mm256_add_epi32(_mm256_loadu_si256(o + 1), _mm256_sll_epi32(hi[i], count)));
+    const __m256i o0 = init ? _mm256_set1_epi32(init[i]) : _mm256_loadu_si256(o);
+    const __m256i o1 = init ? o0 : _mm256_loadu_si256(o + 1);
+    _mm256_storeu_si256(o, _mm256_add_epi32(o0, _mm256_sll_epi32(lo[i], count)));
+    _mm256_storeu_si256(o + 1, _mm256_add_epi32(o1, _mm256_sll_epi32(hi[i], count)));
   }
 }
 
-void GemmAvx2(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift, int kq,
-              const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
-  using Fn = void (*)(const int8_t*, int, const uint8_t*, int, int32_t* const*, const int32_t*);
+void GemmAvx2(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
+              const int32_t* init, int kq, const uint8_t* packed, const int32_t* quad_off,
+              size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
+  using Fn = void (*)(const int8_t*, int, const uint8_t*, const int32_t*, int, int32_t* const*,
+                      const int32_t*, const int32_t*);
   static constexpr Fn kTiles[] = {TileAvx2<1>, TileAvx2<2>, TileAvx2<3>, TileAvx2<4>};
   constexpr int kRows = 4;  // 8 accumulators + 2 columns + broadcast + ones: within 16 ymm
   const int kquads = kq / kQuad;
   for (int t = 0; t < cols / kTile; ++t) {
-    const uint8_t* tile = packed + static_cast<size_t>(t) * kquads * kTileBytes;
+    const uint8_t* tile = packed + static_cast<size_t>(t) * tile_stride;
     for (int i = 0; i < nrows; i += kRows) {
       const int mr = std::min(kRows, nrows - i);
       int32_t* out[kRows];
       for (int r = 0; r < mr; ++r) out[r] = acc + static_cast<size_t>(row_of[i + r]) * ld_acc + t * kTile;
-      kTiles[mr - 1](weights + static_cast<size_t>(i) * kq, kq, tile, kquads, out, shift + i);
+      kTiles[mr - 1](weights + static_cast<size_t>(i) * kq, kq, tile, quad_off, kquads, out, shift + i,
+                     init ? init + i : nullptr);
     }
   }
 }
@@ -126,14 +133,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void ApplyTableA
 // MR rows x NT tiles, one zmm accumulator each (32 registers: 16 accumulators at most).
 template <int MR, int NT>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void TileVnni512(
-    const int8_t* w, int kq, const uint8_t* b, size_t tile_stride, int kquads, int32_t* const* out,
-    const int32_t* shift) {
+    const int8_t* w, int kq, const uint8_t* b, const int32_t* quad_off, size_t tile_stride, int kquads,
+    int32_t* const* out, const int32_t* shift, const int32_t* init) {
   __m512i acc[MR][NT];
   for (int i = 0; i < MR; ++i)
     for (int n = 0; n < NT; ++n) acc[i][n] = _mm512_setzero_si512();
-  for (int q = 0; q < kquads; ++q, b += kTileBytes) {
+  for (int q = 0; q < kquads; ++q) {
+    const uint8_t* bq = b + quad_off[q];
     __m512i bv[NT];
-    for (int n = 0; n < NT; ++n) bv[n] = _mm512_loadu_si512(b + n * tile_stride);
+    for (int n = 0; n < NT; ++n) bv[n] = _mm512_loadu_si512(bq + n * tile_stride);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m512i wv = _mm512_set1_epi32(LoadQuad(w + static_cast<size_t>(i) * kq + kQuad * q));
@@ -144,14 +152,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void TileVnni512
     const __m128i count = _mm_cvtsi32_si128(shift[i]);
     for (int n = 0; n < NT; ++n) {
       int32_t* o = out[i] + n * kTile;
-      _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), _mm512_sll_epi32(acc[i][n], count)));
+      const __m512i old = init ? _mm512_set1_epi32(init[i]) : _mm512_loadu_si512(o);
+      _mm512_storeu_si512(o, _mm512_add_epi32(old, _mm512_sll_epi32(acc[i][n], count)));
     }
   }
 }
 
 void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
-                 int kq, const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
-  using Fn = void (*)(const int8_t*, int, const uint8_t*, size_t, int, int32_t* const*, const int32_t*);
+                 const int32_t* init, int kq, const uint8_t* packed, const int32_t* quad_off,
+                 size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
+  using Fn = void (*)(const int8_t*, int, const uint8_t*, const int32_t*, size_t, int, int32_t* const*,
+                      const int32_t*, const int32_t*);
   static constexpr Fn kTiles[2][8] = {
       {TileVnni512<1, 1>, TileVnni512<2, 1>, TileVnni512<3, 1>, TileVnni512<4, 1>,
        TileVnni512<5, 1>, TileVnni512<6, 1>, TileVnni512<7, 1>, TileVnni512<8, 1>},
@@ -159,7 +170,6 @@ void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const 
        TileVnni512<5, 2>, TileVnni512<6, 2>, TileVnni512<7, 2>, TileVnni512<8, 2>}};
   constexpr int kRows = 8;
   const int kquads = kq / kQuad;
-  const size_t tile_stride = static_cast<size_t>(kquads) * kTileBytes;
   const int tiles = cols / kTile;
   // Two tiles (32 columns) share each weight broadcast; their packed columns stay in L1 while
   // the row blocks pass over them.
@@ -170,8 +180,8 @@ void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const 
       const int mr = std::min(kRows, nrows - i);
       int32_t* out[kRows];
       for (int r = 0; r < mr; ++r) out[r] = acc + static_cast<size_t>(row_of[i + r]) * ld_acc + t * kTile;
-      kTiles[nt - 1][mr - 1](weights + static_cast<size_t>(i) * kq, kq, b, tile_stride, kquads, out,
-                             shift + i);
+      kTiles[nt - 1][mr - 1](weights + static_cast<size_t>(i) * kq, kq, b, quad_off, tile_stride, kquads,
+                             out, shift + i, init ? init + i : nullptr);
     }
   }
 }
@@ -224,12 +234,17 @@ void ApplyTable(const U8Operand& op, const uint8_t* in, size_t n, uint8_t* out) 
 }
 
 void GemmU8S8(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
-              int kq, const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc) {
+              const int32_t* init, int kq, const uint8_t* b, const int32_t* quad_off,
+              size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
 #ifdef AXONNX_X86
-  if (kKernel == Kernel::kVnni512) return GemmVnni512(weights, nrows, row_of, shift, kq, packed, cols, acc, ld_acc);
-  if (kKernel == Kernel::kAvx2) return GemmAvx2(weights, nrows, row_of, shift, kq, packed, cols, acc, ld_acc);
+  if (kKernel == Kernel::kVnni512) {
+    return GemmVnni512(weights, nrows, row_of, shift, init, kq, b, quad_off, tile_stride, cols, acc, ld_acc);
+  }
+  if (kKernel == Kernel::kAvx2) {
+    return GemmAvx2(weights, nrows, row_of, shift, init, kq, b, quad_off, tile_stride, cols, acc, ld_acc);
+  }
 #endif
-  GemmPortable(weights, nrows, row_of, shift, kq, packed, cols, acc, ld_acc);
+  GemmPortable(weights, nrows, row_of, shift, init, kq, b, quad_off, tile_stride, cols, acc, ld_acc);
 }
 
 }  // namespace axonnx::roupconv

@@ -38,14 +38,20 @@ U8Operand MakeU8Operand(const XTransform& transform);
 // multiplies exactly by activations up to `bound`: unlimited except on the AVX2 kernel.
 int MaxPairSum(int bound);
 
-// The activation operand of GemmU8S8, packed: for tile t (columns 16t..16t+15), k-quad q, column c
-// and e < 4, byte ((t * kquads + q) * 16 + c) * 4 + e holds U(u) for activation index u at k = 4q + e
-// of column 16t + c. ApplyTable maps n packed indices u to U(u) (any layout: it is per byte).
+// The activation operand of GemmU8S8: for k-quad q, tile t (columns 16t..16t+15), column c and
+// e < 4, byte t * tile_stride + quad_off[q] + 4 * c + e holds U(u) for the activation index u at
+// k = 4q + e of column 16t + c. Packed (Im2Col::Quads): quad_off[q] = 64 q, tile_stride = 64 *
+// kquads. Read straight from an interleaved input band (implicit im2col): tile_stride = 64 and
+// quad_off[q] the offset of tap q in the band. ApplyTable maps n indices u to U(u) (per byte).
 void ApplyTable(const U8Operand& op, const uint8_t* in, size_t n, uint8_t* out);
 
-// acc[row_of[i] * ld_acc + c] += (sum_k weights[i * kq + k] * packed column c, row k) << shift[i]
-// (modulo 2^32), for the i < nrows given rows and every column c < cols. kq is a multiple of 4.
+// For the i < nrows given rows and every column c < cols, with s = sum_k weights[i * kq + k] *
+// operand column c, row k:
+//   acc[row_of[i] * ld_acc + c] = init[i] + (s << shift[i])   when init is given,
+//   acc[row_of[i] * ld_acc + c] += s << shift[i]               otherwise (modulo 2^32).
+// kq is a multiple of 4.
 void GemmU8S8(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
-              int kq, const uint8_t* packed, int cols, int32_t* acc, size_t ld_acc);
+              const int32_t* init, int kq, const uint8_t* b, const int32_t* quad_off,
+              size_t tile_stride, int cols, int32_t* acc, size_t ld_acc);
 
 }  // namespace axonnx::roupconv

@@ -9,6 +9,13 @@
 #include <mutex>
 #include <sstream>
 
+#include "roupconv/cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define AXONNX_X86 1
+#include <immintrin.h>
+#endif
+
 namespace axonnx::roupconv {
 
 ONNXTensorElementDataType ElementTypeOf(uint8_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
@@ -52,6 +59,48 @@ std::array<int64_t, N> ReadFixed(const std::vector<int64_t>& values, const char*
   return out;
 }
 
+// Four channel rows of W activation indices interleaved into W 32-bit words (byte e of word i:
+// row e at column i), each byte XORed with flip.
+inline void InterleaveRow(const uint8_t* const* src, int64_t W, uint8_t flip, uint8_t* __restrict dst) {
+  const uint32_t flip4 = flip * 0x01010101u;
+  const uint8_t* __restrict a = src[0];
+  const uint8_t* __restrict b = src[1];
+  const uint8_t* __restrict c = src[2];
+  const uint8_t* __restrict d = src[3];
+  int64_t i = 0;
+#ifdef AXONNX_X86
+  // 16 (then 8) pixels at a time: bytes of a, b, c, d interleaved into words (SSE2).
+  const __m128i vflip = _mm_set1_epi8(static_cast<char>(flip));
+  for (; i + 16 <= W; i += 16) {
+    const __m128i va = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i));
+    const __m128i vb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i));
+    const __m128i vc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i));
+    const __m128i vd = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i));
+    const __m128i ab0 = _mm_unpacklo_epi8(va, vb), ab1 = _mm_unpackhi_epi8(va, vb);
+    const __m128i cd0 = _mm_unpacklo_epi8(vc, vd), cd1 = _mm_unpackhi_epi8(vc, vd);
+    __m128i* o = reinterpret_cast<__m128i*>(dst + kQuad * i);
+    _mm_storeu_si128(o, _mm_xor_si128(_mm_unpacklo_epi16(ab0, cd0), vflip));
+    _mm_storeu_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(ab0, cd0), vflip));
+    _mm_storeu_si128(o + 2, _mm_xor_si128(_mm_unpacklo_epi16(ab1, cd1), vflip));
+    _mm_storeu_si128(o + 3, _mm_xor_si128(_mm_unpackhi_epi16(ab1, cd1), vflip));
+  }
+  for (; i + 8 <= W; i += 8) {
+    const __m128i va = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + i));
+    const __m128i vb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + i));
+    const __m128i vc = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + i));
+    const __m128i vd = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(d + i));
+    const __m128i ab0 = _mm_unpacklo_epi8(va, vb), cd0 = _mm_unpacklo_epi8(vc, vd);
+    __m128i* o = reinterpret_cast<__m128i*>(dst + kQuad * i);
+    _mm_storeu_si128(o, _mm_xor_si128(_mm_unpacklo_epi16(ab0, cd0), vflip));
+    _mm_storeu_si128(o + 1, _mm_xor_si128(_mm_unpackhi_epi16(ab0, cd0), vflip));
+  }
+#endif
+  for (; i < W; ++i) {
+    const uint32_t word = (a[i] | b[i] << 8 | c[i] << 16 | static_cast<uint32_t>(d[i]) << 24) ^ flip4;
+    std::memcpy(dst + kQuad * i, &word, sizeof word);
+  }
+}
+
 // The activation index u of every window position of one image and one conv group, for output
 // pixels [p0, p1): index[k * cols + (p - p0)], k = (c * KH + i) * KW + j. Padding and the columns
 // past p1 hold the index of the zero point. The input rows the pixels need are first copied
@@ -59,8 +108,38 @@ std::array<int64_t, N> ReadFixed(const std::vector<int64_t>& values, const char*
 struct Im2Col {
   int64_t H, W, KH, KW, SH, SW, DH, DW, pad_top, pad_left, out_w;
 
+  // Both loops below are plain C++ that the compiler vectorizes; each is built twice, for the
+  // baseline ISA and for AVX-512 (512-bit moves), and chosen by Cpu() (same bytes either way).
   void operator()(const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols,
                   uint8_t flip, uint8_t pad, uint8_t* index, std::vector<uint8_t>& band) const {
+#ifdef AXONNX_X86
+    if (Cpu().avx512) return RowsAvx512(x, channels, p0, p1, cols, flip, pad, index, band);
+#endif
+    RowsImpl(x, channels, p0, p1, cols, flip, pad, index, band);
+  }
+  void Quads(const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
+             uint8_t pad, uint8_t* packed, std::vector<uint8_t>& band) const {
+#ifdef AXONNX_X86
+    if (Cpu().avx512) return QuadsAvx512(x, channels, p0, p1, cols, flip, pad, packed, band);
+#endif
+    QuadsImpl(x, channels, p0, p1, cols, flip, pad, packed, band);
+  }
+#ifdef AXONNX_X86
+  __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void RowsAvx512(
+      const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
+      uint8_t pad, uint8_t* index, std::vector<uint8_t>& band) const {
+    RowsImpl(x, channels, p0, p1, cols, flip, pad, index, band);
+  }
+  __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void QuadsAvx512(
+      const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
+      uint8_t pad, uint8_t* packed, std::vector<uint8_t>& band) const {
+    QuadsImpl(x, channels, p0, p1, cols, flip, pad, packed, band);
+  }
+#endif
+
+  __attribute__((always_inline)) inline void RowsImpl(
+      const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
+      uint8_t pad, uint8_t* index, std::vector<uint8_t>& band) const {
     // Locals, not members: byte stores may alias *this, which would reload every member.
     const int64_t H = this->H, W = this->W, KH = this->KH, KW = this->KW, SH = this->SH,
                   SW = this->SW, DH = this->DH, DW = this->DW, pad_left = this->pad_left,
@@ -105,13 +184,113 @@ struct Im2Col {
     }
   }
 
+  // Implicit im2col (stride phases): the activation indices of output rows [oh0, oh1], four
+  // channels per 32-bit word, as one band per stride phase (rph, cph) < (SH, SW) and channel quad
+  // g: word ((ph * cq + g) * rows + rp) * wv + cp, ph = rph * SW + cph, holds input row
+  // ih0 + rp * SH + rph, column cp * SW + cph - pad_left (the zero point's index outside the
+  // input). Output pixel (oh, ow) of tap (i, j) then reads word ow + (j * DW) / SW of band row
+  // oh - oh0 + (i * DH) / SH in phase ((i * DH) % SH, (j * DW) % SW): along a virtual output row
+  // of wv pixels (the last wv - out_w of them discarded), a run of 16 pixels is 64 contiguous
+  // bytes, which the GEMM reads in place (quad_off).
+  struct BandShape {
+    int64_t cq, rows, wv, words;  // words: the band and the slack the last tiles read past it
+  };
+  BandShape Shape(int64_t channels, int64_t nrows_out) const {
+    BandShape b;
+    b.cq = CeilDiv(channels, kQuad);
+    b.rows = nrows_out + ((KH - 1) * DH) / SH;
+    b.wv = out_w + ((KW - 1) * DW) / SW;
+    b.words = SH * SW * b.cq * b.rows * b.wv + b.wv + 2 * kTile;
+    return b;
+  }
+  // Byte offsets of the k-quads (i * KW + j) * cq + g in the band.
+  void QuadOffsets(const BandShape& b, std::vector<int32_t>& off) const {
+    off.clear();
+    for (int64_t i = 0; i < KH; ++i) {
+      for (int64_t j = 0; j < KW; ++j) {
+        const int64_t ph = ((i * DH) % SH) * SW + (j * DW) % SW;
+        for (int64_t g = 0; g < b.cq; ++g) {
+          off.push_back(static_cast<int32_t>(
+              kQuad * (((ph * b.cq + g) * b.rows + (i * DH) / SH) * b.wv + (j * DW) / SW)));
+        }
+      }
+    }
+  }
+  void Band(const uint8_t* x, int64_t channels, int64_t oh0, int64_t nrows_out, uint8_t flip,
+            uint8_t pad, const BandShape& b, uint8_t* band, std::vector<uint8_t>& row) const {
+    const int64_t H = this->H, W = this->W, SH = this->SH, SW = this->SW, pad_left = this->pad_left;
+    const int64_t ih0 = oh0 * SH - pad_top;
+    std::memset(band, pad, static_cast<size_t>(b.words * kQuad));
+    std::vector<uint8_t> pad_row;
+    for (int64_t g = 0; g < b.cq; ++g) {
+      for (int64_t r = std::max<int64_t>(0, -ih0); r < b.rows * SH && ih0 + r < H; ++r) {
+        const int64_t rph = r % SH, rp = r / SH;
+        const uint8_t* src[kQuad];
+        for (int e = 0; e < kQuad; ++e) {
+          const int64_t c = g * kQuad + e;
+          if (c < channels) {
+            src[e] = x + (c * H + ih0 + r) * W;
+          } else {
+            if (pad_row.empty()) pad_row.assign(static_cast<size_t>(W), static_cast<uint8_t>(pad ^ flip));
+            src[e] = pad_row.data();
+          }
+        }
+        if (SW == 1) {  // straight into the band
+          InterleaveRow(src, W, flip, band + (((rph * b.cq + g) * b.rows + rp) * b.wv + pad_left) * kQuad);
+          continue;
+        }
+        if (SW == 2) {
+          // The row at word offset pad_left of a padded row of 2 * wv words, split into its
+          // even and odd words: phase cph's row is words cph, cph + 2, ...
+          const int64_t len = RoundUp(std::max(2 * b.wv, W + pad_left), 8);
+          row.resize(static_cast<size_t>(len * kQuad));
+          uint32_t* words = reinterpret_cast<uint32_t*>(row.data());
+          const uint32_t pad4 = pad * 0x01010101u;
+          std::fill(words, words + pad_left, pad4);
+          std::fill(words + W + pad_left, words + len, pad4);
+          InterleaveRow(src, W, flip, row.data() + pad_left * kQuad);
+          uint32_t* even = reinterpret_cast<uint32_t*>(band) + (rph * SW * b.cq + g) * b.rows * b.wv + rp * b.wv;
+          uint32_t* odd = even + b.cq * b.rows * b.wv;
+          int64_t cp = 0;
+#ifdef AXONNX_X86
+          for (; cp + 4 <= b.wv; cp += 4) {
+            const __m128 lo = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * cp)));
+            const __m128 hi = _mm_castsi128_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(words + 2 * cp + 4)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(even + cp), _mm_castps_si128(_mm_shuffle_ps(lo, hi, 0x88)));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(odd + cp), _mm_castps_si128(_mm_shuffle_ps(lo, hi, 0xDD)));
+          }
+#endif
+          for (; cp < b.wv; ++cp) {
+            even[cp] = words[2 * cp];
+            odd[cp] = words[2 * cp + 1];
+          }
+          continue;
+        }
+        row.resize(static_cast<size_t>(W * kQuad));
+        InterleaveRow(src, W, flip, row.data());
+        const uint32_t* words = reinterpret_cast<const uint32_t*>(row.data());
+        for (int64_t cph = 0; cph < SW; ++cph) {
+          uint32_t* dst = reinterpret_cast<uint32_t*>(band) + ((rph * SW + cph) * b.cq + g) * b.rows * b.wv + rp * b.wv;
+          // columns cp with 0 <= cp * SW + cph - pad_left < W
+          const int64_t cp0 = std::max<int64_t>(0, CeilDiv(pad_left - cph, SW));
+          for (int64_t cp = cp0; cp < b.wv; ++cp) {
+            const int64_t iw = cp * SW + cph - pad_left;
+            if (iw >= W) break;
+            dst[cp] = words[iw];
+          }
+        }
+      }
+    }
+  }
+
   // The same indices packed as GemmU8S8 reads them (gemm_u8.h), in the order k' = (i * KW + j) *
   // Cq + c (channels padded with the zero point to Cq, a multiple of 4): quad q = (i * KW + j) *
   // Cq / 4 + c / 4. The band holds the four channels of a quad interleaved, so one quad of one
   // pixel is one 32-bit word of the band, and a tile's pixels in one output row are a (strided)
   // run of words: one 64-byte copy for a whole tile at stride 1.
-  void Quads(const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
-             uint8_t pad, uint8_t* packed, std::vector<uint8_t>& band) const {
+  __attribute__((always_inline)) inline void QuadsImpl(
+      const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
+      uint8_t pad, uint8_t* packed, std::vector<uint8_t>& band) const {
     const int64_t H = this->H, W = this->W, KH = this->KH, KW = this->KW, SH = this->SH,
                   SW = this->SW, DH = this->DH, DW = this->DW, pad_left = this->pad_left,
                   out_w = this->out_w;
@@ -122,7 +301,6 @@ struct Im2Col {
     const int64_t band_w = std::max(W + pad_left, (out_w - 1) * SW + (KW - 1) * DW + 1);
     band.assign(static_cast<size_t>(cq * band_h * band_w * kQuad), pad);
     std::vector<uint8_t> pad_row(static_cast<size_t>(W), static_cast<uint8_t>(pad ^ flip));
-    const uint32_t flip4 = flip * 0x01010101u;
     for (int64_t g = 0; g < cq; ++g) {
       for (int64_t r = std::max<int64_t>(0, -ih0); r < band_h && ih0 + r < H; ++r) {
         const uint8_t* src[kQuad];
@@ -130,15 +308,7 @@ struct Im2Col {
           const int64_t c = g * kQuad + e;
           src[e] = c < channels ? x + (c * H + ih0 + r) * W : pad_row.data();
         }
-        const uint8_t* __restrict a = src[0];
-        const uint8_t* __restrict b = src[1];
-        const uint8_t* __restrict c = src[2];
-        const uint8_t* __restrict d = src[3];
-        uint8_t* __restrict dst = band.data() + ((g * band_h + r) * band_w + pad_left) * kQuad;
-        for (int64_t i = 0; i < W; ++i) {
-          const uint32_t word = (a[i] | b[i] << 8 | c[i] << 16 | static_cast<uint32_t>(d[i]) << 24) ^ flip4;
-          std::memcpy(dst + kQuad * i, &word, sizeof word);
-        }
+        InterleaveRow(src, W, flip, band.data() + ((g * band_h + r) * band_w + pad_left) * kQuad);
       }
     }
     const int64_t kquads = KH * KW * cq;
@@ -162,6 +332,8 @@ struct Im2Col {
                 std::memcpy(to, from, kTile * sizeof(uint32_t));
               } else if (SW == 1) {
                 for (int64_t n = 0; n < len; ++n) to[n] = from[n];
+              } else if (SW == 2 && len == kTile) {
+                for (int64_t n = 0; n < kTile; ++n) to[n] = from[2 * n];
               } else {
                 for (int64_t n = 0; n < len; ++n) to[n] = from[n * SW];
               }
@@ -188,6 +360,7 @@ struct Scratch {
   std::vector<uint8_t> quads;    // activation indices for the u8 GEMM
   std::vector<uint8_t> packed8;  // ... mapped through a GEMM's table
   std::vector<int32_t> acc;
+  std::vector<int32_t> quad_off;  // per k-quad: its byte offset in `quads`
 };
 
 std::unique_ptr<Scratch> ScratchPool::Acquire() {
@@ -663,6 +836,13 @@ struct Job {
   std::vector<int32_t> base;   // per m: the bias and the u8 GEMMs' offset terms
   std::vector<U8Operand> operands;  // per GEMM: its u8 activation operand for x's zero point
   std::vector<char> needs_quads, needs_rows;  // per conv group: u8 rows; int16 rows or LUT taps
+  // Per conv group: the first GEMM with u8 rows (-1: none), which stores init[i] (the base of its
+  // row i) plus its sums, and the rows it leaves out (filled with their base first).
+  std::vector<int> first_gemm;
+  std::vector<std::vector<int32_t>> init, fill_rows;
+  std::vector<int32_t> packed_off;  // Im2Col::Quads's k-quad offsets: 64 q
+  bool implicit = false;            // every row on the u8 GEMM: TaskImplicit
+  int64_t out_h = 0;
   std::vector<float> scale;    // per m
   int y_zero_point, y_lo, y_hi;
   std::atomic<bool> failed{false};
@@ -670,6 +850,7 @@ struct Job {
   std::string error;
 
   void Task(size_t task) {
+    if (implicit) return TaskImplicit(task);
     const WeightPlan& p = *plan;
     const int64_t n = static_cast<int64_t>(task) / chunks, p0 = (static_cast<int64_t>(task) % chunks) * chunk;
     const int64_t p1 = std::min(P, p0 + chunk), cols = RoundUp(p1 - p0, kTile);
@@ -685,7 +866,8 @@ struct Job {
     for (int64_t g = 0; g < p.group; ++g) {
       const size_t gs = static_cast<size_t>(g);
       const uint8_t* xg = x + (n * C + g * p.Cg) * im2col.H * im2col.W;
-      for (int64_t ml = 0; ml < p.Mg; ++ml) std::fill_n(acc + ml * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
+      // The first u8 GEMM stores base + its sums; the rows it does not cover start at base.
+      for (int32_t ml : fill_rows[gs]) std::fill_n(acc + ml * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
       // u8 x s8 rows: the activation indices packed once; a GEMM whose operand is not the index
       // itself maps them through its table.
       if (needs_quads[gs]) {
@@ -701,7 +883,9 @@ struct Job {
           packed = scratch.packed8.data();
         }
         GemmU8S8(gemm.weights8[gs].data(), static_cast<int>(rows8.size()), rows8.data(), gemm.shift8[gs].data(),
-                 static_cast<int>(p.Kq), packed, static_cast<int>(cols), acc, static_cast<size_t>(cols));
+                 first_gemm[gs] == static_cast<int>(gi) ? init[gs].data() : nullptr, static_cast<int>(p.Kq),
+                 packed, packed_off.data(), static_cast<size_t>(p.Kq) * kTile, static_cast<int>(cols), acc,
+                 static_cast<size_t>(cols));
       }
       // int16 rows and LUT taps read the indices row by row.
       if (needs_rows[gs]) {
@@ -729,6 +913,53 @@ struct Job {
         const int64_t m = g * p.Mg + ml;
         Requantize(acc + ml * cols, static_cast<int>(p1 - p0), scale[static_cast<size_t>(m)], y_zero_point,
                    y_lo, y_hi, y + (n * p.M + m) * P + p0);
+      }
+    }
+    pool->Release(std::move(lease));
+  }
+
+  // Every row of the plan on the u8 GEMM: tasks of whole output rows whose GEMMs read the band
+  // in place (Im2Col::Band); the accumulators hold virtual output rows of wv pixels.
+  void TaskImplicit(size_t task) {
+    const WeightPlan& p = *plan;
+    const int64_t n = static_cast<int64_t>(task) / chunks;
+    const int64_t oh0 = (static_cast<int64_t>(task) % chunks) * chunk;
+    const int64_t nrows_out = std::min(out_h - oh0, chunk);
+    const Im2Col::BandShape shape = im2col.Shape(p.Cg, nrows_out);
+    const int64_t cols = RoundUp(nrows_out * shape.wv, kTile);
+    std::unique_ptr<Scratch> lease = pool->Acquire();
+    Scratch& scratch = *lease;
+    scratch.quads.resize(static_cast<size_t>(shape.words * kQuad));
+    scratch.acc.resize(static_cast<size_t>(p.Mg * cols));
+    im2col.QuadOffsets(shape, scratch.quad_off);
+    int32_t* acc = scratch.acc.data();
+    const int64_t out_w = im2col.out_w;
+    for (int64_t g = 0; g < p.group; ++g) {
+      const size_t gs = static_cast<size_t>(g);
+      const uint8_t* xg = x + (n * C + g * p.Cg) * im2col.H * im2col.W;
+      for (int32_t ml : fill_rows[gs]) std::fill_n(acc + ml * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
+      if (needs_quads[gs]) {
+        im2col.Band(xg, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, scratch.quads.data(), scratch.band);
+      }
+      for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
+        const WeightPlan::Gemm& gemm = p.gemms[gi];
+        const std::vector<int32_t>& rows8 = gemm.rows8[gs];
+        if (rows8.empty()) continue;
+        const uint8_t* b = scratch.quads.data();
+        if (!operands[gi].identity) {
+          scratch.packed8.resize(scratch.quads.size());
+          ApplyTable(operands[gi], b, scratch.quads.size(), scratch.packed8.data());
+          b = scratch.packed8.data();
+        }
+        GemmU8S8(gemm.weights8[gs].data(), static_cast<int>(rows8.size()), rows8.data(), gemm.shift8[gs].data(),
+                 first_gemm[gs] == static_cast<int>(gi) ? init[gs].data() : nullptr, static_cast<int>(p.Kq), b,
+                 scratch.quad_off.data(), kTile * kQuad, static_cast<int>(cols), acc, static_cast<size_t>(cols));
+      }
+      for (int64_t ml = 0; ml < p.Mg; ++ml) {
+        const int64_t m = g * p.Mg + ml;
+        RequantizeRows(acc + ml * cols, static_cast<size_t>(shape.wv), static_cast<int>(nrows_out),
+                       static_cast<int>(out_w), scale[static_cast<size_t>(m)], y_zero_point, y_lo, y_hi,
+                       y + (n * p.M + m) * P + oh0 * out_w, static_cast<size_t>(out_w));
       }
     }
     pool->Release(std::move(lease));
@@ -811,14 +1042,56 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
   job.y_lo = IsSigned(y_type_) ? -128 : 0;
   job.y_hi = IsSigned(y_type_) ? 127 : 255;
 
-  // Tasks: (image, run of output pixels). A run's scratch (activation indices, packed operands,
-  // accumulators) is sized to stay in the L2 cache.
-  const int64_t bytes_per_column = plan.K + 2 * plan.Kp + plan.Kq + 4 * plan.Mg;
-  int64_t chunk = std::clamp<int64_t>((192 * 1024 / bytes_per_column) / kTile * kTile, kTile, 4096);
-  chunk = std::min(chunk, RoundUp(P, kTile));
-  while (N * CeilDiv(P, chunk) < 8 && chunk > 4 * kTile) chunk = RoundUp(chunk / 2, kTile);
-  job.chunk = chunk;
-  job.chunks = CeilDiv(P, chunk);
+  // The first u8 GEMM of each group initializes the accumulators of its rows.
+  job.first_gemm.assign(static_cast<size_t>(plan.group), -1);
+  job.init.resize(static_cast<size_t>(plan.group));
+  job.fill_rows.resize(static_cast<size_t>(plan.group));
+  bool implicit = true;
+  for (int64_t g = 0; g < plan.group; ++g) {
+    const size_t gs = static_cast<size_t>(g);
+    implicit = implicit && !job.needs_rows[gs];
+    std::vector<char> covered(static_cast<size_t>(plan.Mg), 0);
+    for (size_t gi = 0; gi < plan.gemms.size(); ++gi) {
+      const std::vector<int32_t>& rows8 = plan.gemms[gi].rows8[gs];
+      if (rows8.empty()) continue;
+      job.first_gemm[gs] = static_cast<int>(gi);
+      for (int32_t ml : rows8) {
+        covered[static_cast<size_t>(ml)] = 1;
+        job.init[gs].push_back(job.base[static_cast<size_t>(g * plan.Mg + ml)]);
+      }
+      break;
+    }
+    for (int64_t ml = 0; ml < plan.Mg; ++ml) {
+      if (!covered[static_cast<size_t>(ml)]) job.fill_rows[gs].push_back(static_cast<int32_t>(ml));
+    }
+  }
+  job.implicit = implicit;
+  job.out_h = geometry.out_h;
+
+  int64_t chunk = 0;
+  if (implicit) {
+    // Tasks: (image, run of output rows), each row wv virtual pixels; the band and the
+    // accumulators sized to stay in the L2 cache.
+    const int64_t cq = plan.Kq / (plan.KH * plan.KW);
+    const int64_t wv = geometry.out_w + ((plan.KW - 1) * conv_.dilations[1]) / conv_.strides[1];
+    const int64_t bytes_per_column = 4 * plan.Mg + 8 * cq * conv_.strides[0] * conv_.strides[1];
+    const int64_t target = std::clamp<int64_t>(192 * 1024 / bytes_per_column, 4 * kTile, 4096);
+    chunk = std::clamp<int64_t>(target / wv, 1, geometry.out_h);
+    chunk = CeilDiv(geometry.out_h, CeilDiv(geometry.out_h, chunk));  // balanced runs
+    while (N * CeilDiv(geometry.out_h, chunk) < 8 && chunk > 1) chunk = CeilDiv(chunk, 2);
+    job.chunk = chunk;
+    job.chunks = CeilDiv(geometry.out_h, chunk);
+  } else {
+    // Tasks: (image, run of output pixels). A run's scratch (activation indices, packed operands,
+    // accumulators) is sized to stay in the L2 cache.
+    const int64_t bytes_per_column = plan.K + 2 * plan.Kp + plan.Kq + 4 * plan.Mg;
+    chunk = std::clamp<int64_t>((192 * 1024 / bytes_per_column) / kTile * kTile, kTile, 4096);
+    chunk = std::min(chunk, RoundUp(P, kTile));
+    while (N * CeilDiv(P, chunk) < 8 && chunk > 4 * kTile) chunk = RoundUp(chunk / 2, kTile);
+    job.chunk = chunk;
+    job.chunks = CeilDiv(P, chunk);
+    for (int64_t q = 0; q < plan.Kq / kQuad; ++q) job.packed_off.push_back(static_cast<int32_t>(q * kTile * kQuad));
+  }
   const size_t tasks = static_cast<size_t>(N * job.chunks);
 
   if (tasks == 1) {
