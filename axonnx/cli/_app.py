@@ -13,18 +13,34 @@ from rich.console import Console
 
 from axonnx.errors import AxonnxError
 
+# Data goes to stdout; tables for humans, progress and errors go to stderr.
+# Piped output keeps wide tables readable instead of rich's 80-column default.
+stdout = Console(width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class _ErrorBoundary(typer.core.TyperGroup):
+    """The one place a library error becomes a CLI error: one line on stderr and exit status
+    1, for every command (and under typer's CliRunner as from the shell); the traceback only
+    with AXONNX_DEBUG=1. Commands themselves never catch AxonnxError."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AxonnxError as exc:
+            if os.environ.get("AXONNX_DEBUG"):
+                raise
+            fail(str(exc))
+
+
 app = typer.Typer(
     name="axonnx",
     help="Approximate arithmetic (ROUP multipliers) in quantized ONNX DNNs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_ErrorBoundary,
 )
-
-# Data goes to stdout; tables for humans, progress and errors go to stderr.
-# Piped output keeps wide tables readable instead of rich's 80-column default.
-stdout = Console(width=None if sys.stdout.isatty() else 200)
-stderr = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
@@ -72,11 +88,6 @@ def main() -> None:
     except KeyboardInterrupt:
         stderr.print("interrupted")
         sys.exit(130)
-    except AxonnxError as exc:
-        if os.environ.get("AXONNX_DEBUG"):
-            raise
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 import typer
 from rich.table import Table
 
-from axonnx.cli._app import JsonOption, app, emit_json, fail, progress_bar, stderr, stdout
+from axonnx.cli._app import JsonOption, app, emit_json, progress_bar, stderr, stdout
 from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, EncodedOption,
                                  EnergyTableOption, MatMulOption, RecoveryOption, SampleOption)
 from axonnx.errors import AxonnxError
@@ -69,25 +69,21 @@ def sensitivity_command(
     from axonnx.multipliers.names import split_names
     from axonnx.plan import check_encoded_operand
 
-    try:
-        if mode not in MODES:
-            raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
-        check_encoded_operand(encoded_operand)  # before the images load
-        aliases = split_names(mult)
-        recovery = canonical_recovery(recovery)
-        _check_model(model)
-        table = _table(energy_table)
-        split = evaluation_split(data, sample, limit)
-        stats = recovery_statistics(model, recovery, data, sample, calib, split, calib_data)
-        with _backend(workers, dask) as backend, progress_bar(not json_output) as bar:
-            result = sensitivity(model, aliases, mode, split, backend=backend,
-                                 energy_table=table, recovery=recovery, stats=stats,
-                                 encoded_operand=encoded_operand, matmul=matmul,
-                                 progress=bar)
-        paths = write_sensitivity(result, out)
-    except AxonnxError as exc:
-        fail(str(exc))
-        return
+    if mode not in MODES:
+        raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
+    check_encoded_operand(encoded_operand)  # before the images load
+    aliases = split_names(mult)
+    recovery = canonical_recovery(recovery)
+    _check_model(model)
+    table = _table(energy_table)
+    split = evaluation_split(data, sample, limit)
+    stats = recovery_statistics(model, recovery, data, sample, calib, split, calib_data)
+    with _backend(workers, dask) as backend, progress_bar(not json_output) as bar:
+        result = sensitivity(model, aliases, mode, split, backend=backend,
+                             energy_table=table, recovery=recovery, stats=stats,
+                             encoded_operand=encoded_operand, matmul=matmul,
+                             progress=bar)
+    paths = write_sensitivity(result, out)
     if json_output:
         emit_json({**result.as_dict(), "files": {k: str(v) for k, v in paths.items()}})
         return
@@ -164,9 +160,6 @@ def explore_command(
                           floor, (reeval, reeval_max_loss), klms_keep, recovery,
                           (calib, calib_data), (encoded_operand, matmul), data,
                           sample, workers, dask, energy_table, json_output)
-    except AxonnxError as exc:
-        fail(str(exc))
-        return
     except KeyboardInterrupt:
         _interrupted("explore")
     _show_explore(result, json_output)
@@ -304,9 +297,6 @@ def reproduce_command(
                                 energy_table=table, progress=bar,
                                 log=None if json_output else
                                 (lambda msg: stderr.print(msg, soft_wrap=True, highlight=False)))
-    except AxonnxError as exc:
-        fail(str(exc))
-        return
     except KeyboardInterrupt:
         _interrupted("reproduce")
     if json_output:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from axonnx.cli._app import JsonOption, app, emit_json, fail, progress_bar, stderr, stdout
+from axonnx.cli._app import JsonOption, app, emit_json, progress_bar, stderr, stdout
 from axonnx.errors import AxonnxError
 
 
@@ -36,20 +36,16 @@ def eval_command(
     from axonnx.evaluate import evaluate
     from axonnx.zoo import resolve_model
 
-    try:
-        resolve_model(model)  # a bad model name fails before any data is read
-        with progress_bar(not json_output) as bar:
-            if sample:
-                if data is not None or download:
-                    raise AxonnxError("--sample uses the packaged images; drop --data/--download")
-                split = load_sample()
-            else:
-                split = load_split("test", data, download=download, progress=bar)
-            result = evaluate(model, split.head(limit), batch=batch, threads=threads,
-                              progress=bar)
-    except AxonnxError as exc:
-        fail(str(exc))
-        return
+    resolve_model(model)  # a bad model name fails before any data is read
+    with progress_bar(not json_output) as bar:
+        if sample:
+            if data is not None or download:
+                raise AxonnxError("--sample uses the packaged images; drop --data/--download")
+            split = load_sample()
+        else:
+            split = load_split("test", data, download=download, progress=bar)
+        result = evaluate(model, split.head(limit), batch=batch, threads=threads,
+                          progress=bar)
     if result.preprocess_source != "model metadata":
         stderr.print(f"note: {result.path} has no axonnx.preprocess metadata; fed raw 0..255 "
                      "float32 NCHW pixels (the standard contract)", highlight=False, soft_wrap=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from axonnx.cli._app import JsonOption, app, emit_json, fail, stdout
-from axonnx.errors import AxonnxError
+from axonnx.cli._app import JsonOption, app, emit_json, stdout
 
 
 def _pct(value) -> str:
@@ -17,11 +16,7 @@ def zoo_command(json_output: JsonOption = False) -> None:
     """List the zoo models (use the name wherever a MODEL is expected) with their top-1."""
     from axonnx.zoo import list_models
 
-    try:
-        rows = list_models()
-    except AxonnxError as exc:
-        fail(str(exc))
-        return
+    rows = list_models()
     if json_output:
         emit_json(rows)
         return
