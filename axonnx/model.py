@@ -83,6 +83,20 @@ def check_outputs(outputs: list, inputs: list = ()) -> None:
                               "or choose another path")
 
 
+def results_folder(path: str | os.PathLike) -> Path:
+    """A command's ``--out`` folder, created with its parents; a file in the way, or a folder
+    that cannot be made, is a one-line error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise AxonnxError(f"--out {path} is a file; give a folder for the results (it is "
+                          "created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AxonnxError(f"cannot create the results folder {path}: {exc.strerror}") from None
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

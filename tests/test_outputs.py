@@ -126,3 +126,16 @@ def test_search_leaves_no_temporary_folders(tmp_path, monkeypatch):
         backend.close()
     assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("axonnx-")]
+
+
+@pytest.mark.parametrize("command", [
+    ["explore", "zoo:resnet8", "--approach", "llam", "--multipliers", "ROUP_M", "--sample"],
+    ["sensitivity", "zoo:resnet8", "--sample", "--limit", "1"],
+    ["reproduce", "--quick"],
+])
+def test_a_file_where_the_results_folder_goes_is_a_clear_error(tmp_path, command):
+    blocker = tmp_path / "results"
+    blocker.write_text("keep me")
+    result = runner.invoke(app, command + ["--out", str(blocker)])
+    assert result.exit_code == 1 and "is a file; give a folder" in result.stderr, result.output
+    assert blocker.read_text() == "keep me"

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from axonnx.errors import AxonnxError
+from axonnx.model import results_folder
 
 
 def front_points(run) -> list[dict]:
@@ -34,7 +35,7 @@ def compare_runs(dirs: list[Path], out: Path) -> dict:
     if not dirs:
         raise AxonnxError("give the run folders to compare")
     runs = [load_run(d) for d in dirs]
-    out.mkdir(parents=True, exist_ok=True)
+    results_folder(out)
     plot = plot_runs(runs, out / "compare.png", title="exploration runs compared")
     rows = []
     for run in runs:

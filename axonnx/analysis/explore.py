@@ -40,8 +40,9 @@ from axonnx.pareto import pareto_records
 from axonnx.recovery import canonical_recovery
 from axonnx import signed
 from axonnx.analysis.space import SearchSpace
-from axonnx.plan import CLASSED_APPROACHES, check_encoded_operand
 from axonnx.errors import AxonnxError
+from axonnx.model import results_folder
+from axonnx.plan import CLASSED_APPROACHES, check_encoded_operand
 
 CHECKPOINT = "checkpoint.pkl"
 CHECKPOINT_FORMAT = 1
@@ -203,7 +204,7 @@ def read_records(path: Path) -> list[Record]:
 def prepare_out(out: Path, config: ExploreConfig) -> dict | None:
     """The checkpoint to resume from (None for a fresh run); refuses a folder that holds a
     different run."""
-    out.mkdir(parents=True, exist_ok=True)
+    results_folder(out)
     ckpt = out / CHECKPOINT
     if not ckpt.exists():
         if (out / "evaluated.csv").exists():

@@ -29,6 +29,7 @@ from axonnx.analysis.study import (  # noqa: F401  (StudyConfig: reproduce's set
     StudyConfig,
 )
 from axonnx.errors import AxonnxError
+from axonnx.model import results_folder
 
 def _run_dir(out: Path, approach: str, classes: int, encoded: str, recovery: str) -> Path:
     name = approach + (f"-{classes}" if classes > 1 else "")
@@ -61,7 +62,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    results_folder(out)
     backend = backend or Backend()
     loaded = load_model(model)
     cost = PlanCost.for_model(loaded, energy_table)

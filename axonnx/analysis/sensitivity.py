@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from axonnx.errors import AxonnxError
+from axonnx.model import results_folder
 from axonnx.plan import LayerRule, Plan, check_encoded_operand
 
 MODES = ("single", "cumulative")
@@ -115,7 +116,7 @@ def write_sensitivity(result: SensitivityResult, out: Path) -> dict[str, Path]:
     """sensitivity_<mode>.csv, .json and .png in ``out``."""
     from axonnx.analysis.plots import plot_sensitivity
 
-    out.mkdir(parents=True, exist_ok=True)
+    results_folder(out)
     stem = f"sensitivity_{result.mode}"
     paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "png": out / f"{stem}.png"}
     with open(paths["csv"], "w", newline="") as fh:
