@@ -130,26 +130,40 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void ApplyTableA
   }
 }
 
+// acc += vpdpbusd(b, w), in place: with the intrinsic, GCC 12 copies every accumulator to another
+// register on each iteration (and spills one).
+__attribute__((target("avx512f,avx512vnni"), always_inline)) inline void Dpbusd(__m512i& acc, __m512i b,
+                                                                                 __m512i w) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(b), "v"(w));
+}
+
 // MR rows x NT tiles, one zmm accumulator each (32 registers: 16 accumulators at most).
 template <int MR, int NT>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void TileVnni512(
     const int8_t* w, int kq, const uint8_t* b, const int32_t* quad_off, size_t tile_stride, int kquads,
     int32_t* const* out, const int32_t* shift, const int32_t* init) {
   __m512i acc[MR][NT];
-  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 2
     for (int n = 0; n < NT; ++n) acc[i][n] = _mm512_setzero_si512();
+  }
   for (int q = 0; q < kquads; ++q) {
     const uint8_t* bq = b + quad_off[q];
     __m512i bv[NT];
+#pragma GCC unroll 2
     for (int n = 0; n < NT; ++n) bv[n] = _mm512_loadu_si512(bq + n * tile_stride);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m512i wv = _mm512_set1_epi32(LoadQuad(w + static_cast<size_t>(i) * kq + kQuad * q));
-      for (int n = 0; n < NT; ++n) acc[i][n] = _mm512_dpbusd_epi32(acc[i][n], bv[n], wv);
+#pragma GCC unroll 2
+      for (int n = 0; n < NT; ++n) Dpbusd(acc[i][n], bv[n], wv);
     }
   }
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     const __m128i count = _mm_cvtsi32_si128(shift[i]);
+#pragma GCC unroll 2
     for (int n = 0; n < NT; ++n) {
       int32_t* o = out[i] + n * kTile;
       const __m512i old = init ? _mm512_set1_epi32(init[i]) : _mm512_loadu_si512(o);
