@@ -381,17 +381,21 @@ void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
   GemmPortable(weights, nrows, row_of, kp, packed, cols, acc, ld_acc);
 }
 
-void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
+int GatherKind(const LutTap* taps, size_t ntaps) {
+  const auto all = [&](auto pred) { return std::all_of(taps, taps + ntaps, pred); };
+  if (Cpu().vbmi && all([](const LutTap& t) { return t.plane8 != nullptr; })) return 2;
+  if (Cpu().vbmi && all([](const LutTap& t) { return t.planes != nullptr; })) return 1;
+  return 0;
+}
+
+void GatherAdd(const LutTap* taps, size_t ntaps, int kind, const uint8_t* index, size_t ld, int cols,
                int32_t* acc) {
 #ifdef AXONNX_X86
-  if (Cpu().vbmi && std::all_of(taps, taps + ntaps, [](const LutTap& t) { return t.plane8 != nullptr; })) {
-    return GatherPlanesAvx512<1>(taps, ntaps, index, ld, cols, acc);
-  }
-  if (Cpu().vbmi && std::all_of(taps, taps + ntaps, [](const LutTap& t) { return t.planes != nullptr; })) {
-    return GatherPlanesAvx512<2>(taps, ntaps, index, ld, cols, acc);
-  }
+  if (kind == 2) return GatherPlanesAvx512<1>(taps, ntaps, index, ld, cols, acc);
+  if (kind == 1) return GatherPlanesAvx512<2>(taps, ntaps, index, ld, cols, acc);
   if (kAvx2) return GatherAvx2(taps, ntaps, index, ld, cols, acc);
 #endif
+  (void)kind;
   GatherPortable(taps, ntaps, index, ld, cols, acc);
 }
 

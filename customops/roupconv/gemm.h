@@ -42,7 +42,9 @@ struct LutTap {
                            // when the row does not fit int16
   const uint8_t* plane8;   // the row + 128 as 256 bytes; nullptr when it does not fit int8
 };
-void GatherAdd(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
+// `kind` is GatherKind(taps, ntaps), computed once per tap list: the loop its rows allow.
+int GatherKind(const LutTap* taps, size_t ntaps);
+void GatherAdd(const LutTap* taps, size_t ntaps, int kind, const uint8_t* index, size_t ld, int cols,
                int32_t* acc);
 
 // QLinearConv's requantization: y = saturate(round_half_even(float(acc) * scale) + zero_point)

@@ -108,13 +108,10 @@ inline void InterleaveRow(const uint8_t* const* src, int64_t W, uint8_t flip, ui
 struct Im2Col {
   int64_t H, W, KH, KW, SH, SW, DH, DW, pad_top, pad_left, out_w;
 
-  // Both loops below are plain C++ that the compiler vectorizes; each is built twice, for the
-  // baseline ISA and for AVX-512 (512-bit moves), and chosen by Cpu() (same bytes either way).
+  // Quads is plain C++ that the compiler vectorizes, built twice: for the baseline ISA and for
+  // AVX-512 (512-bit moves), chosen by Cpu() (same bytes either way).
   void operator()(const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols,
                   uint8_t flip, uint8_t pad, uint8_t* index, std::vector<uint8_t>& band) const {
-#ifdef AXONNX_X86
-    if (Cpu().avx512) return RowsAvx512(x, channels, p0, p1, cols, flip, pad, index, band);
-#endif
     RowsImpl(x, channels, p0, p1, cols, flip, pad, index, band);
   }
   void Quads(const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
@@ -125,11 +122,6 @@ struct Im2Col {
     QuadsImpl(x, channels, p0, p1, cols, flip, pad, packed, band);
   }
 #ifdef AXONNX_X86
-  __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void RowsAvx512(
-      const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
-      uint8_t pad, uint8_t* index, std::vector<uint8_t>& band) const {
-    RowsImpl(x, channels, p0, p1, cols, flip, pad, index, band);
-  }
   __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void QuadsAvx512(
       const uint8_t* x, int64_t channels, int64_t p0, int64_t p1, int64_t cols, uint8_t flip,
       uint8_t pad, uint8_t* packed, std::vector<uint8_t>& band) const {
@@ -649,6 +641,12 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     }
   }
 
+  plan.lut_kind.resize(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    const std::vector<LutTap>& taps = plan.lut_taps[static_cast<size_t>(m)];
+    plan.lut_kind[static_cast<size_t>(m)] = GatherKind(taps.data(), taps.size());
+  }
+
   // The accumulator's worst case: |GEMM operand| <= 256 (a rounded 9-bit activation) or
   // 2 * 2^shift (a Booth digit), times each decomposed weight, plus each LUT tap's largest error.
   plan.acc_bound.assign(static_cast<size_t>(M), 0);
@@ -904,8 +902,8 @@ struct Job {
         for (int64_t ml = 0; ml < p.Mg; ++ml) {
           const std::vector<LutTap>& taps = p.lut_taps[static_cast<size_t>(g * p.Mg + ml)];
           if (!taps.empty()) {
-            GatherAdd(taps.data(), taps.size(), index, static_cast<size_t>(cols), static_cast<int>(cols),
-                      acc + ml * cols);
+            GatherAdd(taps.data(), taps.size(), p.lut_kind[static_cast<size_t>(g * p.Mg + ml)], index,
+                      static_cast<size_t>(cols), static_cast<int>(cols), acc + ml * cols);
           }
         }
       }

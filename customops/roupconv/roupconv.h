@@ -62,6 +62,7 @@ struct WeightPlan {
   };
   std::vector<Gemm> gemms;
   std::vector<std::vector<LutTap>> lut_taps;  // per m: LUT positions and their error rows
+  std::vector<int> lut_kind;                  // per m: GatherKind of its taps
   std::vector<int64_t> acc_bound;  // per m: the largest |accumulator| any activations give, bias aside
 };
 
