@@ -6,8 +6,13 @@ Variants: the QOperator model as quantized (QLinearConv), and the same model wit
 QLinearConv replaced by ROUPConv running: exact ROUP(0,0); uniform ROUP(1,4); a filter-level
 mix of ROUP(0,0)/ROUP(1,4)/ROUP(2,6); uniform ROUP(1,4) with the activation encoded; a uniform
 LUT (an EvoApprox mul8u table from $AXONNX_DATA/evoapprox8u when present, else a*b + noise).
-Runs are interleaved across variants; the table gives median latency and throughput relative
-to QLinearConv. Not a test: ``python -P bench/bench_kernel.py [--threads 1 2] [--repeats 15]``.
+Runs are interleaved across variants, in a new random order each round, with an idle pause
+before each timed run (``--gap-ms``, default 150): after a run, onnxruntime's intra-op workers
+spin for tens of milliseconds of CPU, and without the pause each variant would share the cores
+with the spinning workers of the variants run just before it (on a 2-core machine the ratios
+then mostly measure the run order: the variant after the slow LUT run gains ~2x). The table
+gives median latency and throughput relative to QLinearConv. Not a test:
+``python -P bench/bench_kernel.py [--threads 1 2] [--repeats 15] [--gap-ms 0]``.
 """
 
 from __future__ import annotations
@@ -163,6 +168,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--activations", choices=["int8", "uint8"], default="int8")
+    parser.add_argument("--gap-ms", type=float, default=150.0,
+                        help="idle pause before each timed run, so that the previous run's "
+                             "spinning intra-op workers are asleep (0: back to back, fixed order)")
     args = parser.parse_args()
 
     model = resnet8(args.batch, args.activations)
@@ -171,7 +179,9 @@ def main() -> None:
     info = np.iinfo(dtype)
     x = np.random.default_rng(1).integers(info.min, info.max + 1, (args.batch, 3, 32, 32)).astype(dtype)
     print(f"onnxruntime {ort.__version__}, {args.activations} activations, batch {args.batch}, "
-          f"{args.repeats} interleaved runs, default session options (ORT_ENABLE_ALL); "
+          f"{args.repeats} interleaved runs"
+          f"{f' in random order, {args.gap_ms:g} ms idle before each' if args.gap_ms else ', back to back'}, "
+          f"default session options (ORT_ENABLE_ALL); "
           f"throughput relative to QLinearConv")
     for threads in args.threads:
         sessions = {}
@@ -183,8 +193,15 @@ def main() -> None:
         exact = sessions["ROUPConv exact"].run(None, {"x": x})[0]
         same = "identical" if exact.tobytes() == reference.tobytes() else "DIFFERENT"
         times: dict[str, list[float]] = {name: [] for name in sessions}
+        order = list(sessions)
+        shuffle = np.random.default_rng(threads)
         for rep in range(args.warmup + args.repeats):
-            for name, session in sessions.items():
+            if args.gap_ms:
+                shuffle.shuffle(order)
+            for name in order:
+                session = sessions[name]
+                if args.gap_ms:
+                    time.sleep(args.gap_ms / 1e3)
                 start = time.perf_counter()
                 session.run(None, {"x": x})
                 if rep >= args.warmup:
