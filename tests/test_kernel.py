@@ -302,6 +302,37 @@ def test_simd_paths_equal_oracle(switch):
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
+@pytest.mark.parametrize("xdt", [np.uint8, np.int8], ids=["u8", "s8"])
+@pytest.mark.parametrize("encoded", ["weight", "activation"])
+def test_implicit_im2col_geometries_equal_oracle(xdt, encoded):
+    """Plans whose rows all run on the u8 x s8 GEMM (weights in [-63, 63], zero weight zero point,
+    ROUP and SKIP only) read the input band in place, one band per stride phase, along virtual
+    output rows: strides 1-3, dilations 1-2, uneven pads, widths that are and are not multiples of
+    16, channel counts around multiples of 4, groups, one and several row tasks, two threads."""
+    rng = np.random.default_rng(11 if xdt == np.uint8 else 12)
+    mults = [parse(n) for n in ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)", "SKIP", "ROUP(0;r=4/2/1/0)")]
+    cases = [((1, 1), (1, 1), [1, 1, 1, 1], (3, 3), (33, 31), 5, 1),
+             ((2, 2), (1, 1), [1, 1, 1, 1], (3, 3), (17, 16), 4, 1),
+             ((2, 1), (1, 2), [0, 2, 1, 0], (3, 2), (9, 21), 3, 1),
+             ((3, 3), (2, 1), [2, 1, 0, 2], (3, 3), (20, 19), 9, 1),
+             ((1, 3), (2, 2), [1, 0, 2, 2], (2, 3), (12, 40), 8, 2),
+             ((2, 2), (1, 1), [0, 0, 0, 0], (1, 1), (16, 16), 16, 1),
+             ((1, 2), (1, 1), [0, 0, 0, 0], (1, 1), (7, 5), 6, 3),
+             ((1, 1), (1, 1), [0, 0, 0, 0], (3, 3), (3, 3), 1, 1)]
+    for strides, dilations, pads, kernel, hw, c, group in cases:
+        args = random_args(rng, xdt=xdt, wdt=np.int8, ydt=xdt, n=2, c=c, m=12 if group != 3 else 6,
+                           hw=hw, kernel=kernel, per_channel=True, bias=True, group=group,
+                           w_span=(-63, 63), zero_weight_zero_point=True)
+        attrs = dict(strides=list(strides), dilations=list(dilations), pads=pads, group=group)
+        for style in ("uniform", "filter", "position"):
+            index = assignment(rng, style, len(mults), args[3].shape)
+            kw = dict(multipliers=mults, index=index, encoded=encoded)
+            want = oracle(args, attrs, **kw)
+            for threads in (1, 2):
+                got = run_roupconv(args, attrs, threads=threads, **kw)
+                assert got.tobytes() == want.tobytes(), (strides, dilations, pads, kernel, hw, c, style)
+
+
 # ---- exact mode is onnxruntime's QLinearConv -----------------------------------------------------
 
 
