@@ -134,9 +134,10 @@ def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
     if notes:
         meta[META_NOTES] = json.dumps(notes)
     if recovery is not None:
-        # Recovery measures conv windows; matrix products are left as the plan made them.
-        convs = [layer for layer in layers if layer.kind == CONV]
-        changes = recovery.apply(out, convs, assignments, plan.encoded_operand)
+        # Convs and fully connected layers; an activation x activation product has no
+        # constant weight to tune nor a bias to correct.
+        constant = [layer for layer in layers if layer.weight is not None]
+        changes = recovery.apply(out, constant, assignments, plan.encoded_operand)
         meta[META_RECOVERY] = json.dumps({**recovery.describe(), "layers": changes})
     meta.update({META_VERSION: __version__, META_PLAN: json.dumps(resolved.to_dict()),
                  META_DIGEST: resolved.digest()})

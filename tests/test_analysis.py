@@ -164,7 +164,7 @@ def test_sensitivity_single_and_cumulative(tiny, tmp_path):
         assert len(result.rows) == 9
         files = write_sensitivity(result, tmp_path)
         rows = read_csv(files["csv"])
-        assert rows[0]["layer"] == "0" and float(rows[0]["accuracy"]) == 1.0
+        assert rows[0]["layer"] == "0" and float(rows[0]["score"]) == 1.0
         assert files["png"].stat().st_size > 1000
         skip = {r["layer"]: r for r in result.rows if r["multiplier"] == "SKIP"}
         assert skip[1]["energy_relative"] < 1.0
@@ -186,7 +186,7 @@ def _config(**kw):
 
 def _front(folder: Path) -> list[tuple]:
     rows = read_csv(folder / "pareto.csv")
-    return [(r["genome"], r["accuracy_subset"], r["energy_relative"]) for r in rows]
+    return [(r["genome"], r["score_search"], r["energy_relative"]) for r in rows]
 
 
 def _evaluated(folder: Path) -> list[tuple]:
@@ -198,19 +198,19 @@ def test_explore_writes_front_plans_and_plot(tiny, tmp_path):
     from axonnx.plan import Plan
 
     path, split = tiny
-    result = explore(path, _config(), tmp_path / "run", search_split=split.head(16),
-                     full_split=split)
+    result = explore(path, _config(), tmp_path / "run", search_data=split.head(16),
+                     report_data=split)
     run = tmp_path / "run"
-    assert result.baseline_subset == 1.0 and result.baseline_full == 1.0
+    assert result.baseline_search == 1.0 and result.baseline_report == 1.0
     for name in ("run.json", "evaluated.csv", "pareto.csv", "explore.png"):
         assert (run / name).is_file(), name
     front = read_csv(run / "pareto.csv")
     assert front and all((run / r["plan"]).is_file() for r in front)
     Plan.load(run / front[0]["plan"])  # a valid plan file
-    assert sum(r["accuracy_full"] != "" for r in front) == min(2, len(front))
+    assert sum(r["score_report"] != "" for r in front) == min(2, len(front))
     # the front is the non-dominated subset of everything evaluated
     records = read_csv(run / "evaluated.csv")
-    F = np.array([[float(r["accuracy_loss"]), float(r["energy_relative"])] for r in records])
+    F = np.array([[float(r["loss"]), float(r["energy_relative"])] for r in records])
     on_front = {records[i]["genome"] for i in brute_force_front(F)}
     assert {r["genome"] for r in front} == on_front
     info = json.loads((run / "run.json").read_text())
@@ -222,18 +222,18 @@ def test_explore_resume_gives_the_same_front(tiny, tmp_path):
 
     path, split = tiny
     cfg = _config(approach="klam-chan", gens=4, seed=11)
-    explore(path, cfg, tmp_path / "straight", search_split=split)
-    partial = explore(path, cfg, tmp_path / "resumed", search_split=split, stop_after=2)
+    explore(path, cfg, tmp_path / "straight", search_data=split)
+    partial = explore(path, cfg, tmp_path / "resumed", search_data=split, stop_after=2)
     assert partial.generations_done == 2 and not (tmp_path / "resumed" / "pareto.csv").exists()
-    resumed = explore(path, cfg, tmp_path / "resumed", search_split=split)
+    resumed = explore(path, cfg, tmp_path / "resumed", search_data=split)
     assert resumed.resumed and resumed.generations_done == 4
     assert _evaluated(tmp_path / "straight") == _evaluated(tmp_path / "resumed")
     assert _front(tmp_path / "straight") == _front(tmp_path / "resumed")
     with pytest.raises(AxonnxError, match="other settings"):
         explore(path, _config(approach="klam-chan", gens=4, seed=12), tmp_path / "resumed",
-                search_split=split)
+                search_data=split)
     with pytest.raises(AxonnxError, match="other images"):
-        explore(path, cfg, tmp_path / "resumed", search_split=split.head(10))
+        explore(path, cfg, tmp_path / "resumed", search_data=split.head(10))
 
 
 def test_finished_run_rescores_its_front_on_new_full_images(tiny, tmp_path):
@@ -241,11 +241,11 @@ def test_finished_run_rescores_its_front_on_new_full_images(tiny, tmp_path):
 
     path, split = tiny
     cfg = _config(approach="llam", classes=1, gens=1, reeval=3)
-    first = explore(path, cfg, tmp_path / "r", search_split=split.head(12), full_split=split)
-    assert first.baseline_full == 1.0  # the labels are the model's own predictions
+    first = explore(path, cfg, tmp_path / "r", search_data=split.head(12), report_data=split)
+    assert first.baseline_report == 1.0  # the labels are the model's own predictions
     wrong = Split(split.images, (split.labels + 1) % 10, "mislabelled")
-    again = explore(path, cfg, tmp_path / "r", search_split=split.head(12), full_split=wrong)
-    assert again.baseline_full == 0.0
+    again = explore(path, cfg, tmp_path / "r", search_data=split.head(12), report_data=wrong)
+    assert again.baseline_report == 0.0
     assert all(e.get("full") in (None, 0.0) for e in again.pareto)
 
 
@@ -256,12 +256,12 @@ def test_dask_and_worker_processes_match_local(tiny, tmp_path):
 
     path, split = tiny
     cfg = _config(approach="klms", library=(), classes=1, gens=2, pop=4)
-    explore(path, cfg, tmp_path / "local", search_split=split)
+    explore(path, cfg, tmp_path / "local", search_data=split)
     with DaskBackend("local:2:threads") as backend:
-        explore(path, cfg, tmp_path / "dask", search_split=split, backend=backend)
+        explore(path, cfg, tmp_path / "dask", search_data=split, backend=backend)
     assert _evaluated(tmp_path / "local") == _evaluated(tmp_path / "dask")
     with ProcessBackend(2) as backend:
-        explore(path, cfg, tmp_path / "procs", search_split=split, backend=backend)
+        explore(path, cfg, tmp_path / "procs", search_data=split, backend=backend)
     assert _evaluated(tmp_path / "local") == _evaluated(tmp_path / "procs")
 
 
@@ -291,7 +291,7 @@ def test_cli_sensitivity_and_explore(tiny, tmp_path):
     r = runner.invoke(app, ["sensitivity", str(path), "--mult", "ROUP(1,2)", "--sample",
                             "--limit", "5", "--out", str(tmp_path / "s2"), "--workers", "1"])
     assert r.exit_code == 0, r.output
-    assert "ROUP(1,2) top-1 %" in r.stdout.replace("\n", "")
+    assert "ROUP(1,2) top1 %" in r.stdout.replace("\n", "")
     rows = json.loads((tmp_path / "s2" / "sensitivity_single.json").read_text())["rows"]
     assert {(row["alias"], row["multiplier"]) for row in rows} == {("ROUP(1,2)", "ROUP(1,0)")}
     r = runner.invoke(app, ["explore", str(path), "--approach", "llam", "--multipliers",
@@ -326,7 +326,7 @@ def test_cli_sensitivity_and_explore(tiny, tmp_path):
     (["explore", "M", "--approach", "llam", "--library", "ROUP_L", "--dask", "no-port",
       "--sample"],
      ["cannot reach the Dask scheduler"]),
-    (["sensitivity", "missing.onnx"], ["no model file"]),
+    (["sensitivity", "missing.onnx"], ["does not exist"]),
 ])
 def test_cli_bad_arguments_are_one_line_errors(tiny, tmp_path, args, fragments):
     path, _ = tiny
@@ -366,8 +366,8 @@ def test_reproduce_writes_a_consistent_report_and_resumes(tiny, tmp_path):
             continue
         assert row["loss"] <= row["max_loss"] + 1e-12
         pareto = read_csv(Path(row["plan"]).parent.parent / "pareto.csv")
-        within = [float(p["energy_gain"]) for p in pareto if p["accuracy_full"] not in ("", None)
-                  and float(p["accuracy_loss_full"]) <= row["max_loss"] + 1e-12]
+        within = [float(p["energy_gain"]) for p in pareto if p["score_report"] not in ("", None)
+                  and float(p["loss_report"]) <= row["max_loss"] + 1e-12]
         assert row["gain"] == pytest.approx(max(within)), row["run"]
     # A second call finds every step done and gives the same tables.
     again = reproduce(path, out, config, **kwargs)
@@ -392,6 +392,6 @@ def test_sensitivity_and_explore_cover_matrix_products_when_asked(tiny, tmp_path
     fc = next(k for k in counts if k.startswith("fc"))
     weight = next(layer for layer in cost.layers if layer.name == fc).weight_shape
     assert counts[fc] == {"ROUP(0,0)": weight[0] * weight[1]}  # one row per image
-    run = explore(path, _config(gens=1, matmul=True), tmp_path / "mm", search_split=split.head(8))
+    run = explore(path, _config(gens=1, matmul=True), tmp_path / "mm", search_data=split.head(8))
     plans = [Plan.load(tmp_path / "mm" / r["plan"]) for r in read_csv(tmp_path / "mm" / "pareto.csv")]
     assert run.records and plans and all(p.matmul for p in plans)

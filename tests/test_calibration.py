@@ -118,7 +118,7 @@ def test_calib_data_end_to_end(models, plain, tmp_path, kind):
     if kind == "npy-folder":  # a single sample without batch axis, and a batch of another size
         data = tmp_path / "calib"
         data.mkdir()
-        np.save(data / "a.npy", pixels((3, 16, 16), 1))
+        np.save(data / "a.npy", pixels((3, 24, 20), 1))
         np.save(data / "b.npy", pixels((5, 3, 24, 20), 2))
         samples = 6
     elif kind == "npz":  # two arrays: two batches
@@ -130,7 +130,9 @@ def test_calib_data_end_to_end(models, plain, tmp_path, kind):
         _write_pngs(data, 5, 16)
         samples = 5
     out = tmp_path / "fixed.onnx"
-    result = transform(models[model], out, "--recovery", "bias", "--calib-data", str(data))
+    # Images need their preprocessing said (the model carries no axonnx.preprocess)
+    extra = ["--preprocess", "range=0-255"] if kind == "png-folder" else []
+    result = transform(models[model], out, "--recovery", "bias", "--calib-data", str(data), *extra)
     assert result.exit_code == 0, (result.output, result.exception)
     before, after = initializers(plain[model]), initializers(out)
     assert any(before.get(name) != value for name, value in after.items())
@@ -143,8 +145,8 @@ def test_calib_limit_and_key_named_like_the_input(models, tmp_path):
     data = tmp_path / "calib.npz"
     np.savez(data, other=pixels((9, 3, 8, 8)), x=pixels((6, 3, 16, 16)))
     calibration = load_calibration(data, models["fixed"], limit=4)
-    assert [b.shape for b in calibration.batches] == [(4, 3, 16, 16)]
-    assert calibration.samples == 4 and calibration.batches[0].dtype == np.float32
+    assert [a.shape for a in calibration.arrays.values()] == [(4, 3, 16, 16)]
+    assert len(calibration) == 4 and calibration.arrays["x"].dtype == np.float32
 
 
 def one_line_error(result) -> str:
@@ -164,11 +166,22 @@ def test_wrong_shape_names_the_expected_shape(models, tmp_path):
     assert not (tmp_path / "o.onnx").exists()
 
 
-def test_wrong_image_size_says_resize(models, tmp_path):
+def test_images_are_resized_and_their_preprocessing_is_never_guessed(models, tmp_path):
     _write_pngs(tmp_path / "images", 2, 12)
     message = one_line_error(transform(models["fixed"], tmp_path / "o.onnx", "--recovery", "bias",
                                        "--calib-data", str(tmp_path / "images")))
-    assert "12x12" in message and "resize" in message and "16x16" in message
+    assert "not guessed" in message and "--preprocess" in message
+    result = transform(models["fixed"], tmp_path / "o.onnx", "--recovery", "bias",
+                       "--calib-data", str(tmp_path / "images"), "--preprocess", "range=0-255")
+    assert result.exit_code == 0, result.output  # 12x12 resized to the input's 16x16
+    # a dynamic-size model fixes no size: images of two sizes need a resize
+    _write_pngs(tmp_path / "mixed", 1, 12)
+    _write_pngs(tmp_path / "mixed2", 1, 14)
+    (tmp_path / "mixed2" / "000.png").rename(tmp_path / "mixed" / "001.png")
+    message = one_line_error(transform(models["dynamic"], tmp_path / "d.onnx", "--recovery", "bias",
+                                       "--calib-data", str(tmp_path / "mixed"),
+                                       "--preprocess", "range=0-255"))
+    assert "resize=HxW" in message
 
 
 def test_calibration_errors(models, tmp_path):

@@ -14,10 +14,12 @@ def front_points(run) -> list[dict]:
     re-evaluated, else the search subset), ``label`` and ``on`` (which data)."""
     points = []
     for row in run.pareto:
-        full = row.get("accuracy_loss_full")
+        # (runs written before the split names: accuracy_loss_full/subset)
+        full = row.get("loss_report", row.get("accuracy_loss_full"))
         use_full = full not in (None, "")
+        search = row.get("loss_search", row.get("accuracy_loss_subset"))
         points.append({"label": row["label"], "gain": float(row["energy_gain"]),
-                       "loss": float(full) if use_full else float(row["accuracy_loss_subset"]),
+                       "loss": float(full) if use_full else float(search),
                        "on": "full" if use_full else "subset", "plan": str(run.path / row["plan"])})
     return points
 

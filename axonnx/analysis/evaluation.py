@@ -1,10 +1,11 @@
-"""Scoring plans: accuracy of the transformed model on a set of images, serially, in
-local worker processes, or on a Dask cluster.
+"""Scoring plans: the metric's score of the transformed model on a data set, serially,
+in local worker processes, or on a Dask cluster.
 
-A :class:`Workload` is everything needed to score plans (the model's bytes, the images,
-the recovery settings and their activation statistics); it is sent once to each worker,
-which keeps one :class:`PlanEvaluator` for it. Each plan is transformed once and scored
-with one onnxruntime session (``axonnx.evaluate.evaluate``). Results come back in
+A :class:`Workload` is everything needed to score plans (the model's bytes, the data, the
+metric with the exact model's reference outputs, the recovery settings and their
+activation statistics); it is sent once to each worker, which keeps one
+:class:`PlanEvaluator` for it. Each plan is transformed once and scored with one
+onnxruntime session (``axonnx.evaluate.evaluate``), in memory. Results come back in
 submission order, so a search is deterministic whatever the backend.
 """
 
@@ -29,58 +30,78 @@ from axonnx.plan import Plan
 
 @dataclass(frozen=True)
 class Workload:
-    """A model, images with labels, and recovery settings: picklable, sent to workers."""
+    """A model, a data set, a metric and recovery settings: picklable, sent to workers.
+
+    ``metric`` is a metric name or a module-level callable (:mod:`axonnx.metrics`), so that
+    every worker makes its own; ``reference`` holds the exact model's outputs on the data,
+    computed once here, for the metrics that compare against them."""
 
     model_bytes: bytes = field(repr=False)
-    images: np.ndarray = field(repr=False)
-    labels: np.ndarray = field(repr=False)
-    source: str = ""
+    data: object = field(repr=False)  # axonnx.data.Dataset
+    metric: object = "top1"
+    reference: dict | None = field(default=None, repr=False)
     recovery: str = "none"
     stats: object = field(default=None, repr=False)  # axonnx.recovery.ActivationStats
     threads: int | None = 1
     key: str = ""
 
     @classmethod
-    def create(cls, model: onnx.ModelProto, split, *, recovery: str = "none", stats=None,
-               threads: int | None = 1) -> "Workload":
+    def create(cls, model: onnx.ModelProto, data, *, metric=None, recovery: str = "none",
+               stats=None, threads: int | None = 1) -> "Workload":
+        from axonnx.data.load import as_dataset
+        from axonnx.evaluate import Runner
+        from axonnx.metrics import default_metric, make_metric
+
         recovery = canonical_recovery(recovery)
         tune, bias = recovery_flags(recovery)
         if (tune or bias) and stats is None:
-            raise AxonnxError("recovery needs activation statistics from calibration images")
-        data = model.SerializeToString()
-        digest = hashlib.sha256(data)
-        digest.update(np.ascontiguousarray(split.images).tobytes())
-        digest.update(np.ascontiguousarray(split.labels).tobytes())
+            raise AxonnxError("recovery needs activation statistics from calibration data")
+        data = as_dataset(data, model)
+        if metric is None:
+            rank = model_output_rank(model)
+            metric = default_metric(data.has_labels, rank)
+        probe = make_metric(metric)
+        if probe.needs_labels and not data.has_labels:
+            raise AxonnxError(f"metric {probe.name} needs labels but {data.source} has none; "
+                              "give labelled data or a label-free metric (agreement, snr, "
+                              "cosine, iou)")
+        reference = None
+        if probe.needs_reference:  # the exact model's outputs, once
+            reference = Runner(model, threads).outputs(data)
+        model_bytes = model.SerializeToString()
+        digest = hashlib.sha256(model_bytes)
+        data.digest(digest)
+        digest.update(probe.name.encode())
         digest.update(recovery.encode())
         if stats is not None and (tune or bias):
             for name, la in stats.layers.items():
                 digest.update(name.encode())
                 digest.update(la.taps.tobytes())
-        return cls(data, np.ascontiguousarray(split.images), np.asarray(split.labels, np.int64),
-                   split.source, recovery, stats if (tune or bias) else None, threads,
-                   digest.hexdigest()[:16])
+        return cls(model_bytes, data, metric, reference, recovery,
+                   stats if (tune or bias) else None, threads, digest.hexdigest()[:16])
 
-    def with_recovery(self, recovery: str, stats=None) -> "Workload":
-        from axonnx.data import Split
+    @property
+    def metric_info(self) -> dict:
+        from axonnx.metrics import make_metric
 
-        return Workload.create(onnx.load_from_string(self.model_bytes),
-                               Split(self.images, self.labels, self.source),
-                               recovery=recovery, stats=stats if stats is not None else self.stats,
-                               threads=self.threads)
+        return make_metric(self.metric).describe()
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.data)
+
+
+def model_output_rank(model: onnx.ModelProto) -> int | None:
+    """The declared rank of the model's first output (None if undeclared)."""
+    out = model.graph.output[0].type.tensor_type
+    return len(out.shape.dim) if out.HasField("shape") else None
 
 
 class PlanEvaluator:
     """Transforms plans and scores them on one workload."""
 
     def __init__(self, workload: Workload):
-        from axonnx.data import Split
-
         self.workload = workload
         self.model = onnx.load_from_string(workload.model_bytes)
-        self.split = Split(workload.images, workload.labels, workload.source)
         self.recovery = None
         tune, bias = recovery_flags(workload.recovery)
         if tune or bias:
@@ -95,21 +116,17 @@ class PlanEvaluator:
         with self._lock:
             return transform_model(self.model, plan, recovery=self.recovery)
 
-    def accuracy(self, plan: Plan | None) -> float:
-        """Top-1 of the model transformed by ``plan`` (``None``: the original model)."""
+    def score(self, plan: Plan | None) -> float:
+        """The metric's primary score of the model transformed by ``plan`` (``None``: the
+        original model)."""
         model = self.model if plan is None else self.model_for(plan)
-        return self.model_accuracy(model)
+        return self.model_score(model)
 
-    def model_accuracy(self, model: onnx.ModelProto) -> float:
+    def model_score(self, model: onnx.ModelProto) -> float:
         from axonnx.evaluate import evaluate
 
-        # A folder per call, gone when it returns: worker processes that are killed or
-        # never run their exit handlers leave nothing behind.
-        with tempfile.TemporaryDirectory(prefix="axonnx-eval-") as tmp:
-            path = Path(tmp) / "candidate.onnx"
-            path.write_bytes(model.SerializeToString())
-            result = evaluate(path, self.split, threads=self.workload.threads, progress=False)
-        return result.top1
+        w = self.workload
+        return evaluate(model, w.data, w.metric, reference=w.reference, threads=w.threads).score
 
 
 # ---- workers ---------------------------------------------------------------------------------
@@ -129,9 +146,9 @@ def _evaluator(workload: Workload) -> PlanEvaluator:
 
 
 def score(plan_dict: dict | None, workload: Workload) -> float:
-    """Accuracy of one plan (a ``Plan.to_dict()``; ``None``: the untransformed model)."""
+    """The score of one plan (a ``Plan.to_dict()``; ``None``: the untransformed model)."""
     plan = None if plan_dict is None else Plan.from_dict(plan_dict, source="candidate plan")
-    return _evaluator(workload).accuracy(plan)
+    return _evaluator(workload).score(plan)
 
 
 def _score_from_file(key: str, path: str, plan_dict: dict | None) -> float:
@@ -144,7 +161,7 @@ def _score_from_file(key: str, path: str, plan_dict: dict | None) -> float:
         with open(path, "rb") as fh:
             workload = pickle.load(fh)
         _evaluator(workload)
-    return _EVALUATORS[key].accuracy(
+    return _EVALUATORS[key].score(
         None if plan_dict is None else Plan.from_dict(plan_dict, source="candidate plan"))
 
 

@@ -57,7 +57,7 @@ class ExploreConfig:
     gens: int = 10
     seed: int = 1
     subset: int | None = 1000
-    floor: float | None = None  # minimum accuracy on the subset (a constraint)
+    floor: float | None = None  # minimum score on the search split (a constraint), metric units
     recovery: str = "none"
     calib: int = 512
     klms_keep: str = "inside"
@@ -65,20 +65,31 @@ class ExploreConfig:
     reeval: int = 30  # Pareto points re-evaluated on the full split (0: none)
     reeval_max_loss: float | None = None  # ... chosen among those within this subset loss
     matmul: bool = False  # also the quantized matrix products (MatMul/Gemm)
+    metric: object = None  # axonnx.metrics name or callable; None: top1 with labels, else label-free
 
     def check(self) -> None:
         if self.pop < 4:
             raise AxonnxError(f"--pop must be at least 4, not {self.pop}")
         if self.gens < 1:
             raise AxonnxError(f"--gens must be at least 1, not {self.gens}")
-        if self.floor is not None and not 0.0 <= self.floor <= 1.0:
-            raise AxonnxError(f"--floor is an accuracy in [0, 1], not {self.floor}")
+        if self.floor is not None:
+            from axonnx.metrics import check_floor, make_metric
+
+            self.floor = check_floor(make_metric(self.metric or "top1"), self.floor)
+        if self.reeval_max_loss is not None and self.reeval_max_loss != self.reeval_max_loss:
+            raise AxonnxError("--reeval-max-loss must be a number")
         if self.calib < 1:
             raise AxonnxError(f"--calib must be at least 1, not {self.calib}")
         if self.reeval < 0:
             raise AxonnxError(f"--reeval must be >= 0, not {self.reeval}")
         self.recovery = canonical_recovery(self.recovery)  # "both" and "tune+bias" are one run
         check_encoded_operand(self.encoded_operand)
+
+    @property
+    def metric_name(self) -> str:
+        from axonnx.metrics import make_metric
+
+        return "top1" if self.metric is None else make_metric(self.metric).name
 
     def identity(self) -> dict:
         """The settings a resumed run must share (everything but gens and reeval)."""
@@ -87,6 +98,9 @@ class ExploreConfig:
             d.pop(key)
         if not d["matmul"]:  # conv-only runs resume from checkpoints written before it
             d.pop("matmul")
+        d["metric"] = self.metric_name
+        if d["metric"] == "top1":  # likewise top1 runs
+            d.pop("metric")
         d["library"] = list(self.library)
         return d
 
@@ -111,8 +125,8 @@ class Record:
 class ExploreResult:
     out: Path
     config: ExploreConfig
-    baseline_subset: float
-    baseline_full: float | None
+    baseline_search: float
+    baseline_report: float | None
     records: list[Record]
     pareto: list[dict]
     seconds: float
@@ -120,6 +134,9 @@ class ExploreResult:
     generations_done: int
     resumed: bool = False
     notes: list[str] = field(default_factory=list)
+    metric: dict = field(default_factory=dict)  # axonnx.metrics.Metric.describe()
+    search_data: str = ""  # where each split comes from
+    report_data: str | None = None
 
 
 def _problem(space: SearchSpace, floor: float | None):
@@ -182,7 +199,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
     _write_atomic(path, buf.getvalue().encode())
 
 
-RECORD_HEADER = ["genome", "label", "generation", "accuracy", "accuracy_loss",
+RECORD_HEADER = ["genome", "label", "generation", "score", "loss",
                  "energy_relative", "energy_gain", "feasible", "plan_digest"]
 
 
@@ -194,8 +211,11 @@ def _record_row(r: Record) -> list:
 def read_records(path: Path) -> list[Record]:
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return [Record(r["genome"], r["label"], int(r["generation"]), float(r["accuracy"]),
-                   float(r["accuracy_loss"]), float(r["energy_relative"]), bool(int(r["feasible"])),
+    for r in rows:  # runs written before the metric names: accuracy, accuracy_loss
+        r.setdefault("score", r.get("accuracy"))
+        r.setdefault("loss", r.get("accuracy_loss"))
+    return [Record(r["genome"], r["label"], int(r["generation"]), float(r["score"]),
+                   float(r["loss"]), float(r["energy_relative"]), bool(int(r["feasible"])),
                    r["plan_digest"]) for r in rows]
 
 
@@ -229,14 +249,14 @@ def prepare_out(out: Path, config: ExploreConfig) -> dict | None:
     return state
 
 
-def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full_split=None,
+def explore(model, config: ExploreConfig, out: str | Path, *, search_data, report_data=None,
             calibration=None, backend: Backend | None = None,
             energy_table=None, progress: Callable | None = None,
             stop_after: int | None = None) -> ExploreResult:
-    """Run (or resume) one exploration. ``search_split`` is scored during the search;
-    ``full_split`` (if given) re-scores the Pareto set at the end. ``calibration`` =
-    (images, description), or the user's model-ready
-    :class:`axonnx.data.calibration.Calibration`, feeds the recovery statistics.
+    """Run (or resume) one exploration. ``search_data`` is scored during the search;
+    ``report_data`` (if given; disjoint from it, :func:`axonnx.data.load.search_and_report`)
+    re-scores the Pareto set at the end. ``calibration`` (a Dataset) feeds the recovery
+    statistics.
     ``progress(kind, advance, total)`` is called as work completes. ``stop_after`` ends the
     call after that many generations of this call (the run stays resumable)."""
     from axonnx.analysis.cost import PlanCost
@@ -264,21 +284,17 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
             stats = ActivationStats.load(stats_path)
         else:
             if calibration is None:
-                raise AxonnxError("recovery needs calibration images")
-            from axonnx.data.calibration import Calibration
-
-            if isinstance(calibration, Calibration):  # the user's own data, model-ready
-                stats = measure_activations(model, inputs=calibration.batches,
-                                            source=calibration.source)
-            else:
-                images, source = calibration
-                stats = measure_activations(model, images[: config.calib], source=source)
+                raise AxonnxError("recovery needs calibration data")
+            stats = measure_activations(model, data=calibration, matmul=config.matmul)
             stats.save(stats_path)
         notes.append(f"recovery {config.recovery}, statistics from {stats.source}")
     # In-process scoring may use every core; workers use one thread each.
     threads = worker_threads(backend)
-    workload = Workload.create(model, search_split, recovery=config.recovery, stats=stats,
-                               threads=threads)
+    workload = Workload.create(model, search_data, metric=config.metric,
+                               recovery=config.recovery, stats=stats, threads=threads)
+    from axonnx.metrics import make_metric
+
+    measure = make_metric(workload.metric)
 
     table_origin = getattr(cost.table, "origin", "")
     if state is None:
@@ -286,7 +302,7 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
         algorithm = _algorithm(space, config, _floor(config))
         state = {"format": CHECKPOINT_FORMAT, "identity": config.identity(), "generation": 0,
                  "algorithm": algorithm, "records": [], "scores": {}, "baseline": baseline,
-                 "full_scores": {}, "baseline_full": None, "seconds": 0.0,
+                 "full_scores": {}, "baseline_report": None, "seconds": 0.0,
                  "workload": workload.key, "energy_table": table_origin}
         resumed = False
     else:
@@ -331,13 +347,14 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
         for k, plan, acc in zip(fresh, plans, accs):
             scores[keys[k]] = acc
             energy = cost.relative(plan)
-            records.append(Record(keys[k], space.label(X[k]), generation, acc, baseline - acc,
-                                  energy, floor is None or acc >= floor, plan.digest()))
+            records.append(Record(keys[k], space.label(X[k]), generation, acc,
+                                  measure.loss(baseline, acc), energy,
+                                  floor is None or measure.loss(floor, acc) <= 0, plan.digest()))
         energy_of = {r.genome: r.energy for r in records}
-        F = np.array([[baseline - scores[k], energy_of[k]] for k in keys])
+        F = np.array([[measure.loss(baseline, scores[k]), energy_of[k]] for k in keys])
         kwargs = {"F": F}
-        if floor is not None:
-            kwargs["G"] = np.array([[floor - scores[k]] for k in keys])
+        if floor is not None:  # feasible where the score is no worse than the floor
+            kwargs["G"] = np.array([[measure.loss(floor, scores[k])] for k in keys])
         Evaluator().eval(StaticProblem(algorithm.problem, **kwargs), pop)
         algorithm.tell(infills=pop)
         state["generation"] = generation
@@ -348,17 +365,19 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_split, full
     finished = state["generation"] >= config.gens
     pareto = [{"record": r} for r in pareto_records(records)]  # entries gain "full" scores
     if finished:
-        _finish(out, config, space, pareto, state, workload, full_split, backend, progress, stats)
+        _finish(out, config, space, pareto, state, workload, report_data, backend, progress, stats)
     _save_progress(out, state, t0)
-    _write_run_json(out, config, space, state, finished, len(scores), notes, search_split,
-                    full_split)
+    _write_run_json(out, config, space, state, finished, len(scores), notes, workload,
+                    report_data)
     if finished:
         from axonnx.analysis.plots import plot_runs
 
         plot_runs([load_run(out)], out / "explore.png")
-    return ExploreResult(out, config, baseline, state["baseline_full"], records, pareto,
+    return ExploreResult(out, config, baseline, state["baseline_report"], records, pareto,
                          state["seconds"],
-                         len(scores) - evaluations_before, state["generation"], resumed, notes)
+                         len(scores) - evaluations_before, state["generation"], resumed, notes,
+                         workload.metric_info, workload.data.source,
+                         None if report_data is None else report_data.source)
 
 
 def _floor(config: ExploreConfig) -> float | None:
@@ -383,11 +402,12 @@ def _spread(n_total: int, n: int) -> list[int]:
     return sorted({int(round(k * (n_total - 1) / (n - 1))) for k in range(n)})
 
 
-def _finish(out, config, space, pareto, state, workload, full_split, backend, progress,
+def _finish(out, config, space, pareto, state, workload, report_data, backend, progress,
             stats) -> None:
-    """Plan files for the front, its re-evaluation on the full split, CSV and plot. Full
-    scores are kept in the state, so a repeated or resumed finish scores nothing twice."""
-    from axonnx.data import Split
+    """Plan files for the front, its re-evaluation on the report split, CSV and plot.
+    Report scores are kept in the state, so a repeated or resumed finish scores nothing
+    twice."""
+    from axonnx.data.load import as_dataset
 
     plan_dir = out / "pareto"
     plan_dir.mkdir(exist_ok=True)
@@ -397,56 +417,54 @@ def _finish(out, config, space, pareto, state, workload, full_split, backend, pr
     band = [k for k, e in enumerate(pareto)
             if config.reeval_max_loss is None or e["record"].loss <= config.reeval_max_loss]
     chosen = ([band[k] for k in _spread(len(band), config.reeval)]
-              if full_split is not None else [])
+              if report_data is not None else [])
     if chosen:
-        same = (len(full_split) == len(workload) and
-                np.array_equal(full_split.labels, workload.labels) and
-                np.array_equal(full_split.images, workload.images))
-        if same:
-            state["baseline_full"] = state["baseline"]
+        report_data = as_dataset(report_data, _model_of(workload))
+        if report_data.same_samples(workload.data):
+            state["baseline_report"] = state["baseline"]
             for k in chosen:
                 r = pareto[k]["record"]
                 full_scores[r.genome] = r.accuracy
         else:
             full = Workload.create(
-                _model_of(workload), Split(full_split.images, full_split.labels, full_split.source),
+                _model_of(workload), report_data, metric=workload.metric,
                 recovery=config.recovery, stats=stats, threads=workload.threads)
             state.setdefault("full_workload", full.key)  # checkpoints from before this check
             if state["full_workload"] != full.key:
                 # Scores on other full-set images (another --data) must not be reused.
                 full_scores.clear()
-                state["baseline_full"] = None
+                state["baseline_report"] = None
                 state["full_workload"] = full.key
             todo = [pareto[k]["record"].genome for k in chosen
                     if pareto[k]["record"].genome not in full_scores]
-            plans = ([None] if state["baseline_full"] is None else []) + \
+            plans = ([None] if state["baseline_report"] is None else []) + \
                 [space.plan(_genome(g)) for g in todo]
             if plans:
                 if progress:
                     progress("full", 0, len(plans))
                 accs = backend.map(full, plans,
                                    done=(lambda n: progress("full", n, None)) if progress else None)
-                if state["baseline_full"] is None:
-                    state["baseline_full"] = accs.pop(0)
+                if state["baseline_report"] is None:
+                    state["baseline_report"] = accs.pop(0)
                 full_scores.update(zip(todo, accs))
-    baseline_full = state["baseline_full"]
+    baseline_report = state["baseline_report"]
     rows = []
     for rank, entry in enumerate(pareto):
         r = entry["record"]
         name = f"{rank:02d}.yaml"
         space.plan(_genome(r.genome)).save(plan_dir / name)
-        full = full_scores.get(r.genome) if baseline_full is not None else None
+        full = full_scores.get(r.genome) if baseline_report is not None else None
         entry["full"] = full
         rows.append([rank, r.label, r.genome, f"{r.energy:.6f}", f"{r.gain:.6f}",
                      f"{r.accuracy:.6f}", f"{r.loss:.6f}",
                      "" if full is None else f"{full:.6f}",
-                     "" if full is None else f"{baseline_full - full:.6f}",
+                     "" if full is None else f"{baseline_report - full:.6f}",
                      f"pareto/{name}", r.digest])
     _write_csv(out / "pareto.csv", PARETO_HEADER, rows)
 
 
-PARETO_HEADER = ["rank", "label", "genome", "energy_relative", "energy_gain", "accuracy_subset",
-                 "accuracy_loss_subset", "accuracy_full", "accuracy_loss_full", "plan",
+PARETO_HEADER = ["rank", "label", "genome", "energy_relative", "energy_gain", "score_search",
+                 "loss_search", "score_report", "loss_report", "plan",
                  "plan_digest"]
 
 
@@ -460,17 +478,19 @@ def _genome(text: str) -> np.ndarray:
     return np.array([int(g) for g in text.split()], np.int64)
 
 
-def _write_run_json(out, config, space, state, finished, evaluations, notes, search_split,
-                    full_split) -> None:
+def _write_run_json(out, config, space, state, finished, evaluations, notes, workload,
+                    report_data) -> None:
     payload = {
-        "config": {**asdict(config), "library": list(config.library)},
+        "config": {**asdict(config), "library": list(config.library),
+                   "metric": config.metric_name},
+        "metric": workload.metric_info,
         "space": space.as_dict(),
         "n_var": space.n_var,
-        "baseline_subset": state["baseline"],
-        "baseline_full": state["baseline_full"],
-        "search_data": {"source": search_split.source, "images": len(search_split)},
-        "full_data": None if full_split is None else {"source": full_split.source,
-                                                       "images": len(full_split)},
+        "baseline_search": state["baseline"],
+        "baseline_report": state["baseline_report"],
+        "search_data": {"source": workload.data.source, "samples": len(workload.data)},
+        "report_data": None if report_data is None else {"source": report_data.source,
+                                                          "samples": len(report_data)},
         "generations_done": state["generation"],
         "finished": finished,
         "evaluations": evaluations,

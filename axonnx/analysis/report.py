@@ -68,7 +68,7 @@ def write_report(out: Path, s: dict, runs, config: StudyConfig) -> Path:
         add("|---|" + "---|" * len(aliases))
         for m, layer in enumerate(r["layers"], start=1):
             cells = {row["alias"]: row for row in r["rows"] if row["layer"] == m}
-            add(f"| {m} `{layer}` | " + " | ".join(_fmt(cells[a]["accuracy"], digits=2)
+            add(f"| {m} `{layer}` | " + " | ".join(_fmt(cells[a]["score"], digits=2)
                                                   for a in aliases) + " |")
         add("")
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -52,8 +53,8 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
               log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) the study; ``test_split`` replaces the official test set (tests)."""
     from axonnx.analysis.cost import PlanCost
-    from axonnx.analysis.data import balanced_subset, calibration_images, evaluation_split
     from axonnx.analysis.evaluation import Backend, Workload, worker_threads
+    from axonnx.data.load import DataOptions, as_dataset, calibration_data, search_and_report
     from axonnx.analysis.explore import ExploreConfig, explore, load_run
     from axonnx.analysis.sensitivity import sensitivity, write_sensitivity
     from axonnx.model import load_model
@@ -66,10 +67,16 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     backend = backend or Backend()
     loaded = load_model(model)
     cost = PlanCost.for_model(loaded, energy_table)
-    test = test_split if test_split is not None else evaluation_split(data)
-    evaluation = balanced_subset(test, config.eval_images)
-    sens_split = balanced_subset(test, config.sensitivity_images)
-    search = balanced_subset(test, config.subset)
+    # Honest splits: the explorations search a validation split of the training batches and
+    # every reported figure is on the test set (a given test_split is cut in two instead).
+    options = DataOptions(data)
+    if test_split is not None:
+        search, test = as_dataset(test_split, loaded).split(
+            min(config.subset, len(test_split) // 2), config.seed)
+    else:
+        search, test = search_and_report(options, loaded, subset=config.subset, seed=config.seed)
+    evaluation = test.balanced(config.eval_images)
+    sens_split = test.balanced(config.sensitivity_images)
     timings: dict[str, float] = {}
 
     # Every cached step is tied to the model's content, the energy table and the calibration,
@@ -80,8 +87,11 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     if stats_path.exists():
         stats = ActivationStats.load(stats_path)
     else:
-        images, source = calibration_images(data, False, config.calib, search)
-        stats = measure_activations(loaded, images, source=source)
+        calibration = (calibration_data(options, loaded, config.calib, fallback=search)
+                       if test_split is None else
+                       replace(search.head(config.calib),
+                               source=f"first {config.calib} samples of {search.source}"))
+        stats = measure_activations(loaded, data=calibration)
         stats.save(stats_path)
     threads = worker_threads(backend)
     study = {"model_sha256": model_digest, "energy_table": getattr(cost.table, "origin", ""),
@@ -145,14 +155,14 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
                 run_dir.mkdir(parents=True, exist_ok=True)
                 stats.save(run_dir / "activations.npz")
             say(f"explore {run_dir.name}: population {config.pop}, {config.gens} generations")
-            explore(loaded, econf, run_dir, search_split=search, full_split=evaluation,
+            explore(loaded, econf, run_dir, search_data=search, report_data=evaluation,
                     backend=backend, energy_table=energy_table, progress=progress)
             runs.append(load_run(run_dir))
     timings["exploration"] = time.perf_counter() - t0
 
     # 3. Uniform EvoApprox multipliers (LLAM on every layer), with and without recovery.
     t0 = time.perf_counter()
-    evo_split = evaluation if config.evo_images is None else balanced_subset(test, config.evo_images)
+    evo_split = evaluation if config.evo_images is None else test.balanced(config.evo_images)
     evo = _evo_rows(study, cost, evo_split, search, backend, workload, out, say)
     timings["evoapprox"] = time.perf_counter() - t0
 
@@ -279,9 +289,9 @@ def _recovery_rows(study, runs, config, evaluation, backend, workload, baseline,
     for run in runs:
         if run.info["config"]["recovery"] != "none":
             continue
-        scored = [p for p in run.pareto if p.get("accuracy_full") not in (None, "")]
+        scored = [p for p in run.pareto if p.get("score_report") not in (None, "")]
         # The most energy-saving plans whose loss is still moderate, spread over the front.
-        scored = [p for p in scored if float(p["accuracy_loss_full"]) <= 0.25]
+        scored = [p for p in scored if float(p["loss_report"]) <= 0.25]
         scored.sort(key=lambda p: -float(p["energy_gain"]))
         for p in scored[: config.recovery_plans]:
             picks.append((run, p))
@@ -299,8 +309,8 @@ def _recovery_rows(study, runs, config, evaluation, backend, workload, baseline,
             accs = backend.map(workload(evaluation, variant), plans)
             for (run, p), acc in zip(picks, accs):
                 rows.append({"run": run.name, "label": p["label"], "gain": float(p["energy_gain"]),
-                             "recovery": variant, "accuracy_none": float(p["accuracy_full"]),
-                             "accuracy": acc, "recovered": acc - float(p["accuracy_full"]),
+                             "recovery": variant, "accuracy_none": float(p["score_report"]),
+                             "accuracy": acc, "recovered": acc - float(p["score_report"]),
                              "loss": baseline - acc})
     (out / "recovery.json").write_text(json.dumps({"identity": identity, "rows": rows}, indent=2))
     return rows

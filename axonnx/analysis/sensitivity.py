@@ -1,6 +1,7 @@
-"""Layer sensitivity (paper Fig. 3): accuracy when layer-level (LLAM) approximation covers
-one conv layer (``single``, Fig. 3a) or layers 1..m (``cumulative``, Fig. 3b), for each
-multiplier. Every point is one plan, transformed once and scored with one session."""
+"""Layer sensitivity (paper Fig. 3): the metric's score (top-1, or fidelity to the exact
+model, or the user's) when layer-level (LLAM) approximation covers one layer (``single``,
+Fig. 3a) or layers 1..m (``cumulative``, Fig. 3b), for each multiplier. Every point is one
+plan, transformed once and scored with one session."""
 
 from __future__ import annotations
 
@@ -38,10 +39,12 @@ class SensitivityResult:
     images: int
     baseline: float
     layers: list[str]
-    rows: list[dict] = field(default_factory=list)  # multiplier, alias, layer, layers, accuracy, ...
+    rows: list[dict] = field(default_factory=list)  # multiplier, alias, layer, layers, score, loss, ...
     recovery: str = "none"
     encoded_operand: str = "weight"
     calibration: str = ""  # where the recovery statistics came from
+    metric: dict = field(default_factory=dict)  # axonnx.metrics.Metric.describe()
+    matmul: bool = False
 
     @property
     def aliases(self) -> list[str]:
@@ -52,14 +55,15 @@ class SensitivityResult:
         return {"model": self.model, "mode": self.mode, "data": self.data, "images": self.images,
                 "baseline": self.baseline, "layers": self.layers, "recovery": self.recovery,
                 "encoded_operand": self.encoded_operand, "calibration": self.calibration,
-                "rows": self.rows}
+                "metric": self.metric, "matmul": self.matmul, "rows": self.rows}
 
 
-def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None,
+def sensitivity(model, multipliers: list[str], mode: str, data, *, metric=None, backend=None,
                 energy_table=None, recovery: str = "none", stats=None,
                 encoded_operand: str = "weight", matmul: bool = False,
                 progress: Callable | None = None) -> SensitivityResult:
-    """Score every (multiplier, m) plan on ``split``."""
+    """Score every (multiplier, m) plan on ``data`` (a Dataset, a CIFAR Split, ...) with
+    ``metric`` (default: top1 with labels, else a label-free one; :mod:`axonnx.metrics`)."""
     from axonnx.analysis.cost import PlanCost
     from axonnx.analysis.evaluation import Backend, Workload, worker_threads
     from axonnx.model import load_model
@@ -75,7 +79,7 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
     _, layers, _ = prepared(loaded, matmul)
     names = [layer.name for layer in layers]
     if not names:
-        raise AxonnxError("the model has no quantized 2-D conv layer to approximate")
+        raise AxonnxError("the model has no quantized layer to approximate")
     canonical = [parse(m).name for m in multipliers]
     alias: dict[str, str] = {}  # canonical name -> the name the user gave
     for given, name in zip(multipliers, canonical):
@@ -85,7 +89,9 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
         alias[name] = given
     backend = backend or Backend()
     threads = worker_threads(backend)
-    workload = Workload.create(loaded, split, recovery=recovery, stats=stats, threads=threads)
+    workload = Workload.create(loaded, data, metric=metric, recovery=recovery, stats=stats,
+                               threads=threads)
+    info = workload.metric_info
     cost = PlanCost.for_model(loaded, energy_table, matmul)
 
     jobs: list[tuple[str, int, Plan | None]] = [("", 0, None)]
@@ -98,15 +104,19 @@ def sensitivity(model, multipliers: list[str], mode: str, split, *, backend=None
                        done=(lambda n: progress("sensitivity", n, None)) if progress else None)
     baseline = accs[0]
     model_name = str(model) if isinstance(model, (str, Path)) else loaded.graph.name
-    result = SensitivityResult(model_name, mode, split.source, len(split), baseline, names,
-                               recovery=recovery, encoded_operand=encoded_operand,
+    result = SensitivityResult(model_name, mode, workload.data.source, len(workload.data),
+                               baseline, names, recovery=recovery,
+                               encoded_operand=encoded_operand,
                                calibration=stats.source if stats is not None and recovery != "none"
-                               else "")
+                               else "", metric=info, matmul=matmul)
+    from axonnx.metrics import make_metric
+
+    measure = make_metric(workload.metric)
     for (mult, m, plan), acc in zip(jobs[1:], accs[1:]):
         approximated = [names[m - 1]] if mode == "single" else names[:m]
         result.rows.append({
             "multiplier": mult, "alias": alias[mult], "layer": m,
-            "layers": approximated, "accuracy": acc, "accuracy_loss": baseline - acc,
+            "layers": approximated, "score": acc, "loss": measure.loss(baseline, acc),
             "energy_relative": cost.relative(plan),
         })
     return result
@@ -121,17 +131,17 @@ def write_sensitivity(result: SensitivityResult, out: Path) -> dict[str, Path]:
     paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "png": out / f"{stem}.png"}
     with open(paths["csv"], "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["multiplier", "alias", "layer", "layers_approximated", "accuracy",
-                    "accuracy_loss", "energy_relative"])
+        w.writerow(["multiplier", "alias", "layer", "layers_approximated", "score",
+                    "loss", "energy_relative"])
         w.writerow(["(none)", "baseline", 0, "", f"{result.baseline:.6f}", "0.000000", "1.000000"])
         for r in result.rows:
             w.writerow([r["multiplier"], r["alias"], r["layer"], " ".join(r["layers"]),
-                        f"{r['accuracy']:.6f}", f"{r['accuracy_loss']:.6f}",
+                        f"{r['score']:.6f}", f"{r['loss']:.6f}",
                         f"{r['energy_relative']:.6f}"])
     paths["json"].write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     what = "one layer at a time" if result.mode == "single" else "layers 1..m"
     extra = "" if result.recovery == "none" else f", +{result.recovery}"
-    plot_sensitivity(result.rows, paths["png"], baseline=result.baseline,
-                     title=f"LLAM, {what} ({result.images} images; {result.encoded_operand} "
+    plot_sensitivity(result.rows, paths["png"], baseline=result.baseline, metric=result.metric,
+                     title=f"LLAM, {what} ({result.images} samples; {result.encoded_operand} "
                            f"encoded{extra})")
     return paths

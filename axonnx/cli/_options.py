@@ -22,11 +22,26 @@ LayersOption = Annotated[Optional[str], typer.Option("--layers", help="Comma-sep
 SkipFirstOption = Annotated[bool, typer.Option("--skip-first", help="Keep the first conv layer exact.")]
 EncodedOption = Annotated[str, typer.Option("--encoded-operand", help="Radix-4 encoded operand: weight or activation.")]
 DataOption = Annotated[Optional[Path], typer.Option(
-    "--data", help="Folder with the CIFAR-10 batches (or its cifar-10-batches-py/). "
-    "Default: $AXONNX_DATA, then the user cache.")]
+    "--data", help="Your data: a folder of images of any size (one sub-folder per class "
+    "gives labels), .npy/.npz files, or a folder with the CIFAR-10 batches. Default: the "
+    "CIFAR-10 test set from $AXONNX_DATA, then the user cache (docs/data.md).")]
 SampleOption = Annotated[bool, typer.Option(
-    "--sample", help="Use the packaged offline sample (1,000 test images) instead of the "
-    "10,000-image test set.")]
+    "--sample", help="Use the packaged offline CIFAR-10 sample (1,000 test images) instead "
+    "of the 10,000-image test set.")]
+LabelsOption = Annotated[Optional[Path], typer.Option(
+    "--labels", help="Labels of your data: a text/CSV file of 'file,label' lines (or one "
+    "label per line, in file-name order), or an .npy of ints.")]
+LimitOption = Annotated[Optional[int], typer.Option(
+    "--limit", min=1, help="Use only the first N samples.")]
+PreprocessOption = Annotated[Optional[str], typer.Option(
+    "--preprocess", help="How images become the model's input, over the model's metadata: "
+    "key=value pairs, e.g. 'resize=256 crop=224 range=0-1 mean=0.485,0.456,0.406 "
+    "std=0.229,0.224,0.225 channels=RGB layout=NCHW' (docs/data.md).")]
+MetricOption = Annotated[Optional[str], typer.Option(
+    "--metric", help="What is scored: top1, top5 (labels); agreement, snr, cosine, iou, "
+    "iou@T (against the exact model, no labels needed); NAME:OUTPUT for another output; or "
+    "module:function / file.py:function of your own. Default: top1 with labels, else "
+    "agreement (class scores) or snr.")]
 RecoveryOption = Annotated[str, typer.Option(
     "--recovery", help="Accuracy recovery without retraining: none, tune (weight tuning), "
     "bias (bias correction) or tune+bias.")]
@@ -46,3 +61,12 @@ InputShapeOption = Annotated[Optional[str], typer.Option(
 EnergyTableOption = Annotated[Optional[Path], typer.Option(
     "--energy-table", "--table", help="Your own energy table (JSON/CSV: name, energy, unit, "
     "source, optional formats); overrides and extends the built-in one.")]
+
+
+def data_options(data: Optional[Path], *, labels: Optional[Path] = None, sample: bool = False,
+                 limit: Optional[int] = None, preprocess: Optional[str] = None,
+                 download: bool = False):
+    """The data options of a command, as the library takes them."""
+    from axonnx.data.load import DataOptions
+
+    return DataOptions(data, labels, sample, limit, preprocess, download)

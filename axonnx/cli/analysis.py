@@ -10,7 +10,9 @@ from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, progress_bar, stderr, stdout
 from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, EncodedOption,
-                                 EnergyTableOption, MatMulOption, RecoveryOption, SampleOption)
+                                 EnergyTableOption, LabelsOption, LimitOption, MatMulOption,
+                                 MetricOption, PreprocessOption, RecoveryOption, SampleOption,
+                                 data_options)
 from axonnx.errors import AxonnxError
 
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the results (created).")]
@@ -36,10 +38,36 @@ def _table(path):
     return load_table(path)
 
 
-def _check_model(model: str) -> None:
-    from axonnx.zoo import resolve_model
+def _load(model: str):
+    from axonnx.model import load_model
 
-    resolve_model(model)
+    return load_model(model)
+
+
+def _resolve_metric(metric, data, loaded) -> str:
+    """The metric name, the default one (top1 with labels, else label-free) when not given."""
+    from axonnx.analysis.evaluation import model_output_rank
+    from axonnx.metrics import default_metric, make_metric
+
+    spec = metric or default_metric(data.has_labels, model_output_rank(loaded))
+    make_metric(spec)  # an unknown name or unimportable function fails here
+    return spec
+
+
+def _warn_range(data, loaded, what: str) -> None:
+    from axonnx.data.load import input_range_note
+
+    note = input_range_note(data, loaded, what)
+    if note:
+        stderr.print(f"warning: {note}", soft_wrap=True, highlight=False)
+
+
+def _score_text(value: float, metric: dict) -> str:
+    return (f"{100 * value:.2f}" if metric.get("unit") == "fraction" else f"{value:.2f}")
+
+
+def _score_unit(metric: dict) -> str:
+    return {"fraction": "%", "dB": "dB"}.get(metric.get("unit"), "")
 
 
 @app.command("sensitivity")
@@ -53,17 +81,19 @@ def sensitivity_command(
     mode: Annotated[str, typer.Option(
         "--mode", help="single: one conv layer at a time (Fig. 3a); cumulative: layers 1..m "
         "(Fig. 3b).")] = "single",
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Use only the first N images.")] = None,
-    data: DataOption = None, sample: SampleOption = False,
+    limit: LimitOption = None,
+    data: DataOption = None, labels: LabelsOption = None, sample: SampleOption = False,
+    preprocess: PreprocessOption = None, metric: MetricOption = None,
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None,
     encoded_operand: EncodedOption = "weight", matmul: MatMulOption = False,
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None, json_output: JsonOption = False,
 ) -> None:
-    """Accuracy when layer-level approximation covers one layer, or layers 1..m, for each
-    multiplier: CSV, JSON and a PNG line plot in --out."""
-    from axonnx.analysis.data import evaluation_split, recovery_statistics
+    """The metric's score (top-1, or fidelity to the exact model on unlabelled data) when
+    layer-level approximation covers one layer, or layers 1..m, for each multiplier: CSV,
+    JSON and a PNG line plot in --out."""
+    from axonnx.analysis.data import load_data, recovery_statistics
     from axonnx.recovery import canonical_recovery
     from axonnx.analysis.sensitivity import MODES, sensitivity, write_sensitivity
     from axonnx.multipliers.names import split_names
@@ -74,29 +104,37 @@ def sensitivity_command(
     check_encoded_operand(encoded_operand)  # before the images load
     aliases = split_names(mult)
     recovery = canonical_recovery(recovery)
-    _check_model(model)
+    loaded = _load(model)
     table = _table(energy_table)
-    split = evaluation_split(data, sample, limit)
-    stats = recovery_statistics(model, recovery, data, sample, calib, split, calib_data)
+    options = data_options(data, labels=labels, sample=sample, limit=limit, preprocess=preprocess)
+    dataset = load_data(options, loaded)
+    _warn_range(dataset, loaded, str(dataset.source))
+    metric = _resolve_metric(metric, dataset, loaded)
+    stats = recovery_statistics(loaded, recovery, options, calib, calib_data=calib_data,
+                                fallback=dataset, matmul=matmul)
     with _backend(workers, dask) as backend, progress_bar(not json_output) as bar:
-        result = sensitivity(model, aliases, mode, split, backend=backend,
+        result = sensitivity(loaded, aliases, mode, dataset, metric=metric, backend=backend,
                              energy_table=table, recovery=recovery, stats=stats,
                              encoded_operand=encoded_operand, matmul=matmul,
                              progress=bar)
+    result.model = model
     paths = write_sensitivity(result, out)
     if json_output:
         emit_json({**result.as_dict(), "files": {k: str(v) for k, v in paths.items()}})
         return
-    t = Table(title=f"{mode} sensitivity, {result.images} images, baseline "
-                    f"{100 * result.baseline:.2f}%")
+    unit = _score_unit(result.metric)
+    t = Table(title=f"{mode} sensitivity, {result.images} samples of {result.data}, "
+                    f"{result.metric['name']} baseline "
+                    f"{_score_text(result.baseline, result.metric)} {unit}")
     t.add_column("layer", justify="right")
     t.add_column("approximated")
     for n in result.aliases:
-        t.add_column(f"{n} top-1 %", justify="right")
+        t.add_column(f"{n} {result.metric['name']} {unit}", justify="right")
     for m, layer in enumerate(result.layers, start=1):
         row = {r["alias"]: r for r in result.rows if r["layer"] == m}
         covered = layer if mode == "single" else f"1..{m}"
-        t.add_row(str(m), covered, *[f"{100 * row[a]['accuracy']:.2f}" for a in result.aliases])
+        t.add_row(str(m), covered, *[_score_text(row[a]["score"], result.metric)
+                                     for a in result.aliases])
     stdout.print(t)
     stderr.print(f"wrote {', '.join(str(p) for p in paths.values())}", soft_wrap=True,
                  highlight=False)
@@ -120,24 +158,34 @@ def explore_command(
     seed: Annotated[int, typer.Option("--seed", help="Random seed (the run is deterministic "
                                       "for a seed).")] = 1,
     subset: Annotated[int, typer.Option(
-        "--subset", help="Images scored during the search (class-balanced from the test "
-        "set); 0: all.")] = 1000,
+        "--subset", help="Samples scored during the search: class-balanced from the search "
+        "split (CIFAR-10: a validation split of the training batches); 0: all.")] = 1000,
     floor: Annotated[Optional[float], typer.Option(
-        "--floor", help="Minimum accuracy on the subset (0..1, or a percentage), a "
-        "constraint.")] = None,
+        "--floor", help="Minimum score on the search split, in the metric's units (a "
+        "fraction or a percentage; dB for snr), a constraint.")] = None,
     reeval: Annotated[int, typer.Option(
-        "--reeval", help="Pareto plans re-evaluated on the full test set (spread along the "
-        "front; 0: none).")] = 30,
+        "--reeval", help="Pareto plans re-scored on the report split (the test set; spread "
+        "along the front; 0: none).")] = 30,
     reeval_max_loss: Annotated[Optional[float], typer.Option(
-        "--reeval-max-loss", help="Re-evaluate only Pareto plans within this accuracy loss on "
-        "the subset (0..1, or percentage points if > 1).")] = None,
+        "--reeval-max-loss", help="Re-score only Pareto plans within this loss on the search "
+        "split (metric units; fractions also in percentage points if > 1).")] = None,
     klms_keep: Annotated[str, typer.Option(
         "--klms-keep", help="klms: inside (perform the multiplications near the mean, as the "
         "paper) or outside.")] = "inside",
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None,
     encoded_operand: EncodedOption = "weight", matmul: MatMulOption = False,
-    data: DataOption = None, sample: SampleOption = False,
+    data: DataOption = None, labels: LabelsOption = None, sample: SampleOption = False,
+    limit: LimitOption = None, preprocess: PreprocessOption = None, metric: MetricOption = None,
+    search_data: Annotated[Optional[Path], typer.Option(
+        "--search-data", help="Your search split (with --eval-data): scored for every "
+        "candidate.")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(
+        "--eval-data", help="Your report split (with --search-data), disjoint from it: the "
+        "Pareto plans are re-scored on it.")] = None,
+    split_seed: Annotated[int, typer.Option(
+        "--split-seed", help="Seed of the split of one --data folder (or of --sample) into "
+        "search and report parts.")] = 0,
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None,
     compare: Annotated[bool, typer.Option(
@@ -154,23 +202,24 @@ def explore_command(
         if len(targets) != 1:
             raise AxonnxError(f"give one model ({len(targets)} arguments given); to overlay "
                               "finished runs, add --compare")
-        if reeval_max_loss is not None and reeval_max_loss > 1:
-            reeval_max_loss /= 100.0
+        options = data_options(data, labels=labels, sample=sample, limit=limit,
+                               preprocess=preprocess)
         result = _explore(targets[0], out, approach, classes, library, pop, gens, seed, subset,
                           floor, (reeval, reeval_max_loss), klms_keep, recovery,
-                          (calib, calib_data), (encoded_operand, matmul), data,
-                          sample, workers, dask, energy_table, json_output)
+                          (calib, calib_data), (encoded_operand, matmul), options,
+                          (metric, search_data, eval_data, split_seed), workers, dask,
+                          energy_table, json_output)
     except KeyboardInterrupt:
         _interrupted("explore")
     _show_explore(result, json_output)
 
 
 def _explore(model, out, approach, classes, library, pop, gens, seed, subset, floor, reeval,
-             klms_keep, recovery, calib, encoded_operand, data, sample, workers, dask,
+             klms_keep, recovery, calib, encoded_operand, options, splits, workers, dask,
              energy_table, quiet):
-    from axonnx.analysis.data import (balanced_subset, calibration_images, evaluation_split,
-                                      own_calibration)
+    from axonnx.analysis.data import calibration_data, search_and_report
     from axonnx.analysis.explore import ExploreConfig, explore
+    from axonnx.metrics import make_metric
     from axonnx.analysis.space import SEARCH_APPROACHES, parse_library
 
     calib, calib_data = calib
@@ -188,53 +237,76 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
         if not library:
             raise AxonnxError(f"{approach} needs --multipliers, e.g. 'ROUP(0,0),ROUP_L,ROUP_M,ROUP_H'")
         names = parse_library(library)
-    if floor is not None and floor > 1:
-        floor = floor / 100.0
-    _check_model(model)
+    metric, search_data, eval_data, split_seed = splits
+    loaded = _load(model)
     reeval, reeval_max_loss = reeval
     config = ExploreConfig(approach=approach, library=names, classes=classes, pop=pop, gens=gens,
-                           seed=seed, subset=subset or None, floor=floor, recovery=recovery,
+                           seed=seed, subset=subset or None, recovery=recovery,
                            calib=calib, klms_keep=klms_keep, reeval=reeval,
-                           reeval_max_loss=reeval_max_loss,
                            encoded_operand=encoded_operand, matmul=matmul)
-    config.check()
+    config.check()  # the settings, before any data is read
     table = _table(energy_table)
-    full = evaluation_split(data, sample)
-    search = balanced_subset(full, config.subset)
-    calibration = own_calibration(model, config.recovery, calib_data, calib)
-    if calibration is None and config.recovery != "none":  # (check() made the name canonical)
-        calibration = calibration_images(data, sample, calib, search)
+    search, report = search_and_report(options, loaded, subset=subset or None, seed=split_seed,
+                                       search_data=search_data, eval_data=eval_data)
+    _warn_range(search, loaded, str(search.source))
+    config.metric = _resolve_metric(metric, search, loaded)
+    if (reeval_max_loss is not None and reeval_max_loss > 1
+            and make_metric(config.metric).unit == "fraction"):
+        reeval_max_loss /= 100.0
+    config.floor, config.reeval_max_loss = floor, reeval_max_loss
+    config.check()  # the floor, in the metric's units
+    if calib_data is not None and config.recovery == "none":
+        raise AxonnxError("--calib-data feeds the recovery statistics: add --recovery tune, "
+                          "bias or tune+bias, or drop --calib-data")
+    calibration = None
+    if config.recovery != "none":  # (check() made the name canonical)
+        calibration = calibration_data(options, loaded, calib, calib_data=calib_data,
+                                       fallback=search)
     with _backend(workers, dask) as backend, progress_bar(not quiet) as bar:
-        return explore(model, config, out, search_split=search, full_split=full,
+        return explore(loaded, config, out, search_data=search, report_data=report,
                        calibration=calibration, backend=backend, energy_table=table,
                        progress=bar)
 
 
 def _show_explore(result, json_output: bool) -> None:
     front = [{"label": e["record"].label, "energy_gain": e["record"].gain,
-              "accuracy_subset": e["record"].accuracy, "accuracy_loss_subset": e["record"].loss,
-              "accuracy_full": e.get("full")} for e in result.pareto]
+              "score_search": e["record"].accuracy, "loss_search": e["record"].loss,
+              "score_report": e.get("full")} for e in result.pareto]
+    metric = result.metric
     if json_output:
-        emit_json({"out": str(result.out), "baseline_subset": result.baseline_subset,
-                   "baseline_full": result.baseline_full, "evaluations": result.evaluations,
+        emit_json({"out": str(result.out), "metric": metric,
+                   "search_data": result.search_data, "report_data": result.report_data,
+                   "baseline_search": result.baseline_search,
+                   "baseline_report": result.baseline_report, "evaluations": result.evaluations,
                    "generations": result.generations_done, "seconds": result.seconds,
                    "resumed": result.resumed, "pareto": front})
         return
-    t = Table(title=f"Pareto front ({len(front)} plans) of {result.config.approach}")
-    for col in ("#", "energy gain %", "loss (subset) pp", "loss (full) pp", "label"):
+    unit = {"fraction": "pp", "dB": "dB"}.get(metric.get("unit"), "")
+    scale = 100 if metric.get("unit") == "fraction" else 1
+    t = Table(title=f"Pareto front ({len(front)} plans) of {result.config.approach}, "
+                    f"{metric.get('name')}")
+    for col in ("#", "energy gain %", f"loss (search) {unit}", f"loss (report) {unit}", "label"):
         t.add_column(col, justify="left" if col == "label" else "right",
                      overflow="fold" if col == "label" else "ellipsis")
+    from axonnx.metrics import make_metric
+
+    measure = make_metric(result.config.metric or "top1")
     for k, f in enumerate(front):
-        full = ("-" if f["accuracy_full"] is None or result.baseline_full is None
-                else f"{100 * (result.baseline_full - f['accuracy_full']):.2f}")
-        t.add_row(str(k), f"{100 * f['energy_gain']:.1f}", f"{100 * f['accuracy_loss_subset']:.2f}",
-                  full, f["label"])
+        report = ("-" if f["score_report"] is None or result.baseline_report is None
+                  else f"{scale * measure.loss(result.baseline_report, f['score_report']):.2f}")
+        t.add_row(str(k), f"{100 * f['energy_gain']:.1f}", f"{scale * f['loss_search']:.2f}",
+                  report, f["label"])
     stdout.print(t)
-    base_full = ("" if result.baseline_full is None
-                 else f", full test set {100 * result.baseline_full:.2f}%")
-    stderr.print(f"baseline: subset {100 * result.baseline_subset:.2f}%{base_full}; "
-                 f"{result.evaluations} plans scored in {result.seconds:.0f} s; results in "
-                 f"{result.out}", soft_wrap=True, highlight=False)
+    stderr.print(f"search split: {result.search_data}", soft_wrap=True, highlight=False)
+    if result.report_data:
+        stderr.print(f"report split: {result.report_data}", soft_wrap=True, highlight=False)
+    base_report = ("" if result.baseline_report is None
+                   else f", report split {_score_text(result.baseline_report, metric)}")
+    stderr.print(f"baseline {metric.get('name')}: search split "
+                 f"{_score_text(result.baseline_search, metric)}{base_report} "
+                 f"{_score_unit(metric)}; {result.evaluations} plans scored in "
+                 f"{result.seconds:.0f} s; results in {result.out}", soft_wrap=True,
+                 highlight=False)
 
 
 def _compare(dirs: list[str], out: Path, json_output: bool) -> None:

@@ -1,29 +1,28 @@
-"""``axonnx eval``: top-1 accuracy of a model (a path or a zoo name) on CIFAR-10."""
+"""``axonnx eval``: score a model on CIFAR-10 or on your own data, against labels or against
+the exact model's outputs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, progress_bar, stderr, stdout
-from axonnx.errors import AxonnxError
+from axonnx.cli._options import (DataOption, LabelsOption, LimitOption, MetricOption,
+                                 ModelArgument, PreprocessOption, SampleOption, data_options)
 
 
 @app.command("eval")
 def eval_command(
-    model: Annotated[str, typer.Argument(help="An .onnx file or a zoo name (see `axonnx zoo`), e.g. zoo:resnet8.")],
-    data: Annotated[Optional[Path], typer.Option(
-        "--data", help="Folder with the CIFAR-10 batches (or its cifar-10-batches-py/). "
-        "Default: $AXONNX_DATA, then the user cache.")] = None,
-    sample: Annotated[bool, typer.Option(
-        "--sample", help="Use the packaged offline sample (1,000 test images, 100 per class) "
-        "instead of the full 10,000-image test set.")] = False,
-    limit: Annotated[Optional[int], typer.Option(
-        "--limit", min=1, help="Evaluate only the first N images.")] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per onnxruntime run.")] = 250,
+    model: ModelArgument,
+    data: DataOption = None, labels: LabelsOption = None, sample: SampleOption = False,
+    limit: LimitOption = None, preprocess: PreprocessOption = None,
+    metric: MetricOption = None,
+    reference: Annotated[Optional[str], typer.Option(
+        "--reference", help="The exact model (an .onnx file or a zoo name) that label-free "
+        "metrics compare MODEL against, e.g. the original of a transformed model.")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per onnxruntime run.")] = 250,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", min=1, help="onnxruntime intra-op threads (default: onnxruntime's choice).")] = None,
     download: Annotated[bool, typer.Option(
@@ -31,35 +30,59 @@ def eval_command(
         "(or --data) if the batches are not found.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Top-1 accuracy of MODEL on the CIFAR-10 test set (or the offline sample)."""
-    from axonnx.data import load_sample, load_split
+    """Score MODEL: top-1 on the CIFAR-10 test set by default; on your own data with labels
+    or, against --reference, label-free fidelity (agreement, SNR, cosine, IoU) or your metric."""
+    from axonnx.data.load import input_range_note, load_data
     from axonnx.evaluate import evaluate
-    from axonnx.zoo import resolve_model
+    from axonnx.model import load_model
 
-    resolve_model(model)  # a bad model name fails before any data is read
+    loaded = load_model(model)  # a bad model fails before any data is read
+    options = data_options(data, labels=labels, sample=sample, limit=limit,
+                           preprocess=preprocess, download=download)
+    metrics = None if metric is None else [m for m in metric.split(",") if m.strip()]
     with progress_bar(not json_output) as bar:
-        if sample:
-            if data is not None or download:
-                raise AxonnxError("--sample uses the packaged images; drop --data/--download")
-            split = load_sample()
-        else:
-            split = load_split("test", data, download=download, progress=bar)
-        result = evaluate(model, split.head(limit), batch=batch, threads=threads,
-                          progress=bar)
-    if result.preprocess_source != "model metadata":
+        dataset = load_data(options, loaded, progress=bar)
+        note = input_range_note(dataset, loaded)
+        result = evaluate(model, dataset, metrics,
+                          reference=None if reference is None else load_model(reference),
+                          batch=batch, threads=threads, progress=bar)
+    if result.preprocess_source.startswith("assumed"):
         stderr.print(f"note: {result.path} has no axonnx.preprocess metadata; fed raw 0..255 "
                      "float32 NCHW pixels (the standard contract)", highlight=False, soft_wrap=True)
+    if note:
+        stderr.print(f"warning: {note}", highlight=False, soft_wrap=True)
     if json_output:
         emit_json(result.as_dict())
         return
-    table = Table()
-    table.add_column("class", no_wrap=True)
-    table.add_column("top-1 %", justify="right")
-    for name, acc in result.per_class.items():
-        table.add_row(name, "-" if acc is None else f"{100 * acc:.1f}")
-    stdout.print(table)
+    if result.per_class:
+        table = Table()
+        table.add_column("class", no_wrap=True)
+        table.add_column("top-1 %", justify="right")
+        for name, acc in result.per_class.items():
+            table.add_row(name, "-" if acc is None else f"{100 * acc:.1f}")
+        stdout.print(table)
     stdout.print(f"model: {result.path}", highlight=False, soft_wrap=True)
+    if reference is not None:
+        stdout.print(f"reference: {reference}", highlight=False, soft_wrap=True)
     stdout.print(f"data:  {result.data}", highlight=False, soft_wrap=True)
-    stdout.print(f"speed: {result.images_per_s:,.0f} images/s (batch {result.batch}, "
-                 f"{result.threads or 'default'} threads, {result.session})", highlight=False, soft_wrap=True)
-    stdout.print(f"[bold]top-1: {100 * result.top1:.2f}%[/] ({result.correct}/{result.n})")
+    stdout.print(f"speed: {result.images_per_s:,.0f} samples/s (batch {result.batch}, "
+                 f"{result.threads or 'default'} threads, {result.session})", highlight=False,
+                 soft_wrap=True)
+    for name, value in result.scores.items():
+        if name == "top1" and result.correct is not None:
+            stdout.print(f"[bold]top-1: {100 * value:.2f}%[/] ({result.correct}/{result.n})")
+        else:
+            stdout.print(f"[bold]{name}: {format_score(value, name, result.metric)}[/]",
+                         highlight=False)
+
+
+def format_score(value: float, name: str, metric: dict) -> str:
+    """A score in its units: dB, a percentage for fractions, else the number."""
+    if name == metric["name"] and metric["unit"] == "dB" or name == "snr":
+        return f"{value:.2f} dB"
+    if name == metric["name"] and metric["unit"] == "fraction" or name in (
+            "agreement", "cosine") or name.startswith(("top", "iou")):
+        return f"{100 * value:.2f}%" if not name.startswith("cosine") else f"{value:.5f}"
+    return f"{value:.6g}"
+
+

@@ -12,7 +12,7 @@ from axonnx.cli._options import (
     CalibDataOption, CalibOption, DataOption, EncodedOption, FlamOption, KlamChanOption,
     KlamColOption, KlamRowOption, KlmsKeepOption, KlmsMultOption, KlmsOption, LayersOption,
     LlamOption, MatMulOption, ModelArgument, PlanOption, PolicyOption, RecoveryOption,
-    SampleOption, SkipFirstOption,
+    PreprocessOption, SampleOption, SkipFirstOption, data_options,
 )
 from axonnx.errors import AxonnxError
 
@@ -55,6 +55,7 @@ def transform_command(
     save_plan: Annotated[Optional[Path], typer.Option("--save-plan", help="Also write the resolved plan (YAML or JSON).")] = None,
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None, data: DataOption = None, sample: SampleOption = False,
+    preprocess: PreprocessOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
@@ -84,9 +85,12 @@ def transform_command(
         # does, so that a Pareto plan of a recovery run gives the same model); without them,
         # the packaged sample, said so.
         from axonnx.data import load_sample
+        from axonnx.data.load import cifar_dataset
 
-        stats = recovery_statistics(loaded, recovery, data, sample, calib,
-                                    None if calib_data else load_sample(), calib_data)
+        options = data_options(data, sample=sample, preprocess=preprocess)
+        fallback = None if calib_data or not options.cifar else cifar_dataset(load_sample(), loaded)
+        stats = recovery_statistics(loaded, recovery, options, calib, calib_data=calib_data,
+                                    fallback=fallback, matmul=the_plan.matmul)
         tune, bias = recovery_flags(recovery)
         fixer = Recovery(stats, tune_weights=tune, correct_bias=bias)
         stderr.print(f"recovery {recovery}: statistics from {stats.source}", soft_wrap=True,

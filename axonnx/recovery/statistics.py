@@ -87,85 +87,73 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _session(model: onnx.ModelProto, threads: int | None = None):
-    from axonnx._library import open_session
-
-    return open_session(model, threads=threads)[0]
-
-
-def _input_feeds(model: onnx.ModelProto, inputs, batch: int):
-    """(feed dict, samples) per chunk of ``inputs``, each checked against the model's inputs
-    before onnxruntime sees it."""
-    from axonnx.data.calibration import fit_to_input, single_input
-    from axonnx.model import model_inputs
-
-    specs = {spec.name: spec for spec in model_inputs(model)}
-    for k, item in enumerate(inputs):
-        if not isinstance(item, dict):
-            item = {single_input(model).name: item}
-        if set(item) != set(specs):
-            raise AxonnxError(f"calibration input {k} feeds {sorted(item)}; the model's inputs "
-                              f"are {sorted(specs)}")
-        feed = {name: fit_to_input(a, specs[name], f"calibration input {k} ({name})")
-                for name, a in item.items()}
-        n = len(next(iter(feed.values())))
-        fixed = [spec.dims[0] for spec in specs.values() if spec.dims and spec.dims[0] is not None]
-        step = max(fixed[0], batch // fixed[0] * fixed[0]) if fixed else batch
-        for s in range(0, n, step):
-            chunk = {name: a[s:s + step] for name, a in feed.items()}
-            yield chunk, len(next(iter(chunk.values())))
-
-
-def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
-                        batch: int = 250, threads: int | None = None,
+def measure_activations(model, images: np.ndarray | None = None, *, inputs=None, data=None,
+                        matmul: bool = False, batch: int = 64, threads: int | None = None,
                         source: str = "") -> ActivationStats:
-    """Histograms of every quantized conv layer's stored input values over ``images``
-    (uint8 NCHW [n, 3, H, W], preprocessed as the model declares) or over ``inputs``: an
-    iterable of ready model inputs (no preprocessing), each an array for a single-input
-    model (a batch, or one sample without the batch axis) or a dict {input name: array},
-    checked against the model's inputs (:func:`axonnx.data.calibration.fit_to_input`) and
-    run ``batch`` samples at a time."""
+    """Histograms of every quantized conv layer's stored input values (and, with
+    ``matmul``, of every fully connected layer's) over the calibration data, in one pass of
+    the data through the model with those tensors as extra outputs.
+
+    The data is one of: ``data``, a :class:`~axonnx.data.source.Dataset` (or anything
+    :func:`axonnx.data.load.as_dataset` takes); ``images``, uint8 NCHW [n, 3, H, W] fed
+    through the model's declared preprocessing; ``inputs``, an iterable of ready model
+    inputs (arrays for a single-input model, or ``{input name: array}`` dicts), checked
+    against the model's inputs before onnxruntime sees them. Activation x activation
+    products (attention) have no constant weight to tune or bias to correct: they get no
+    statistics."""
+    from axonnx.data.load import as_dataset, cifar_dataset, from_iterable
+    from axonnx.evaluate import Runner
     from axonnx.model import load_model, with_outputs
     from axonnx.passes import GraphIndex
     from axonnx.transform import prepared
 
-    if (images is None) == (inputs is None):
-        raise AxonnxError("give calibration images or inputs= (one of them)")
+    if sum(x is not None for x in (images, inputs, data)) != 1:
+        raise AxonnxError("give the calibration data as one of data=, images= or inputs=")
     model = load_model(model)
-    work, layers, _ = prepared(model)
-    if images is not None and len(images) == 0:
-        raise AxonnxError("activation statistics need at least one calibration image")
-    names = list(dict.fromkeys(layer.inputs[0] for layer in layers))
-    session = _session(with_outputs(work, names), threads)
+    work, layers, _ = prepared(model, matmul)
+    layers = [layer for layer in layers if layer.weight is not None]
     if images is not None:
-        prep = model_preprocess(model)
-        feed = session.get_inputs()[0].name
-        feeds = (({feed: prep.apply(images[s:s + batch])}, len(images[s:s + batch]))
-                 for s in range(0, len(images), batch))
+        from axonnx.data.cifar10 import Split
+
+        if len(images) == 0:
+            raise AxonnxError("activation statistics need at least one calibration image")
+        dataset = cifar_dataset(Split(images, np.zeros(len(images), np.int64), source), model)
+    elif inputs is not None:
+        dataset = from_iterable(inputs, model, source=source or "calibration inputs")
     else:
-        feeds = _input_feeds(model, inputs, batch)
+        dataset = as_dataset(data, model)
+    source = source or dataset.source
+    names = list(dict.fromkeys(layer.inputs[0] for layer in layers))
+    runner = Runner(with_outputs(work, names), threads, "the model on the calibration data")
+    runner.output_names = names  # only the layers' inputs come back
     index = GraphIndex(work.graph)
     taps: dict[str, np.ndarray] = {}
-    info: dict[str, tuple] = {}
-    seen = 0
-    for x, n in feeds:
+    info: dict[str, list] = {}
+    for b in dataset.batches(runner.batch_size(batch)):
         try:
-            values = dict(zip(names, session.run(names, x)))
-        except Exception as exc:  # onnxruntime's own error types
-            raise AxonnxError("onnxruntime cannot run the model on the calibration data: "
-                              f"{_first_line(exc)}") from None
-        seen += n
+            values = runner.run(b.feeds)
+        except AxonnxError as exc:
+            raise AxonnxError(str(exc).replace("onnxruntime failed running the model on the "
+                                               "calibration data",
+                                               "onnxruntime cannot run the model on the "
+                                               "calibration data")) from None
         for layer in layers:
             value = values[layer.inputs[0]]
-            if value.dtype not in (np.int8, np.uint8) or value.ndim != 4:
-                raise AxonnxError(f"conv input {layer.inputs[0]!r} is {value.dtype} of rank "
-                                  f"{value.ndim}; expected a quantized NCHW tensor")
-            counts, windows = _tap_histograms(layer, value)
+            if value.dtype not in (np.int8, np.uint8):
+                raise AxonnxError(f"layer input {layer.inputs[0]!r} is {value.dtype}; expected a "
+                                  "quantized tensor")
+            if layer.matmul is not None:
+                counts, windows, hw = _column_histograms(value), value.size // value.shape[-1], (0, 0)
+            else:
+                if value.ndim != 4:
+                    raise AxonnxError(f"conv input {layer.inputs[0]!r} has rank {value.ndim}; "
+                                      "expected a quantized NCHW tensor")
+                counts, windows = _tap_histograms(layer, value)
+                hw = (int(value.shape[2]), int(value.shape[3]))
             taps[layer.name] = taps.get(layer.name, 0) + counts
-            hw = (int(value.shape[2]), int(value.shape[3]))
-            prev = info.get(layer.name, (str(value.dtype), hw, 0))[2]
-            info[layer.name] = (str(value.dtype), hw, prev + windows)
-    if seen == 0:
+            prev = info.get(layer.name, [str(value.dtype), hw, 0])
+            info[layer.name] = [str(value.dtype), hw, prev[2] + windows]
+    if not taps and layers:
         raise AxonnxError("activation statistics need at least one calibration sample")
 
     def zero_point(layer) -> int:
@@ -178,8 +166,16 @@ def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
 
     return ActivationStats(
         {layer.name: LayerActivations(taps[layer.name], info[layer.name][2], info[layer.name][0],
-                                      info[layer.name][1], zero_point(layer))
-         for layer in layers}, seen, source)
+                                      tuple(info[layer.name][1]), zero_point(layer))
+         for layer in layers}, len(dataset), source)
+
+
+def _column_histograms(value: np.ndarray) -> np.ndarray:
+    """[K, 1, 1, 256] counts of the values in each column of a product's A [..., M, K]."""
+    k = value.shape[-1]
+    idx = value.reshape(-1, k).astype(np.int64) - stored_min(value.dtype)
+    idx += (np.arange(k) * LEVELS)[None, :]
+    return np.bincount(idx.ravel(), minlength=k * LEVELS).reshape(k, 1, 1, LEVELS)
 
 
 def _geometry(layer, input_hw):
@@ -192,22 +188,55 @@ def _geometry(layer, input_hw):
                             strides=a.get("strides"))
 
 
+def _channel_histograms(block: np.ndarray, channels: int, dtype) -> np.ndarray:
+    """[C, 256] counts of the values of ``block`` ([n, C, h, w]) per channel."""
+    if block.size == 0:
+        return np.zeros((channels, LEVELS), np.int64)
+    idx = block.astype(np.int32) - stored_min(dtype)
+    idx += (np.arange(channels, dtype=np.int32) * LEVELS)[None, :, None, None]
+    return np.bincount(idx.ravel(), minlength=channels * LEVELS).reshape(channels, LEVELS)
+
+
 def _tap_histograms(layer, value: np.ndarray) -> tuple[np.ndarray, int]:
     """[C, kH, kW, 256] counts of the in-image values each kernel tap meets, and the number
-    of windows (images x output pixels)."""
+    of windows (images x output pixels).
+
+    A tap meets the pixels of one stride phase (rows r0, r0 + s, ...) inside a rectangle of
+    that phase's grid. So each phase is counted once, and each tap's count is its phase's
+    minus the thin border strips (the padding side) it misses: about one pass over the
+    tensor per layer instead of one per tap."""
     n, c, h, w = value.shape
     geom = _geometry(layer, (h, w))
     ho, wo = geom.output_size(h, w)
-    idx = value.astype(np.int64) - stored_min(value.dtype)
-    idx += (np.arange(c) * LEVELS)[None, :, None, None]
     kh, kw = geom.kernel
+    (sh, sw), (dh, dw) = geom.strides, geom.dilations
+
+    def span(offset: int, step: int, count: int, size: int) -> tuple[int, int, int]:
+        """(phase, first, stop) in the phase grid of positions offset + step*k inside [0, size)."""
+        positions = offset + step * np.arange(count)
+        inside = positions[(positions >= 0) & (positions < size)]
+        if inside.size == 0:
+            return offset % step, 0, 0
+        phase = int(inside[0]) % step
+        return phase, (int(inside[0]) - phase) // step, (int(inside[-1]) - phase) // step + 1
+
+    phases: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     out = np.zeros((c, kh, kw, LEVELS), np.int64)
     for i in range(kh):
-        rows = np.arange(ho) * geom.strides[0] - geom.pads[0] + i * geom.dilations[0]
-        rows = rows[(rows >= 0) & (rows < h)]
+        pr, r0, r1 = span(i * dh - geom.pads[0], sh, ho, h)
         for j in range(kw):
-            cols = np.arange(wo) * geom.strides[1] - geom.pads[1] + j * geom.dilations[1]
-            cols = cols[(cols >= 0) & (cols < w)]
-            seen = idx[:, :, rows][:, :, :, cols]
-            out[:, i, j] = np.bincount(seen.ravel(), minlength=c * LEVELS).reshape(c, LEVELS)
+            pc, c0, c1 = span(j * dw - geom.pads[1], sw, wo, w)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            if (pr, pc) not in phases:
+                grid = value[:, :, pr::sh, pc::sw]
+                phases[(pr, pc)] = (grid, _channel_histograms(grid, c, value.dtype))
+            grid, total = phases[(pr, pc)]
+            gh, gw = grid.shape[2:]
+            counts = total.copy()
+            for rows in (slice(0, r0), slice(r1, gh)):  # whole rows outside the tap's range
+                counts -= _channel_histograms(grid[:, :, rows], c, value.dtype)
+            for cols in (slice(0, c0), slice(c1, gw)):  # the rest of the columns outside it
+                counts -= _channel_histograms(grid[:, :, r0:r1, cols], c, value.dtype)
+            out[:, i, j] = counts
     return out, n * ho * wo
