@@ -120,3 +120,84 @@ def build(name: str, size: int = 224, seed: int = 0) -> onnx.ModelProto:
     if name not in ARCHITECTURES:
         raise AxonnxError(f"unknown architecture {name!r}; use one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[name](size=size, seed=seed)
+
+
+def text_detector(size: int = 64, width: int = 16, blocks: int = 2, seed: int = 0,
+                  dynamic: bool = False) -> onnx.ModelProto:
+    """A segmentation network shaped like a text detector (DBNet-like): a strided encoder of
+    ``blocks`` residual blocks per stage (HardSwish and ReLU), a top-down path that
+    upsamples (Resize) and concatenates, and a sigmoid probability map [N, 1, H/4, W/4].
+    ``dynamic``: height and width are symbolic, as exported detectors ship."""
+    g = _Graph(seed)
+    x = g.conv("input", 3, width, 3, 2)
+    features, cin = [], width
+    for stage, mult in enumerate((1, 2, 4)):
+        cout = width * mult
+        x = g.conv(x, cin, cout, 3, 2 if stage else 1, act=None)
+        x = g.node("HardSwish", [x])
+        for _ in range(blocks):
+            y = g.conv(g.conv(x, cout, cout, 3), cout, cout, 3, act=None)
+            x = g.node("Relu", [g.node("Add", [x, y])])
+        features.append((x, cout))
+        cin = cout
+    top, channels = features[-1]
+    for skip, skip_channels in reversed(features[:-1]):
+        up = g.node("Resize", [top, "", g.const("scales", np.array([1, 1, 2, 2], np.float32))],
+                    mode="nearest")
+        top = g.node("Concat", [up, skip], axis=1)
+        top = g.conv(top, channels + skip_channels, skip_channels, 3)
+        channels = skip_channels
+    logits = g.conv(top, channels, 1, 1, act=None)
+    prob = g.node("Sigmoid", [logits])
+    dims = ["N", 3, "H", "W"] if dynamic else ["N", 3, size, size]
+    graph = helper.make_graph(g.nodes, "text_detector",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info(prob, TensorProto.FLOAT, None)],
+                              g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def text_recognizer(height: int = 32, width: int = 64, d: int = 32, heads: int = 2,
+                    classes: int = 20, seed: int = 0) -> onnx.ModelProto:
+    """A CNN + attention sequence model with a CTC-style head, shaped like a text line
+    recognizer: convs reduce a [1, 3, height, width] line to a sequence of width/4 columns
+    of ``d`` features, one transformer encoder layer (Q/K/V/output projections, two
+    activation x activation products, softmax) and a per-column log-softmax over
+    ``classes`` (blank included): [1, width/4, classes]."""
+    g = _Graph(seed)
+    x = g.conv("input", 3, 16, 3, 2)
+    x = g.conv(x, 16, d, 3, 2)
+    x = g.conv(x, d, d, 3)
+    x = g.node("ReduceMean", [x], axes=[2], keepdims=0)  # [1, d, T] (opset 17: axes attribute)
+    seq = g.node("Transpose", [x], perm=[0, 2, 1])  # [1, T, d]
+    t = width // 4
+
+    def linear(v: str, cin: int, cout: int) -> str:
+        w = g.rng.standard_normal((cin, cout)) / np.sqrt(cin)
+        b = g.rng.standard_normal(cout) * 0.05
+        return g.node("Add", [g.node("MatMul", [v, g.const("lin_w", w.astype(np.float32))]),
+                              g.const("lin_b", b.astype(np.float32))])
+
+    def split_heads(v: str) -> str:  # [1, T, d] -> [1, heads, T, d/heads]
+        r = g.node("Reshape", [v, g.const("shape", np.array([1, t, heads, d // heads], np.int64))])
+        return g.node("Transpose", [r], perm=[0, 2, 1, 3])
+
+    q, k, v = (split_heads(linear(seq, d, d)) for _ in range(3))
+    kt = g.node("Transpose", [k], perm=[0, 1, 3, 2])
+    scores = g.node("Mul", [g.node("MatMul", [q, kt]),
+                            g.const("scale", np.float32(1 / np.sqrt(d // heads)))])
+    context = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])
+    merged = g.node("Reshape", [g.node("Transpose", [context], perm=[0, 2, 1, 3]),
+                                g.const("shape", np.array([1, t, d], np.int64))])
+    x = g.node("Add", [seq, linear(merged, d, d)])
+    x = g.node("Add", [x, linear(g.node("Relu", [linear(x, d, 2 * d)]), 2 * d, d)])
+    out = g.node("LogSoftmax", [linear(x, d, classes)], axis=-1)
+    graph = helper.make_graph(
+        g.nodes, "text_recognizer",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model

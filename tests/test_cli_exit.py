@@ -16,7 +16,7 @@ def axonnx(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, status, fragment", [
-    (("eval", "/nonexistent/model.onnx"), 1, "error: no model file"),
+    (("eval", "/nonexistent/model.onnx"), 1, "does not exist"),
     (("inspect", "/nonexistent/model.onnx"), 1, "error:"),
     (("transform", "zoo:resnet8", "--bogus"), 2, "No such option"),
     (("inspect", "zoo:resnet8"), 0, ""),

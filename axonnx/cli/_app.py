@@ -30,7 +30,16 @@ class _ErrorBoundary(typer.core.TyperGroup):
         except AxonnxError as exc:
             if os.environ.get("AXONNX_DEBUG"):
                 raise
-            fail(str(exc))
+            fail(exc.render(command_options(ctx)))
+
+
+def command_options(ctx) -> set[str]:
+    """The option names of the sub-command ``ctx`` (the group's context) is running."""
+    name = getattr(ctx, "invoked_subcommand", None)
+    command = ctx.command.get_command(ctx, name) if name else None
+    if command is None:
+        return set()
+    return {opt for param in command.params for opt in getattr(param, "opts", [])}
 
 
 app = typer.Typer(

@@ -352,13 +352,12 @@ def reproduce_command(
     from axonnx.analysis.reproduce import StudyConfig, reproduce
 
     try:
-        _check_model(model)
+        loaded = _load(model)
         config = StudyConfig.quick() if quick else StudyConfig.full()
         if not quick and not json_output:
-            from axonnx.model import load_model
             from axonnx.transform import prepared
 
-            layers = len(prepared(load_model(model))[1])
+            layers = len(prepared(loaded)[1])
             stderr.print(f"the full study scores about {config.estimated_plans(layers):,} plans and may "
                          "take hours on a small machine (use --quick for a few minutes); it "
                          "resumes where it stopped if interrupted", soft_wrap=True,

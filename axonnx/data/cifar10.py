@@ -123,9 +123,10 @@ def find_batches(
         f"CIFAR-10 not found (looked in {looked}): put the official python-version batch "
         f"files (test_batch, data_batch_1..5) in {target / BATCH_DIR}"
         + ("" if data_dir is not None else ", or set AXONNX_DATA to a folder holding "
-           f"{BATCH_DIR}/")
-        + f", or allow the download of {url} (--download)"
-    )
+           f"{BATCH_DIR}/"),
+        {"--download": f"allow the download of {url}",
+         "--sample": "use the packaged 1,000-image test sample",
+         "--data": "give your own data (a folder of images or arrays)"})
 
 
 def download_cifar10(root: Path, *, url: str = TARBALL_URL, progress: Progress = None) -> Path:
