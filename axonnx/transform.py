@@ -19,7 +19,7 @@ from axonnx.multipliers import EXACT
 from axonnx.model import load_model, tensor_shapes
 from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
 from axonnx.passes import (
-    CONV, ConvLayer, GraphIndex, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
+    CONV, ConvLayer, GraphIndex, canonicalize, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
 )
 from axonnx.plan import Plan
 
@@ -89,18 +89,22 @@ def prepared(model: onnx.ModelProto, matmul: bool = False
     quantized matrix products (error if there are none)."""
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    name_unnamed_nodes(work)
+    name_unnamed_nodes(work)  # before folding, so names follow the original's node order
+    canonical = canonicalize(work)
     survey = survey_convs(work, matmul)
-    if not survey.layers and survey.fully_connected:
-        raise AxonnxError(f"the model has no quantized 2-D convolution, but "
-                          f"{len(survey.fully_connected)} matrix products (MatMul/Gemm): pass "
-                          "--matmul (matmul: true in a plan) to approximate them")
+    survey.canonical = canonical
     if not survey.layers:
+        # The real reason first: refused convs say why; only a model without convs is
+        # pointed at --matmul.
         reasons = "; ".join(f"{r.node}: {r.reason}" for r in survey.refused[:3])
+        if survey.fully_connected and not survey.refused:
+            raise AxonnxError(f"the model has no quantized 2-D convolution, but "
+                              f"{len(survey.fully_connected)} matrix products (MatMul/Gemm): "
+                              "pass --matmul (matmul: true in a plan) to approximate them")
         raise AxonnxError("the model has no quantized 2-D convolution (QLinearConv, or "
-                          "DequantizeLinear->Conv->QuantizeLinear) to rewrite"
-                          + (f" ({reasons})" if reasons else "")
-                          + "; quantize it with onnxruntime's quantize_static first")
+                          "DequantizeLinear->Conv->QuantizeLinear) that axonnx can rewrite"
+                          + (f" ({len(survey.refused)} refused: {reasons})" if reasons else
+                             "; quantize it with onnxruntime's quantize_static first"))
     return work, survey.layers, survey
 
 

@@ -15,6 +15,7 @@ from onnx import numpy_helper
 from axonnx.errors import AxonnxError
 from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, make_roupconv_node
 
+from .canonicalize import Canonicalized
 from ._layer import FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, NoMatch
 from .rules import MATMUL_RULES, RULES, UNSUPPORTED_CONVS
 
@@ -36,6 +37,7 @@ class ConvSurvey:
     refused: list[NoMatch] = field(default_factory=list)  # convs left alone, with reasons
     # Matrix products left exact (not asked for), by name: their kind.
     fully_connected: dict[str, str] = field(default_factory=dict)
+    canonical: Canonicalized | None = None  # what canonicalisation did before the survey
 
 
 def name_unnamed_nodes(model: onnx.ModelProto) -> bool:
