@@ -66,13 +66,14 @@ def proxy_statistics(layers, index) -> ActivationStats:
 
 
 def estimate_errors(model, plan: Plan, *, stats: ActivationStats | None = None,
-                    recovery: Recovery | None = None) -> list[LayerErrorEstimate]:
+                    recovery: Recovery | None = None,
+                    input_shape=None) -> list[LayerErrorEstimate]:
     """Per approximated layer, the expected error of ``plan`` in output steps. ``recovery``
     (which carries its statistics) accounts for its weight tuning and bias correction."""
     from axonnx.passes import CONV, GraphIndex
     from axonnx.transform import assign_plan, prepared
 
-    work, every_layer, _ = prepared(model, plan.matmul)
+    work, every_layer, _ = prepared(model, plan.matmul, input_shape)
     _, assignments = assign_plan(plan, every_layer)
     layers = [layer for layer in every_layer if layer.kind == CONV]  # the model covers convs
     index = GraphIndex(work.graph)

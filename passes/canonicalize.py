@@ -163,20 +163,20 @@ def fold_constants(model: onnx.ModelProto) -> Canonicalized:
     return report
 
 
-_BIAS_SLOT = {"Conv": 2, "Gemm": 2}
-
-
-def quantize_float_biases(model: onnx.ModelProto, report: Canonicalized) -> None:
+def quantize_float_biases(model: onnx.ModelProto, report: Canonicalized,
+                          ops: tuple[str, ...] = ("Conv",)) -> None:
     """Give each QDQ Conv/Gemm (activation and weight from constant-scale DequantizeLinear,
     output to QuantizeLinear) whose bias is a float constant the int32 bias
     ``quantize_static`` writes: ``round(bias / (x_scale * w_scale))`` through a
-    DequantizeLinear of that scale. In place; the layers are recorded in ``report``."""
+    DequantizeLinear of that scale. In place; the layers are recorded in ``report``. Only
+    ``ops`` (the ones to be rewritten: Gemm only with --matmul) are touched, so a node that
+    is left alone keeps its float bias."""
     graph = model.graph
     index = GraphIndex(graph)
     added_nodes: dict[str, onnx.NodeProto] = {}
     for node in graph.node:
-        slot = _BIAS_SLOT.get(node.op_type)
-        if slot is None or len(node.input) <= slot or not node.input[slot]:
+        slot = 2  # Conv's and Gemm's bias
+        if node.op_type not in ops or len(node.input) <= slot or not node.input[slot]:
             continue
         bias = index.constant(node.input[slot])
         dq_x, dq_w = (index.producer.get(i) for i in node.input[:2])
@@ -216,8 +216,9 @@ def quantize_float_biases(model: onnx.ModelProto, report: Canonicalized) -> None
         graph.node.extend(ordered)
 
 
-def canonicalize(model: onnx.ModelProto) -> Canonicalized:
-    """Fold constant subgraphs, then quantize float biases of QDQ layers; in place."""
+def canonicalize(model: onnx.ModelProto, matmul: bool = False) -> Canonicalized:
+    """Fold constant subgraphs, then quantize float biases of QDQ convs (and with
+    ``matmul`` Gemms); in place."""
     report = fold_constants(model)
-    quantize_float_biases(model, report)
+    quantize_float_biases(model, report, ("Conv", "Gemm") if matmul else ("Conv",))
     return report

@@ -38,6 +38,7 @@ class ConvSurvey:
     # Matrix products left exact (not asked for), by name: their kind.
     fully_connected: dict[str, str] = field(default_factory=dict)
     canonical: Canonicalized | None = None  # what canonicalisation did before the survey
+    graph: onnx.GraphProto | None = None  # the graph surveyed (for the op types of nodes)
 
 
 def name_unnamed_nodes(model: onnx.ModelProto) -> bool:
@@ -62,7 +63,7 @@ def survey_convs(model: onnx.ModelProto, matmul: bool = False) -> ConvSurvey:
     it they are listed in ``fully_connected`` with their kind. Nodes already rewritten to
     ROUPConv are always layers."""
     index = GraphIndex(model.graph, model)
-    survey = ConvSurvey([])
+    survey = ConvSurvey([], graph=model.graph)
     matmul_rules = {r.anchor: r for r in MATMUL_RULES}
     for node in model.graph.node:
         if node.op_type in UNSUPPORTED_CONVS:
