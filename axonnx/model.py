@@ -180,16 +180,8 @@ def concrete_inputs(model: onnx.ModelProto, batch: int = 1,
     e.g. ``"1,3,224,224"``), else it is an error that says so."""
     inputs = model_inputs(model)
     if input_shape is not None:
-        given = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
-        if len(inputs) != 1:
-            raise AxonnxError(f"--input-shape sets the shape of a single-input model; this one "
-                              f"has {len(inputs)} inputs ({', '.join(i.name for i in inputs)})")
-        declared = inputs[0].dims
-        if declared is not None and (len(declared) != len(given) or any(
-                d is not None and d != g for d, g in zip(declared, given))):
-            raise AxonnxError(f"--input-shape {','.join(map(str, given))} does not fit input "
-                              f"{inputs[0].name!r} {inputs[0].describe()}; keep its fixed sizes")
-        return {inputs[0].name: np.zeros(given, dtype=inputs[0].dtype)}
+        inp, given = _given_shape(inputs, input_shape)
+        return {inp.name: np.zeros(given, dtype=inp.dtype)}
     feeds = {}
     for inp in inputs:
         if inp.dims is None or any(d is None for d in inp.dims[1:]):
@@ -200,6 +192,33 @@ def concrete_inputs(model: onnx.ModelProto, batch: int = 1,
         dims = [batch if d is None else d for d in inp.dims]
         feeds[inp.name] = np.zeros(dims, dtype=inp.dtype)
     return feeds
+
+
+def _given_shape(inputs: list[ModelInput], input_shape) -> tuple[ModelInput, tuple[int, ...]]:
+    """The single input ``input_shape`` sets, and the shape, checked against its fixed dims."""
+    given = parse_input_shape(input_shape) if isinstance(input_shape, str) else tuple(input_shape)
+    if len(inputs) != 1:
+        raise AxonnxError(f"--input-shape sets the shape of a single-input model; this one "
+                          f"has {len(inputs)} inputs ({', '.join(i.name for i in inputs)})")
+    declared = inputs[0].dims
+    if declared is not None and (len(declared) != len(given) or any(
+            d is not None and d != g for d, g in zip(declared, given))):
+        raise AxonnxError(f"--input-shape {','.join(map(str, given))} does not fit input "
+                          f"{inputs[0].name!r} {inputs[0].describe()}; keep its fixed sizes")
+    return inputs[0], given
+
+
+def fix_input_shape(model: onnx.ModelProto, input_shape) -> None:
+    """Fix the dims of a single-input model's input to ``input_shape``, in place, so that
+    shape inference gives static shapes downstream (e.g. to attention's products). Stale
+    value_info (symbolic dims) is dropped; shape inference recomputes it."""
+    inp, given = _given_shape(model_inputs(model), input_shape)
+    graph_input = next(i for i in model.graph.input if i.name == inp.name)
+    shape = graph_input.type.tensor_type.shape
+    del shape.dim[:]
+    for d in given:
+        shape.dim.add().dim_value = d
+    del model.graph.value_info[:]
 
 
 def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -221,5 +240,14 @@ def tensor_shapes(model: onnx.ModelProto, names: list[str],
     from axonnx._library import open_session
 
     session, _ = open_session(with_outputs(model, names), optimize=False)
-    values = session.run(names, concrete_inputs(model, input_shape=input_shape))
+    feeds = concrete_inputs(model, input_shape=input_shape)
+    try:
+        values = session.run(names, feeds)
+    except Exception as exc:  # onnxruntime's own error types: a shape the graph cannot take
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        shape = ", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items())
+        raise AxonnxError(f"the model cannot run on input {shape}"
+                          f"{' (--input-shape)' if input_shape is not None else ''}: {message[:200]}; "
+                          "give a shape the model accepts (e.g. sizes divisible by its total "
+                          "stride)") from None
     return {n: tuple(v.shape) for n, v in zip(names, values)}

@@ -16,10 +16,10 @@ from axonnx import __version__
 from axonnx.assign import LayerAssignment, assign_layer
 from axonnx.errors import AxonnxError
 from axonnx.multipliers import EXACT
-from axonnx.model import load_model, tensor_shapes
+from axonnx.model import fix_input_shape, load_model, tensor_shapes
 from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
 from axonnx.passes import (
-    CONV, ConvLayer, GraphIndex, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
+    CONV, ConvLayer, GraphIndex, canonicalize, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
 )
 from axonnx.plan import Plan
 
@@ -56,6 +56,25 @@ class ModelInfo:
     plan: Plan | None = None
     plan_verified: bool | None = None
     axonnx_version: str | None = None
+    # Nodes left alone (refused, ConvTranspose, products without --matmul) with their exact
+    # multiplications per image (None where they could not be counted).
+    left_alone: list[LeftAlone] = field(default_factory=list)
+    left_alone_macs: dict[str, int | None] = field(default_factory=dict)
+    canonical: str = ""
+
+    @property
+    def all_multiplications(self) -> dict[str, dict[str, int]]:
+        """Every multiplication of the model per layer and multiplier: the rewritten layers'
+        and, at the exact multiplier, those of the nodes left alone (the energy total)."""
+        counts = self.multiplications
+        for node, macs in self.left_alone_macs.items():
+            if macs:
+                counts[node] = {EXACT.name: macs}
+        return counts
+
+    @property
+    def all_kinds(self) -> dict[str, str]:
+        return {**self.kinds, **{a.node: a.kind for a in self.left_alone}}
 
     @property
     def multiplications(self) -> dict[str, dict[str, int]]:
@@ -75,7 +94,9 @@ class ModelInfo:
     def as_dict(self) -> dict:
         return {
             "layers": [layer.as_dict() for layer in self.layers],
-            "left_alone": [{"node": n, "reason": r} for n, r in self.refused],
+            "left_alone": [{**a.as_dict(), "macs_per_image": self.left_alone_macs.get(a.node)}
+                           for a in self.left_alone],
+            "canonicalized": self.canonical,
             "fully_connected_exact": [{"node": n, "kind": k} for n, k in self.fully_connected.items()],
             "plan": None if self.plan is None else self.plan.to_dict(),
             "plan_verified": self.plan_verified,
@@ -83,24 +104,109 @@ class ModelInfo:
         }
 
 
-def prepared(model: onnx.ModelProto, matmul: bool = False
+# Kinds of the products left alone, by op type (the rewritten layers carry their own).
+TRANSPOSED_CONV = "transposed conv"
+_OP_KINDS = {"ConvTranspose": TRANSPOSED_CONV, "QLinearConvTranspose": TRANSPOSED_CONV,
+             "Conv": CONV, "QLinearConv": CONV, "ConvInteger": CONV}
+
+
+@dataclass(frozen=True)
+class LeftAlone:
+    """A node with multiplications that axonnx did not rewrite: they stay exact."""
+
+    node: str
+    kind: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"node": self.node, "kind": self.kind, "reason": self.reason}
+
+
+def left_alone(survey) -> list[LeftAlone]:
+    """The survey's refused nodes and the matrix products not asked for, with reasons."""
+    ops = {}
+    if survey.graph is not None:
+        ops = {n.name: n.op_type for n in survey.graph.node}
+    out = [LeftAlone(r.node, _OP_KINDS.get(ops.get(r.node), "matrix product"), r.reason)
+           for r in survey.refused]
+    out += [LeftAlone(n, kind, "matrix products stay exact without --matmul (a plan's "
+                      "matmul: true)") for n, kind in survey.fully_connected.items()]
+    return out
+
+
+@dataclass
+class TransformSummary:
+    """What a transform did: layers approximated, layers rewritten but exact (the plan gives
+    them only exact multipliers), nodes left alone; each with its kind, and the reasons."""
+
+    approximated: list[tuple[str, str]]  # (layer, kind)
+    exact: list[tuple[str, str]]
+    left_alone: list[LeftAlone]
+    canonical: str = ""  # what canonicalisation did, if anything
+
+    def as_dict(self) -> dict:
+        return {
+            "approximated": [{"layer": n, "kind": k} for n, k in self.approximated],
+            "kept_exact": [{"layer": n, "kind": k, "reason": "the plan gives it only exact "
+                            "multipliers"} for n, k in self.exact],
+            "left_alone": [a.as_dict() for a in self.left_alone],
+            "canonicalized": self.canonical,
+        }
+
+    def lines(self) -> list[str]:
+        """The text summary: counts by kind, then each node left alone with its reason."""
+        def by_kind(pairs) -> str:
+            counts: dict[str, int] = {}
+            for _, kind in pairs:
+                counts[kind] = counts.get(kind, 0) + 1
+            return ", ".join(f"{n} {k} layer{'s' if n != 1 else ''}"
+                             for k, n in counts.items()) or "none"
+        out = [f"approximated: {by_kind(self.approximated)}",
+               f"kept exact (the plan gives them only exact multipliers): {by_kind(self.exact)}",
+               f"left alone (exact, not rewritten): "
+               f"{by_kind([(a.node, a.kind) for a in self.left_alone])}"]
+        out += [f"  {a.node} ({a.kind}): {a.reason}" for a in self.left_alone]
+        if self.canonical:
+            out.append(f"canonicalized: {self.canonical}")
+        return out
+
+
+def summarize(layers: list[ConvLayer], assignments: dict, survey) -> TransformSummary:
+    exact = lambda a: all(m.is_exact for m, used in zip(  # noqa: E731
+        a.multipliers, np.bincount(a.index.ravel(), minlength=len(a.multipliers))) if used)
+    return TransformSummary(
+        approximated=[(l.name, l.kind) for l in layers if not exact(assignments[l.name])],
+        exact=[(l.name, l.kind) for l in layers if exact(assignments[l.name])],
+        left_alone=left_alone(survey),
+        canonical=survey.canonical.describe() if survey.canonical is not None else "")
+
+
+def prepared(model: onnx.ModelProto, matmul: bool = False, input_shape=None
              ) -> tuple[onnx.ModelProto, list[ConvLayer], object]:
-    """A named copy of the model and its quantized 2-D convs, and with ``matmul`` its
-    quantized matrix products (error if there are none)."""
+    """A named, canonical copy of the model (constant chains folded, see
+    ``axonnx.passes.canonicalize``; with ``input_shape`` its input dims fixed, so that
+    attention with dynamic shapes can be matched) and its quantized 2-D convs, and with
+    ``matmul`` its quantized matrix products (error if there are none)."""
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    name_unnamed_nodes(work)
+    if input_shape is not None:
+        fix_input_shape(work, input_shape)
+    name_unnamed_nodes(work)  # before folding, so names follow the original's node order
+    canonical = canonicalize(work, matmul)
     survey = survey_convs(work, matmul)
-    if not survey.layers and survey.fully_connected:
-        raise AxonnxError(f"the model has no quantized 2-D convolution, but "
-                          f"{len(survey.fully_connected)} matrix products (MatMul/Gemm): pass "
-                          "--matmul (matmul: true in a plan) to approximate them")
+    survey.canonical = canonical
     if not survey.layers:
+        # The real reason first: refused convs say why; only a model without convs is
+        # pointed at --matmul.
         reasons = "; ".join(f"{r.node}: {r.reason}" for r in survey.refused[:3])
+        if survey.fully_connected and not survey.refused:
+            raise AxonnxError(f"the model has no quantized 2-D convolution, but "
+                              f"{len(survey.fully_connected)} matrix products (MatMul/Gemm): "
+                              "pass --matmul (matmul: true in a plan) to approximate them")
         raise AxonnxError("the model has no quantized 2-D convolution (QLinearConv, or "
-                          "DequantizeLinear->Conv->QuantizeLinear) to rewrite"
-                          + (f" ({reasons})" if reasons else "")
-                          + "; quantize it with onnxruntime's quantize_static first")
+                          "DequantizeLinear->Conv->QuantizeLinear) that axonnx can rewrite"
+                          + (f" ({len(survey.refused)} refused: {reasons})" if reasons else
+                             "; quantize it with onnxruntime's quantize_static first"))
     return work, survey.layers, survey
 
 
@@ -117,14 +223,22 @@ def layer_assignment(rule, layer: ConvLayer) -> LayerAssignment:
     return assign_layer(rule, layer.real_weight, layer.name, shape=layer.weight_shape)
 
 
-def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
+def transform_model(model, plan: Plan, *, recovery=None, input_shape=None) -> onnx.ModelProto:
+    """:func:`transform_with_summary` without the summary."""
+    return transform_with_summary(model, plan, recovery=recovery, input_shape=input_shape)[0]
+
+
+def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
+                           ) -> tuple[onnx.ModelProto, TransformSummary]:
     """The model with every quantized conv rewritten to ROUPConv as the plan says.
     Layers the plan does not match become exact ROUPConv nodes.
 
     ``recovery`` (an :class:`axonnx.recovery.Recovery`) also tunes the approximated
     layers' weights and/or corrects their biases; the assignment is always computed from
-    the original weights, and the settings are recorded in ``axonnx.recovery``."""
-    work, layers, _ = prepared(load_model(model), plan.matmul)
+    the original weights, and the settings are recorded in ``axonnx.recovery``. ``input_shape`` fixes the input dims
+    first (a model with dynamic shapes whose attention products need static ones). The
+    summary says what was approximated, kept exact and left alone, and why."""
+    work, layers, survey = prepared(load_model(model), plan.matmul, input_shape)
     resolved, assignments = assign_plan(plan, layers)
     out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand).model
     meta = {p.key: p.value for p in out.metadata_props}
@@ -143,7 +257,7 @@ def transform_model(model, plan: Plan, *, recovery=None) -> onnx.ModelProto:
                  META_DIGEST: resolved.digest()})
     del out.metadata_props[:]
     onnx.helper.set_model_props(out, meta)
-    return out
+    return out, summarize(layers, assignments, survey)
 
 
 def notes_of(model) -> list[str]:
@@ -201,9 +315,13 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
     plan = plan_of(model)
     if matmul is None:
         matmul = plan is not None and plan.matmul
-    work, layers, survey = prepared(model, matmul)
-    shapes = tensor_shapes(work, [layer.output for layer in layers], input_shape)
+    work, layers, survey = prepared(model, matmul, input_shape)
+    alone = left_alone(survey)
     index = GraphIndex(work.graph)
+    nodes = {n.name: n for n in work.graph.node}
+    extra = [t for a in alone if a.node in nodes for t in _product_tensors(nodes[a.node])
+             if t and t not in index.initializers]
+    shapes = tensor_shapes(work, [layer.output for layer in layers] + extra, input_shape)
     infos = []
     for layer in layers:
         positions = int(np.prod(layer.weight_shape))
@@ -237,5 +355,47 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
     return ModelInfo(
         layers=infos, refused=[(r.node, r.reason) for r in survey.refused],
         fully_connected=dict(survey.fully_connected), plan=plan, plan_verified=verified,
-        axonnx_version=meta.get(META_VERSION),
+        axonnx_version=meta.get(META_VERSION), left_alone=alone,
+        left_alone_macs={a.node: _product_macs(nodes.get(a.node), shapes, index) for a in alone},
+        canonical=survey.canonical.describe() if survey.canonical is not None else "",
     )
+
+
+# Per op type: (activation input, weight input) of a node with multiplications; for a
+# matrix product the "weight" is its second operand.
+_PRODUCT_INPUTS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3),
+                   "ConvTranspose": (0, 1), "QLinearConvTranspose": (0, 3),
+                   "MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3),
+                   "Gemm": (0, 1), "QGemm": (0, 3)}
+
+
+def _product_tensors(node: onnx.NodeProto) -> list[str]:
+    slots = _PRODUCT_INPUTS.get(node.op_type)
+    if slots is None:
+        return []
+    return [node.input[slots[0]], node.input[slots[1]], node.output[0]]
+
+
+def _product_macs(node: onnx.NodeProto | None, shapes: dict, index: GraphIndex) -> int | None:
+    """Multiplications per image of a node left alone, from measured shapes (batch 1)."""
+    if node is None or node.op_type not in _PRODUCT_INPUTS:
+        return None
+    x_name, w_name, y_name = _product_tensors(node)
+    def shape(name):
+        if name in index.initializers:
+            return tuple(index.initializers[name].dims)
+        return shapes.get(name)
+    x, w, y = shape(x_name), shape(w_name), shape(y_name)
+    if x is None or w is None or y is None:
+        return None
+    if "ConvTranspose" in node.op_type:  # every input pixel meets every weight
+        return int(np.prod(w)) * int(np.prod(x[2:]))
+    if "Conv" in node.op_type:
+        return int(np.prod(w)) * int(np.prod(y[2:]))
+    k = x[0] if node.op_type in ("Gemm", "QGemm") and _attr(node, "transA") else x[-1]
+    return int(np.prod(y)) * int(k)
+
+
+def _attr(node: onnx.NodeProto, name: str, default=0):
+    return next((onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == name),
+                default)

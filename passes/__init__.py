@@ -12,6 +12,7 @@ returns a :class:`ConvLayer` or a :class:`NoMatch` with the reason it refused.
 from ._layer import (
     ATTENTION, CONV, FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, MatMulLowering, NoMatch,
 )
+from .canonicalize import Canonicalized, canonicalize, fold_constants, quantize_linear
 from .constants import ConstantEdit, edit_constants
 from .qdq_conv import QDQConvRule
 from .qdq_matmul import QDQGemmRule, QDQMatMulRule
@@ -22,7 +23,7 @@ from .rewrite import ConvSurvey, PassResult, name_unnamed_nodes, rewrite_to_roup
 from .roupconv import ROUPConvRule
 
 __all__ = [
-    "ATTENTION", "CONV", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
+    "ATTENTION", "CONV", "Canonicalized", "canonicalize", "fold_constants", "quantize_linear", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
     "GraphIndex", "MatMulLowering", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule",
     "QDQMatMulRule", "QGemmRule", "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule",
     "edit_constants", "name_unnamed_nodes", "rewrite_to_roupconv", "survey_convs",

@@ -116,7 +116,7 @@ class GraphIndex:
             return numpy_helper.to_array(self.initializers[name])
         node = self.producer.get(name)
         if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(node.attribute[0].t)
+            return constant_value(node)
         return None
 
     def shape(self, name: str) -> tuple[int | None, ...] | None:
@@ -149,6 +149,31 @@ class GraphIndex:
         except Exception:  # dynamic inputs, or a model onnxruntime cannot run: unknown
             pass
         self._model = None  # measured once
+
+
+def constant_value(node: onnx.NodeProto) -> np.ndarray | None:
+    """The value of a ``Constant`` node (any of its attribute forms), None for strings and
+    sparse tensors."""
+    if not node.attribute:
+        return None
+    a = node.attribute[0]
+    if a.name == "value":
+        return numpy_helper.to_array(a.t)
+    scalars = {"value_float": np.float32, "value_floats": np.float32,
+               "value_int": np.int64, "value_ints": np.int64}
+    if a.name in scalars:
+        return np.asarray(helper.get_attribute_value(a), scalars[a.name])
+    return None
+
+
+def run_time_weight_reason(index: GraphIndex, name: str, what: str = "the weight") -> str:
+    """Why a weight that should be constant is not, naming the node that computes it."""
+    producer = index.producer.get(name)
+    if producer is None:
+        return (f"{what} {name!r} is a graph input, not a constant; give it as an initializer")
+    return (f"{what} is computed at run time (by {producer.op_type} node {producer.name!r}) and "
+            "is not a foldable constant chain (Constant, QuantizeLinear, Cast, Reshape, "
+            "Transpose); fold it first (onnxruntime's quant_pre_process or onnxsim)")
 
 
 def per_channel(values: np.ndarray, channels: int, what: str, layer: str) -> np.ndarray:

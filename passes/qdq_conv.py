@@ -9,7 +9,9 @@ from onnx import helper
 
 from axonnx.ops.roupconv import conv_attributes
 
-from ._layer import QUANT_TYPES, ConvLayer, GraphIndex, NoMatch, per_channel, rank_refusal
+from ._layer import (
+    QUANT_TYPES, ConvLayer, GraphIndex, NoMatch, per_channel, rank_refusal, run_time_weight_reason,
+)
 
 
 class QDQConvRule:
@@ -25,8 +27,10 @@ class QDQConvRule:
         if dq_w is None or dq_w.op_type != "DequantizeLinear":
             return NoMatch(node.name, "the weight does not come from DequantizeLinear")
         weight = index.constant(dq_w.input[0])
-        if weight is None or weight.dtype.type not in QUANT_TYPES:
-            return NoMatch(node.name, "the weight is not a constant int8/uint8 initializer")
+        if weight is None:
+            return NoMatch(node.name, run_time_weight_reason(index, dq_w.input[0]))
+        if weight.dtype.type not in QUANT_TYPES:
+            return NoMatch(node.name, f"the weight is {weight.dtype}, not int8/uint8")
         refused = rank_refusal(node, weight)
         if refused is not None:  # a NoMatch is falsy
             return refused

@@ -7,7 +7,7 @@ import onnx
 
 from axonnx.ops.roupconv import conv_attributes
 
-from ._layer import ConvLayer, GraphIndex, NoMatch, per_channel, rank_refusal
+from ._layer import ConvLayer, GraphIndex, NoMatch, per_channel, rank_refusal, run_time_weight_reason
 
 
 class QLinearConvRule:
@@ -18,7 +18,7 @@ class QLinearConvRule:
             return NoMatch(node.name, "not a QLinearConv")
         weight = index.constant(node.input[3])
         if weight is None:
-            return NoMatch(node.name, "the weight is not a constant initializer")
+            return NoMatch(node.name, run_time_weight_reason(index, node.input[3]))
         refused = rank_refusal(node, weight)
         if refused is not None:  # a NoMatch is falsy
             return refused

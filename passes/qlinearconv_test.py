@@ -34,7 +34,7 @@ def test_rewrites_bit_identically():
 
 
 @pytest.mark.parametrize("change, reason", [
-    ("runtime weight", "the weight is not a constant initializer"),
+    ("runtime weight", "is a graph input, not a constant"),
     ("runtime scale", "the weight scale or zero point is not constant"),
     ("1-D", "a 1-D convolution; axonnx rewrites 2-D convolutions only"),
 ])

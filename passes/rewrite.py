@@ -15,6 +15,7 @@ from onnx import numpy_helper
 from axonnx.errors import AxonnxError
 from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, make_roupconv_node
 
+from .canonicalize import Canonicalized
 from ._layer import FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, NoMatch
 from .rules import MATMUL_RULES, RULES, UNSUPPORTED_CONVS
 
@@ -36,6 +37,8 @@ class ConvSurvey:
     refused: list[NoMatch] = field(default_factory=list)  # convs left alone, with reasons
     # Matrix products left exact (not asked for), by name: their kind.
     fully_connected: dict[str, str] = field(default_factory=dict)
+    canonical: Canonicalized | None = None  # what canonicalisation did before the survey
+    graph: onnx.GraphProto | None = None  # the graph surveyed (for the op types of nodes)
 
 
 def name_unnamed_nodes(model: onnx.ModelProto) -> bool:
@@ -60,7 +63,7 @@ def survey_convs(model: onnx.ModelProto, matmul: bool = False) -> ConvSurvey:
     it they are listed in ``fully_connected`` with their kind. Nodes already rewritten to
     ROUPConv are always layers."""
     index = GraphIndex(model.graph, model)
-    survey = ConvSurvey([])
+    survey = ConvSurvey([], graph=model.graph)
     matmul_rules = {r.anchor: r for r in MATMUL_RULES}
     for node in model.graph.node:
         if node.op_type in UNSUPPORTED_CONVS:
@@ -95,8 +98,10 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
+    known = _inferred_value_infos(model)
     by_anchor: dict[str, list[onnx.NodeProto]] = {}
-    remove: set[str] = set()
+    remove = {n for layer in layers for n in layer.replaced_nodes}
+    index = GraphIndex(graph)
     for layer in layers:
         assignment = assignments[layer.name]
         if assignment.index.shape != layer.weight_shape:
@@ -109,17 +114,25 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
                 inputs[slot] = _zero_point_initializer(out, f"{layer.name}_{dtype_of}_zero_point", dtype)
         while inputs and not inputs[-1]:
             inputs.pop()
-        before, after, output = [], [], layer.output
+        # Neighbours that read the quantized output through a DequantizeLinear (an Add,
+        # Concat, pool or Softmax QDQ group) keep the QuantizeLinear they were fused with:
+        # the ROUPConv's bytes go through DequantizeLinear -> that same QuantizeLinear, an
+        # exact round trip, so onnxruntime sees the neighbours' groups as before.
+        keep_q = _quantize_node_to_keep(layer, index, remove)
+        final = f"{layer.name}/roup_output" if keep_q is not None else layer.output
+        before, after, output = [], [], final
         if layer.matmul is not None:
-            before, after, inputs, output = _lower_matmul(out, layer, inputs)
+            before, after, inputs, output = _lower_matmul(out, layer, inputs, final)
+        if keep_q is not None:
+            after += _requantize(keep_q, final, f"{layer.name}/requantize")
         node = make_roupconv_node(
             inputs, [output], name=layer.name, multipliers=assignment.multipliers,
             multiplier_index=assignment.index, encoded_operand=encoded_operand,
             conv_attributes=layer.attributes,
         )
         by_anchor[layer.replaced_nodes[-1]] = before + [node] + after
-        remove.update(layer.replaced_nodes)
-        _declare_output_type(out, output, inputs[7])
+        for name in dict.fromkeys((output, final, layer.output)):  # a lowered product's, too
+            _declare_output_type(out, name, inputs[7], known.get(name))
 
     new_nodes = []
     for node in graph.node:
@@ -137,7 +150,42 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
     return PassResult(out, bool(layers))
 
 
-def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str]):
+def _quantize_node_to_keep(layer: ConvLayer, index: GraphIndex,
+                           rewritten: set[str]) -> onnx.NodeProto | None:
+    """A QDQ layer's QuantizeLinear when a node that is not rewritten reads its output
+    (through a DequantizeLinear, or directly), else None."""
+    if layer.form != "qdq":
+        return None
+    q = index.producer.get(layer.output)
+    if q is None or q.op_type != "QuantizeLinear" or layer.output in index.graph_outputs:
+        return None
+    for consumer in index.consumers.get(layer.output, []):
+        if consumer.name in rewritten:
+            continue
+        if consumer.op_type != "DequantizeLinear":
+            return q
+        readers = index.consumers.get(consumer.output[0], [])
+        if consumer.output[0] in index.graph_outputs or any(
+                r.name not in rewritten for r in readers):
+            return q
+    return None
+
+
+def _requantize(q: onnx.NodeProto, source: str, name: str) -> list[onnx.NodeProto]:
+    """DequantizeLinear(source) -> a copy of ``q``: the same bytes as ``source``, written
+    by the QuantizeLinear the neighbours' QDQ groups start from."""
+    dq = onnx.helper.make_node("DequantizeLinear", [source, *q.input[1:]], [f"{name}_float"],
+                               name=f"{name}_dq")
+    for a in q.attribute:
+        if a.name == "axis":
+            dq.attribute.append(a)
+    kept = onnx.NodeProto()
+    kept.CopyFrom(q)
+    kept.input[0] = dq.output[0]
+    return [dq, kept]
+
+
+def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str], final: str):
     """The nodes around a matrix product's ROUPConv (_layer.MatMulLowering): a [.., M, K]
     -> x [1, G*K, M, 1]; a non-constant b [.., K, N] -> w [G*N, K, 1, 1]; the conv's
     [1, G*N, M, 1] -> [G, M, N] -> a's leading dims + [N]. A constant weight becomes an
@@ -175,16 +223,26 @@ def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str]):
     leading = op("Slice", [op("Shape", [low.a], "a_shape"), const("zero", [0]),
                            const("minus_one", [-1])], "a_leading")
     shape = op("Concat", [leading, const("columns", [n])], "y_shape", axis=0)
-    nodes.append(onnx.helper.make_node("Reshape", [rows, shape], [layer.output],
-                                       name=f"{name}/y"))
+    nodes.append(onnx.helper.make_node("Reshape", [rows, shape], [final], name=f"{name}/y"))
     return before, nodes, inputs, conv_out
 
 
-def _declare_output_type(model: onnx.ModelProto, output: str, y_zero_point: str) -> None:
-    """Record the ROUPConv output's element type (that of y_zero_point) as value_info.
-    ONNX shape inference cannot see into a custom op, and onnxruntime's QDQ fusions
-    downstream (e.g. DequantizeLinear -> GlobalAveragePool -> QuantizeLinear) only fire
-    when they know the type of the tensor they start from."""
+def _inferred_value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    """Type and shape of every tensor ONNX shape inference can see, before the rewrite."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # an op shape inference does not know: types only, below
+        return {}
+    return {v.name: v for v in inferred.graph.value_info}
+
+
+def _declare_output_type(model: onnx.ModelProto, output: str, y_zero_point: str,
+                         known: onnx.ValueInfoProto | None = None) -> None:
+    """Record the ROUPConv output's element type (that of y_zero_point), and the shape the
+    replaced tensor had (``known``), as value_info. ONNX shape inference cannot see into a
+    custom op, and onnxruntime's QDQ fusions downstream only fire when they know the type
+    (DequantizeLinear -> GlobalAveragePool -> QuantizeLinear) or the rank (QLinearSoftmax
+    after a fully connected layer) of the tensor they start from."""
     graph = model.graph
     elem_type = None
     for t in graph.initializer:
@@ -195,7 +253,10 @@ def _declare_output_type(model: onnx.ModelProto, output: str, y_zero_point: str)
     kept = [v for v in graph.value_info if v.name != output]
     del graph.value_info[:]
     graph.value_info.extend(kept)
-    graph.value_info.append(onnx.helper.make_tensor_value_info(output, elem_type, None))
+    if known is not None and known.type.tensor_type.elem_type == elem_type:
+        graph.value_info.append(known)
+    else:
+        graph.value_info.append(onnx.helper.make_tensor_value_info(output, elem_type, None))
 
 
 def _remove_dead(model: onnx.ModelProto, candidates: set[str]) -> None:

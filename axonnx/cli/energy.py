@@ -50,7 +50,7 @@ def render_energy_report(report: EnergyReport, json_output: bool) -> None:
                   else f"{report.baseline_relative:,.0f} × exact", "1.000", "")
     stdout.print(table)
     kinds = report.per_kind
-    if len(kinds) > 1 or "conv" not in kinds:
+    if kinds:
         per_kind = Table(title="Per layer kind")
         for col in ("kind", "layers", "multiplications", "energy", "gain"):
             per_kind.add_column(col, justify="left" if col == "kind" else "right")
@@ -112,5 +112,13 @@ def energy_command(
     if table is not None:
         energy_table = energy_table.merged(EnergyTable.from_file(table))
     info = inspect_model(model, input_shape, matmul=matmul or None)
-    render_energy_report(energy_report(info.multiplications, energy_table, info.operand_formats,
-                                       info.kinds), json_output)
+    # Totals over every multiplication of the model: nodes left alone count as exact.
+    report = energy_report(info.all_multiplications, energy_table, info.operand_formats,
+                           info.all_kinds)
+    for a in info.left_alone:
+        macs = info.left_alone_macs.get(a.node)
+        report.notes.append(f"{a.node} ({a.kind}) left alone, counted as exact"
+                            + (f": {macs:,} multiplications" if macs else
+                               ": its multiplications could not be counted")
+                            + f" ({a.reason})")
+    render_energy_report(report, json_output)

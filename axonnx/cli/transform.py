@@ -9,7 +9,8 @@ import typer
 
 from axonnx.cli._app import JsonOption, app, emit_json, stderr
 from axonnx.cli._options import (
-    CalibDataOption, CalibOption, DataOption, EncodedOption, FlamOption, KlamChanOption,
+    CalibDataOption, CalibOption, DataOption, EncodedOption, FlamOption, InputShapeOption,
+    KlamChanOption,
     KlamColOption, KlamRowOption, KlmsKeepOption, KlmsMultOption, KlmsOption, LayersOption,
     LlamOption, MatMulOption, ModelArgument, PlanOption, PolicyOption, RecoveryOption,
     PreprocessOption, SampleOption, SkipFirstOption, data_options,
@@ -18,7 +19,7 @@ from axonnx.errors import AxonnxError
 
 
 def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str,
-               matmul: bool = False, **compact):
+               matmul: bool = False, input_shape=None, **compact):
     """A plan from a file or from the compact options (not both); ``matmul`` (--matmul)
     turns on the matrix products of either."""
     from dataclasses import replace
@@ -36,7 +37,7 @@ def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str,
     if matmul:
         plan = replace(plan, matmul=True)
     if skip_first:
-        _, layers, _ = prepared(model, plan.matmul)
+        _, layers, _ = prepared(model, plan.matmul, input_shape)
         plan = plan.with_exact_first(layers[0].name)
     return plan
 
@@ -51,7 +52,7 @@ def transform_command(
     klms_keep: KlmsKeepOption = "inside", klms_multiplier: KlmsMultOption = None,
     policy: PolicyOption = "magnitude", layers: LayersOption = None,
     skip_first: SkipFirstOption = False, encoded_operand: EncodedOption = "weight",
-    matmul: MatMulOption = False,
+    matmul: MatMulOption = False, input_shape: InputShapeOption = None,
     save_plan: Annotated[Optional[Path], typer.Option("--save-plan", help="Also write the resolved plan (YAML or JSON).")] = None,
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None, data: DataOption = None, sample: SampleOption = False,
@@ -65,7 +66,7 @@ def transform_command(
     from axonnx.model import check_outputs, load_model, model_files, save_model_atomic
     from axonnx.zoo import names as zoo_names, resolve_model
     from axonnx.recovery import Recovery
-    from axonnx.transform import notes_of, plan_of, transform_model
+    from axonnx.transform import notes_of, plan_of, transform_with_summary
 
     inputs = model_files(resolve_model(model)) + ([Path(plan)] if plan else [])
     if calib_data is not None:
@@ -77,7 +78,7 @@ def transform_command(
                           llam=llam, flam=flam, klam_chan=klam_chan, klam_row=klam_row,
                           klam_col=klam_col, klms=klms, klms_keep=klms_keep,
                           klms_multiplier=klms_multiplier, policy=policy, layers=layers,
-                          matmul=matmul)
+                          matmul=matmul, input_shape=input_shape)
     recovery = canonical_recovery(recovery)
     fixer = None
     if recovery != "none" or calib_data is not None:
@@ -95,20 +96,24 @@ def transform_command(
         fixer = Recovery(stats, tune_weights=tune, correct_bias=bias)
         stderr.print(f"recovery {recovery}: statistics from {stats.source}", soft_wrap=True,
                      highlight=False)
-    out_model = transform_model(loaded, the_plan, recovery=fixer)
+    out_model, summary = transform_with_summary(loaded, the_plan, recovery=fixer,
+                                                input_shape=input_shape)
     written = save_model_atomic(out_model, output, protect=inputs)
     resolved = plan_of(out_model)
     if save_plan:
         resolved.save(save_plan)
     for line in notes_of(out_model):
         stderr.print(f"note: {line}", soft_wrap=True, highlight=False)
-    warnings = error_warnings(estimate_errors(loaded, the_plan, recovery=fixer))
+    warnings = error_warnings(estimate_errors(loaded, the_plan, recovery=fixer,
+                                              input_shape=input_shape))
     for line in warnings:
         stderr.print(f"warning: {line}", soft_wrap=True, highlight=False)
     if json_output:
         emit_json({"output": str(written), "plan": resolved.to_dict(), "digest": resolved.digest(),
-                   "warnings": warnings})
+                   "warnings": warnings, "summary": summary.as_dict()})
         return
-    approximated = sum(r.approach != "exact" for r in resolved.rules)
-    stderr.print(f"wrote {written}: {len(resolved.rules)} conv layers as ROUPConv, "
-                 f"{approximated} approximated (plan digest {resolved.digest()})", soft_wrap=True)
+    rewritten = len(summary.approximated) + len(summary.exact)
+    stderr.print(f"wrote {written}: {rewritten} layers as ROUPConv (plan digest "
+                 f"{resolved.digest()})", soft_wrap=True, highlight=False)
+    for line in summary.lines():
+        stderr.print(line, soft_wrap=True, highlight=False, markup=False)

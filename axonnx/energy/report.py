@@ -24,6 +24,7 @@ class LayerEnergy:
     gain: float  # 1 - energy / all-exact energy of this layer
     formats: str = DEFAULT_FORMATS  # operand formats, rounded x encoded
     kind: str = "conv"  # conv | fully connected | attention (activation x activation)
+    exact_pj: float | None = None  # this layer all at its formats' exact multiplier
 
     def as_dict(self) -> dict:
         return {"layer": self.name, "kind": self.kind, "operand_formats": self.formats,
@@ -53,19 +54,19 @@ class EnergyReport:
 
     @property
     def per_kind(self) -> dict[str, dict]:
-        """Multiplications and energy per layer kind (conv, fully connected, attention)."""
-        out: dict[str, dict] = {}
+        """Multiplications and energy per layer kind (conv, fully connected, attention,
+        transposed conv), each gain computed as the model's (:func:`network_gain`)."""
+        groups: dict[str, list[LayerEnergy]] = {}
         for layer in self.layers:
-            row = out.setdefault(layer.kind, {"layers": 0, "multiplications": 0,
-                                              "energy_relative": 0.0, "energy_pj": 0.0})
-            row["layers"] += 1
-            row["multiplications"] += layer.multiplications
-            row["energy_relative"] += layer.relative
-            row["energy_pj"] = (None if row["energy_pj"] is None or layer.pj is None
-                                else row["energy_pj"] + layer.pj)
-        for row in out.values():
-            row["gain"] = (1.0 - row["energy_relative"] / row["multiplications"]
-                           if row["multiplications"] else 0.0)
+            groups.setdefault(layer.kind, []).append(layer)
+        out = {}
+        for kind, layers in groups.items():
+            pj = [layer.pj for layer in layers]
+            out[kind] = {"layers": len(layers),
+                         "multiplications": sum(layer.multiplications for layer in layers),
+                         "energy_relative": sum(layer.relative for layer in layers),
+                         "energy_pj": None if None in pj else sum(pj),
+                         "gain": network_gain(layers)}
         return out
 
     def as_dict(self) -> dict:
@@ -84,6 +85,16 @@ class EnergyReport:
             "table": self.table,
             "notes": self.notes,
         }
+
+
+def network_gain(layers: list[LayerEnergy]) -> float:
+    """1 - energy / all-exact energy of ``layers``: in pJ when every layer has pJ figures
+    (formats differ in exact energy), else in exact-multiplication equivalents. The model's
+    gain and each kind's are this one function, so they agree to the last digit."""
+    if layers and all(layer.pj is not None and layer.exact_pj for layer in layers):
+        return 1.0 - sum(layer.pj for layer in layers) / sum(layer.exact_pj for layer in layers)
+    mults = sum(layer.multiplications for layer in layers)
+    return 1.0 - sum(layer.relative for layer in layers) / mults if mults else 0.0
 
 
 def energy_report(layer_counts: dict[str, dict[str, int]], table: EnergyTable | None = None,
@@ -131,7 +142,8 @@ def energy_report(layer_counts: dict[str, dict[str, int]], table: EnergyTable | 
         layers.append(LayerEnergy(layer, {k: int(v) for k, v in counts.items()}, total, rel,
                                   pj if np.isfinite(pj) else None, 0.0,
                                   1.0 - rel / total if total else 0.0, fmt,
-                                  kinds.get(layer, "conv")))
+                                  kinds.get(layer, "conv"),
+                                  total * exact_pj if exact_pj is not None else None))
     mults = sum(layer.multiplications for layer in layers)
     total_rel = sum(layer.relative for layer in layers)
     have_pj = all(layer.pj is not None for layer in layers) and baseline_pj is not None
@@ -143,10 +155,7 @@ def energy_report(layer_counts: dict[str, dict[str, int]], table: EnergyTable | 
             layer.share = layer.relative / total_rel if total_rel else 0.0
         if not have_pj:
             layer.pj = None
-    if have_pj and baseline_pj:  # formats differ in exact energy: compare the pJ
-        gain = 1.0 - total_pj / baseline_pj
-    else:
-        gain = 1.0 - total_rel / mults if mults else 0.0
+    gain = network_gain(layers)
     notes = [f"no {f} figures in {table.origin}: layer(s) {', '.join(dict.fromkeys(names))} "
              f"priced with the {DEFAULT_FORMATS} figures" for f, names in fallbacks.items()]
     return EnergyReport(
