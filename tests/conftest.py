@@ -35,6 +35,12 @@ def shared_data_or_skip(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture
+def cifar_dir() -> Path:
+    """The folder holding the official CIFAR-10 batches (skips without them)."""
+    return shared_data_or_skip("cifar-10-batches-py", "data_batch_5").parent
+
+
 def build_float_model(seed: int = 0, depthwise: bool = True, with_fc: bool = True,
                       input_hw: int = 12) -> onnx.ModelProto:
     """conv3x3(3->8) relu, [depthwise 3x3 stride 2 relu], grouped conv (g=2, 8->8),
