@@ -197,3 +197,30 @@ def test_data_in_the_wrong_range_is_named(zoo, tmp_path):
                             "--metric", "snr"])
     assert r.exit_code == 0 and "warning:" in r.stderr and "input quantizer" in r.stderr
     assert parse_preprocess(KINDS["detector"][1]).mean is not None
+
+
+def test_recovery_that_hurts_is_dropped_and_said(zoo):
+    """The guard scores the model with and without recovery on the calibration data and
+    keeps the closer one: a 'recovery' that shifts every bias far off is dropped."""
+    from axonnx.data.load import read_data
+    from axonnx.passes import ConstantEdit, edit_constants
+    from axonnx.plan import plan_from_options
+    from axonnx.recovery.guard import guarded_transform
+
+    class ShiftsBiases:  # the Recovery interface transform uses
+        def apply(self, model, layers, assignments, encoded):
+            edit_constants(model, {layer.name: ConstantEdit(
+                None, np.full(layer.weight.shape[0], -5000, np.int64)) for layer in layers})
+            return {}
+
+        def describe(self):
+            return {"bias_correction": True}
+
+    model = onnx.load(str(zoo["detector", "qoperator"]))
+    data = read_data(zoo["detector"], model)
+    plan = plan_from_options(llam="ROUP(1,4)")
+    out, _, verdict = guarded_transform(model, plan, ShiftsBiases(), data)
+    assert not verdict.kept and verdict.score_with < verdict.score_without
+    assert "dropped" in verdict.line("bias") and "without it" in verdict.line("bias")
+    meta = {p.key for p in out.metadata_props}
+    assert "axonnx.recovery" not in meta  # the written model is the one without recovery

@@ -42,6 +42,14 @@ def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str,
     return plan
 
 
+def _warn_range(data, model) -> None:
+    from axonnx.data.load import input_range_note
+
+    note = input_range_note(data, model, f"the calibration data ({data.source})")
+    if note:
+        stderr.print(f"warning: {note}", soft_wrap=True, highlight=False)
+
+
 @app.command("transform")
 def transform_command(
     model: ModelArgument,
@@ -60,8 +68,8 @@ def transform_command(
     json_output: JsonOption = False,
 ) -> None:
     """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
-    from axonnx.analysis.data import recovery_statistics
-    from axonnx.recovery import canonical_recovery, recovery_flags
+    from axonnx.analysis.data import calibration_data
+    from axonnx.recovery import canonical_recovery, measure_activations, recovery_flags
     from axonnx.diagnostics import error_warnings, estimate_errors
     from axonnx.model import check_outputs, load_model, model_files, save_model_atomic
     from axonnx.zoo import names as zoo_names, resolve_model
@@ -88,16 +96,30 @@ def transform_command(
         from axonnx.data import load_sample
         from axonnx.data.load import cifar_dataset
 
+        if recovery == "none":
+            raise AxonnxError("--calib-data feeds the recovery statistics: add --recovery tune, "
+                              "bias or tune+bias, or drop --calib-data")
         options = data_options(data, sample=sample, preprocess=preprocess)
         fallback = None if calib_data or not options.cifar else cifar_dataset(load_sample(), loaded)
-        stats = recovery_statistics(loaded, recovery, options, calib, calib_data=calib_data,
-                                    fallback=fallback, matmul=the_plan.matmul)
+        calibration = calibration_data(options, loaded, calib, calib_data=calib_data,
+                                       fallback=fallback)
+        _warn_range(calibration, loaded)
+        stats = measure_activations(loaded, data=calibration, matmul=the_plan.matmul)
         tune, bias = recovery_flags(recovery)
         fixer = Recovery(stats, tune_weights=tune, correct_bias=bias)
         stderr.print(f"recovery {recovery}: statistics from {stats.source}", soft_wrap=True,
                      highlight=False)
-    out_model, summary = transform_with_summary(loaded, the_plan, recovery=fixer,
-                                                input_shape=input_shape)
+    verdict = None
+    if fixer is None:
+        out_model, summary = transform_with_summary(loaded, the_plan, input_shape=input_shape)
+    else:  # recovery is kept only where it brings the outputs closer to the exact model's
+        from axonnx.recovery.guard import guarded_transform
+
+        out_model, summary, verdict = guarded_transform(loaded, the_plan, fixer, calibration,
+                                                        input_shape=input_shape)
+        stderr.print(verdict.line(recovery), soft_wrap=True, highlight=False)
+        if not verdict.kept:
+            fixer = None
     written = save_model_atomic(out_model, output, protect=inputs)
     resolved = plan_of(out_model)
     if save_plan:
@@ -110,7 +132,8 @@ def transform_command(
         stderr.print(f"warning: {line}", soft_wrap=True, highlight=False)
     if json_output:
         emit_json({"output": str(written), "plan": resolved.to_dict(), "digest": resolved.digest(),
-                   "warnings": warnings, "summary": summary.as_dict()})
+                   "warnings": warnings, "summary": summary.as_dict(),
+                   "recovery": None if verdict is None else verdict.as_dict()})
         return
     rewritten = len(summary.approximated) + len(summary.exact)
     stderr.print(f"wrote {written}: {rewritten} layers as ROUPConv (plan digest "
