@@ -98,9 +98,10 @@ def write_report(out: Path, s: dict, runs, config: StudyConfig) -> Path:
 
     add("## Fig. 4: exploration of every approach\n")
     add(f"NSGA-II (pymoo), population {config.pop}, {config.gens} generations, seed "
-        f"{config.seed}, searched on {s['search']['images']:,} class-balanced test images "
-        f"(accuracy floor: baseline − {100 * config.floor_drop:.0f} pp), Pareto plans "
-        f"re-scored on the {n_eval:,} evaluation images. Library: "
+        f"{config.seed}, searched on {s['search']['images']:,} images of the search split "
+        f"({s['search']['source']}; accuracy floor: its baseline − "
+        f"{100 * config.floor_drop:.0f} pp), Pareto plans re-scored on the {n_eval:,} images "
+        f"of the report split ({s['evaluation']['source']}), disjoint from it. Library: "
         f"{', '.join(f'{k}={m}' for k, m in enumerate(config.library))}; a plan's label "
         "lists, per conv layer, the library index of each class (most important class "
         "first); KLMS genes: 0 exact, 1 skip outside μ±1σ, 2 skip outside μ±2σ.\n")
@@ -162,12 +163,13 @@ def write_report(out: Path, s: dict, runs, config: StudyConfig) -> Path:
         add(f"| {k} | {v:.0f} |")
     add("")
     add("## Caveats\n")
-    add("- The search subset is drawn from the test set (class-balanced); the Pareto plans "
-        "are re-scored on the evaluation images, which include it.")
+    add("- The search never sees the report split: with the training batches it searches "
+        "a validation split of them (`data_batch_5`) and every accuracy reported here is on "
+        "the test set; the front is therefore not tuned on the data it is reported on.")
     add("- Energy covers the conv layers' multipliers only (the classifier stays exact), "
         "as in the paper.")
-    add("- Recovery statistics come from training images, never from the test set, when the "
-        "training batches are available.")
+    add("- Recovery statistics come from training images outside the validation split "
+        "(`data_batch_1..4`), never from the test set, when the training batches are available.")
     add("- KLMS performs only the multiplications whose weight lies within μ±kσ, as the paper "
         "describes: it skips the *largest* weights, which this model does not survive (its "
         "plans fall below the accuracy floor). `axonnx explore --approach klms --klms-keep "
