@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, List, Optional
 
+import onnx
 import typer
 from rich.table import Table
 
 from axonnx.cli._app import JsonOption, app, emit_json, progress_bar, stderr, stdout
 from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, EncodedOption,
-                                 EnergyTableOption, LabelsOption, LimitOption, MatMulOption,
-                                 MetricOption, PreprocessOption, RecoveryOption, SampleOption,
-                                 data_options)
+                                 EnergyTableOption, InputShapeOption, LabelsOption, LimitOption,
+                                 MatMulOption, MetricOption, PreprocessOption, RecoveryOption,
+                                 SampleOption, data_options)
 from axonnx.errors import AxonnxError
 
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the results (created).")]
@@ -38,10 +39,18 @@ def _table(path):
     return load_table(path)
 
 
-def _load(model: str):
-    from axonnx.model import load_model
+def _load(model: str, input_shape: str | None = None):
+    """The model, loaded once; with ``--input-shape`` its input dims fixed (dynamic batch
+    and sequence, e.g. for attention products that need static shapes)."""
+    from axonnx.model import fix_input_shape, load_model
 
-    return load_model(model)
+    loaded = load_model(model)
+    if input_shape is not None:
+        fixed = onnx.ModelProto()
+        fixed.CopyFrom(loaded)
+        fix_input_shape(fixed, input_shape)
+        return fixed
+    return loaded
 
 
 def _resolve_metric(metric, data, loaded) -> str:
@@ -87,6 +96,7 @@ def sensitivity_command(
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None,
     encoded_operand: EncodedOption = "weight", matmul: MatMulOption = False,
+    input_shape: InputShapeOption = None,
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None, json_output: JsonOption = False,
 ) -> None:
@@ -104,7 +114,7 @@ def sensitivity_command(
     check_encoded_operand(encoded_operand)  # before the images load
     aliases = split_names(mult)
     recovery = canonical_recovery(recovery)
-    loaded = _load(model)
+    loaded = _load(model, input_shape)
     table = _table(energy_table)
     options = data_options(data, labels=labels, sample=sample, limit=limit, preprocess=preprocess)
     dataset = load_data(options, loaded)
@@ -186,6 +196,7 @@ def explore_command(
     split_seed: Annotated[int, typer.Option(
         "--split-seed", help="Seed of the split of one --data folder (or of --sample) into "
         "search and report parts.")] = 0,
+    input_shape: InputShapeOption = None,
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None,
     compare: Annotated[bool, typer.Option(
@@ -207,7 +218,7 @@ def explore_command(
         result = _explore(targets[0], out, approach, classes, library, pop, gens, seed, subset,
                           floor, (reeval, reeval_max_loss), klms_keep, recovery,
                           (calib, calib_data), (encoded_operand, matmul), options,
-                          (metric, search_data, eval_data, split_seed), workers, dask,
+                          (metric, search_data, eval_data, split_seed, input_shape), workers, dask,
                           energy_table, json_output)
     except KeyboardInterrupt:
         _interrupted("explore")
@@ -237,8 +248,8 @@ def _explore(model, out, approach, classes, library, pop, gens, seed, subset, fl
         if not library:
             raise AxonnxError(f"{approach} needs --multipliers, e.g. 'ROUP(0,0),ROUP_L,ROUP_M,ROUP_H'")
         names = parse_library(library)
-    metric, search_data, eval_data, split_seed = splits
-    loaded = _load(model)
+    metric, search_data, eval_data, split_seed, input_shape = splits
+    loaded = _load(model, input_shape)
     reeval, reeval_max_loss = reeval
     config = ExploreConfig(approach=approach, library=names, classes=classes, pop=pop, gens=gens,
                            seed=seed, subset=subset or None, recovery=recovery,

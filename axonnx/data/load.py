@@ -42,7 +42,9 @@ class DataOptions:
 
     def __post_init__(self):
         if self.sample and (self.path is not None or self.download):
-            raise AxonnxError("--sample uses the packaged CIFAR-10 images; drop --data/--download")
+            given = " and ".join(o for o, on in (("--data", self.path is not None),
+                                                  ("--download", self.download)) if on)
+            raise AxonnxError(f"--sample uses the packaged CIFAR-10 images; drop {given}")
         if self.limit is not None and self.limit < 1:
             raise AxonnxError(f"--limit must be at least 1, not {self.limit}")
 
@@ -76,7 +78,8 @@ def _image_preprocess(model: onnx.ModelProto, override: str | None, what: str) -
         raise AxonnxError(
             f"{what}: the model has no {PREPROCESS_KEY} metadata and its input "
             f"({'several inputs' if spec is None else spec.describe()}) is not the standard "
-            f"float32 [N, 3, 32, 32]; the preprocessing is not guessed: {_HOW_TO_FIX}")
+            f"float32 [N, 3, 32, 32]; the preprocessing is not guessed: {_HOW_TO_FIX}",
+            {"--preprocess": "say it on the command line, e.g. 'range=0-1 mean=... std=...'"})
     return Preprocess(), "assumed (no axonnx.preprocess metadata)"
 
 

@@ -38,7 +38,7 @@ STANDARD_PREPROCESS = {"layout": "NCHW", "dtype": "float32", "range": "0-255",
 _HOW_TO_FIX = (
     f"add metadata_props {PREPROCESS_KEY} = "
     '\'{"layout":"NCHW","dtype":"float32","range":"0-255","normalisation":"in graph"}\' '
-    "or pass --preprocess (see docs/data.md)"
+    "(docs/data.md)"
 )
 _CHOICES = {"layout": ("NCHW", "NHWC"), "dtype": ("float32", "uint8"), "range": ("0-255", "0-1"),
             "channels": ("RGB", "BGR", "L")}
