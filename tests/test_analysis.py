@@ -395,3 +395,22 @@ def test_sensitivity_and_explore_cover_matrix_products_when_asked(tiny, tmp_path
     run = explore(path, _config(gens=1, matmul=True), tmp_path / "mm", search_data=split.head(8))
     plans = [Plan.load(tmp_path / "mm" / r["plan"]) for r in read_csv(tmp_path / "mm" / "pareto.csv")]
     assert run.records and plans and all(p.matmul for p in plans)
+
+
+def test_reproduce_takes_a_metric_and_the_matrix_products(tiny, tmp_path):
+    """reproduce --metric agreement --matmul: every score is fidelity to the exact model
+    (its baseline 1.0), the Gemm head is a studied layer, and the caches are the metric's."""
+    from axonnx.analysis.evaluation import Backend
+    from axonnx.analysis.reproduce import StudyConfig, reproduce
+
+    path, split = tiny
+    config = StudyConfig(name="tiny", eval_images=None, sensitivity_images=None, subset=12,
+                         pop=4, gens=1, library=LIBRARY, approaches=(("llam", 1),),
+                         variants=(("weight", "none"),), reeval=2, recovery_plans=1, calib=8)
+    summary = reproduce(path, tmp_path / "study", config, data=tmp_path / "no-cifar",
+                        test_split=split, backend=Backend(), metric="agreement", matmul=True)
+    single = summary["sensitivity"]["single"]
+    assert single["metric"]["name"] == "agreement" and single["baseline"] == 1.0
+    assert len(single["layers"]) == 4  # three convs and the Gemm head
+    run = json.loads((tmp_path / "study" / "explore" / "wei-enc" / "llam" / "run.json").read_text())
+    assert run["metric"]["name"] == "agreement" and run["config"]["matmul"]

@@ -50,8 +50,12 @@ def _cached(path: Path, identity: dict):
 
 def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_split=None,
               backend=None, energy_table=None, progress: Callable | None = None,
-              log: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) the study; ``test_split`` replaces the official test set (tests)."""
+              log: Callable[[str], None] | None = None, metric=None, matmul: bool = False,
+              sample: bool = False, name: str | None = None) -> dict:
+    """Run (or resume) the study; ``test_split`` replaces the official test set (tests).
+    ``metric`` (default top1) scores every plan, its losses in the metric's units;
+    ``matmul`` studies the matrix products too; ``sample`` runs on the packaged sample,
+    split in two."""
     from axonnx.analysis.cost import PlanCost
     from axonnx.analysis.evaluation import Backend, Workload, worker_threads
     from axonnx.data.load import DataOptions, as_dataset, calibration_data, search_and_report
@@ -66,10 +70,14 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     results_folder(out)
     backend = backend or Backend()
     loaded = load_model(model)
-    cost = PlanCost.for_model(loaded, energy_table)
+    name = name or (str(model) if isinstance(model, (str, Path)) else loaded.graph.name)
+    cost = PlanCost.for_model(loaded, energy_table, matmul)
+    from axonnx.metrics import make_metric
+
+    measure = make_metric(metric or "top1")
     # Honest splits: the explorations search a validation split of the training batches and
     # every reported figure is on the test set (a given test_split is cut in two instead).
-    options = DataOptions(data)
+    options = DataOptions(data, sample=sample)
     if test_split is not None:
         search, test = as_dataset(test_split, loaded).split(
             min(config.subset, len(test_split) // 2), config.seed)
@@ -83,7 +91,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     # so a rerun into the same folder with other inputs recomputes instead of mixing results.
     model_digest = hashlib.sha256(loaded.SerializeToString()).hexdigest()[:16]
     # Calibration statistics (training images), shared by every recovery.
-    stats_path = out / f"activations-{model_digest}-{config.calib}.npz"
+    stats_path = out / f"activations-{model_digest}-{config.calib}{'-matmul' if matmul else ''}.npz"
     if stats_path.exists():
         stats = ActivationStats.load(stats_path)
     else:
@@ -91,14 +99,19 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
                        if test_split is None else
                        replace(search.head(config.calib),
                                source=f"first {config.calib} samples of {search.source}"))
-        stats = measure_activations(loaded, data=calibration)
+        stats = measure_activations(loaded, data=calibration, matmul=matmul)
         stats.save(stats_path)
     threads = worker_threads(backend)
     study = {"model_sha256": model_digest, "energy_table": getattr(cost.table, "origin", ""),
              "calibration": [stats.source, stats.images]}
+    if measure.name != "top1":  # (top1 studies keep the caches written before metrics)
+        study["metric"] = measure.name
+    if matmul:
+        study["matmul"] = True
 
     def workload(split, recovery="none"):
-        return Workload.create(loaded, split, recovery=recovery, stats=stats, threads=threads)
+        return Workload.create(loaded, split, metric=metric or "top1", recovery=recovery,
+                               stats=stats, threads=threads)
 
     # 0. Baselines.
     t0 = time.perf_counter()
@@ -126,13 +139,13 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
             result = sensitivity(loaded, list(SENSITIVITY_MULTIPLIERS), mode, sens_split,
                                  backend=backend, energy_table=energy_table,
                                  recovery=recovery0, stats=stats, encoded_operand=encoded0,
-                                 progress=progress)
-            result.model = str(model)
+                                 progress=progress, metric=metric or "top1", matmul=matmul)
+            result.model = name
             write_sensitivity(result, out / "sensitivity")
             cached = {"identity": identity, "result": result.as_dict()}
             (out / "sensitivity" / f"sensitivity_{mode}.state.json").write_text(json.dumps(cached))
         sens[mode] = cached["result"]
-    encodings = _encoding_rows(study, cost, sens_split, backend, workload, out, say)
+    encodings = _encoding_rows(study, cost, sens_split, backend, workload, out, say, matmul)
     timings["sensitivity"] = time.perf_counter() - t0
 
     # 2. Explorations.
@@ -147,9 +160,12 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
             econf = ExploreConfig(
                 approach=approach, library=() if approach == "klms" else config.library,
                 classes=classes, pop=config.pop, gens=config.gens, seed=config.seed,
-                subset=config.subset, floor=max(0.0, search_base - config.floor_drop),
+                subset=config.subset,
+                floor=(max(0.0, search_base - config.floor_drop)
+                       if measure.unit == "fraction" and measure.higher_is_better else None),
                 recovery=recovery, calib=config.calib, reeval=config.reeval,
-                reeval_max_loss=config.reeval_max_loss, encoded_operand=encoded)
+                reeval_max_loss=config.reeval_max_loss, encoded_operand=encoded,
+                matmul=matmul, metric=metric)
             if recovery != "none" and not (run_dir / "activations.npz").exists():
                 # (a run folder holding other statistics refuses to resume: explore checks)
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +179,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     # 3. Uniform EvoApprox multipliers (LLAM on every layer), with and without recovery.
     t0 = time.perf_counter()
     evo_split = evaluation if config.evo_images is None else test.balanced(config.evo_images)
-    evo = _evo_rows(study, cost, evo_split, search, backend, workload, out, say)
+    evo = _evo_rows(study, cost, evo_split, search, backend, workload, out, say, matmul)
     timings["evoapprox"] = time.perf_counter() - t0
 
     # 4. Recovery at equal energy.
@@ -184,7 +200,7 @@ def reproduce(model, out: str | Path, config: StudyConfig, *, data=None, test_sp
     table1 = _table_one(runs)
     timings["total"] = time.perf_counter() - t_start
     summary = {
-        "model": str(model), "config": config.identity(), "baseline": baseline,
+        "model": name, "config": config.identity(), "baseline": baseline,
         "evaluation": {"source": evaluation.source, "images": len(evaluation)},
         "search": {"source": search.source, "images": len(search)},
         "evo_images": len(evo_split), "calibration": stats.source,
@@ -214,7 +230,7 @@ def _cpus() -> int:
     return default_workers()
 
 
-def _encoding_rows(study, cost, split, backend, workload, out, say) -> list[dict]:
+def _encoding_rows(study, cost, split, backend, workload, out, say, matmul=False) -> list[dict]:
     """Uniform ROUP_L/M/H on every layer, with either operand encoded, without and with
     bias correction: why the encoding matters for int8 activations."""
     from axonnx.multipliers import parse
@@ -227,7 +243,7 @@ def _encoding_rows(study, cost, split, backend, workload, out, say) -> list[dict
         return cached["rows"]
     rows = []
     for recovery in ENCODING_RECOVERIES:
-        jobs = [(enc, m, Plan((LayerRule(("*",), "llam", (parse(m).name,)),), enc))
+        jobs = [(enc, m, Plan((LayerRule(("*",), "llam", (parse(m).name,)),), enc, matmul=matmul))
                 for enc in ("weight", "activation") for m in SENSITIVITY_MULTIPLIERS]
         say(f"encodings ({recovery}): {len(jobs)} plans")
         accs = backend.map(workload(split, recovery), [j[2] for j in jobs])
@@ -241,7 +257,7 @@ def _encoding_rows(study, cost, split, backend, workload, out, say) -> list[dict
     return rows
 
 
-def _evo_rows(study, cost, split, search, backend, workload, out, say) -> list[dict]:
+def _evo_rows(study, cost, split, search, backend, workload, out, say, matmul=False) -> list[dict]:
     """Uniform EvoApprox multipliers (LLAM on every layer), without recovery and with
     weight tuning + bias correction (ALWANN tunes weights), scored on ``split`` for Table I
     and on the search subset for Fig. 4."""
@@ -256,7 +272,7 @@ def _evo_rows(study, cost, split, search, backend, workload, out, say) -> list[d
     results, available = [], []
     for name in EVO_MULTIPLIERS:
         try:
-            plan = Plan((LayerRule(("*",), "llam", (parse(f"LUT({name})").name,)),))
+            plan = Plan((LayerRule(("*",), "llam", (parse(f"LUT({name})").name,)),), matmul=matmul)
             available.append((name, plan, 1 - cost.relative(plan)))
         except AxonnxError as exc:
             results.append({"name": name, "recovery": "none", "gain": None, "accuracy": None,

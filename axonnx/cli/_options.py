@@ -49,9 +49,9 @@ CalibOption = Annotated[int, typer.Option(
     "--calib", help="Calibration images (or samples of --calib-data) for the recovery "
     "statistics (CIFAR-10 training images when the training batches are there).")]
 CalibDataOption = Annotated[Optional[Path], typer.Option(
-    "--calib-data", help="Calibration data of your own for --recovery, fed to the model's "
-    "input as is: a folder of images (.png/.jpg/.jpeg/.bmp, the input's height and width), "
-    ".npy or .npz files, or one .npy/.npz file (at most --calib samples are used).")]
+    "--calib-data", help="Calibration data of your own for --recovery, read as --data is: "
+    "a folder of images of any size (preprocessed as the model or --preprocess says), .npy "
+    "or .npz files (fed as they are); at most --calib samples are used.")]
 MatMulOption = Annotated[bool, typer.Option(
     "--matmul", help="Also the quantized matrix products (MatMul/Gemm: fully connected and "
     "attention layers), as 1x1 ROUPConv; without it they stay exact.")]

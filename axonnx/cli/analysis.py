@@ -352,7 +352,8 @@ def reproduce_command(
     out: OutOption,
     quick: Annotated[bool, typer.Option(
         "--quick", help="A small version (search subset, small populations): minutes.")] = False,
-    data: DataOption = None,
+    data: DataOption = None, sample: SampleOption = False, metric: MetricOption = None,
+    matmul: MatMulOption = False,
     model: Annotated[str, typer.Option("--model", help="The model to study.")] = "zoo:resnet8",
     workers: WorkersOption = None, dask: DaskOption = None,
     energy_table: EnergyTableOption = None, json_output: JsonOption = False,
@@ -375,8 +376,9 @@ def reproduce_command(
                          highlight=False)
         table = _table(energy_table)
         with _backend(workers, dask) as backend, progress_bar(not json_output) as bar:
-            summary = reproduce(model, out, config, data=data, backend=backend,
-                                energy_table=table, progress=bar,
+            summary = reproduce(loaded, out, config, data=data, backend=backend,
+                                energy_table=table, progress=bar, metric=metric,
+                                matmul=matmul, sample=sample, name=model,
                                 log=None if json_output else
                                 (lambda msg: stderr.print(msg, soft_wrap=True, highlight=False)))
     except KeyboardInterrupt:
