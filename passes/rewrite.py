@@ -101,7 +101,6 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
     known = _inferred_value_infos(model)
     by_anchor: dict[str, list[onnx.NodeProto]] = {}
     remove = {n for layer in layers for n in layer.replaced_nodes}
-    index = GraphIndex(graph)
     for layer in layers:
         assignment = assignments[layer.name]
         if assignment.index.shape != layer.weight_shape:
@@ -114,17 +113,14 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
                 inputs[slot] = _zero_point_initializer(out, f"{layer.name}_{dtype_of}_zero_point", dtype)
         while inputs and not inputs[-1]:
             inputs.pop()
-        # Neighbours that read the quantized output through a DequantizeLinear (an Add,
-        # Concat, pool or Softmax QDQ group) keep the QuantizeLinear they were fused with:
-        # the ROUPConv's bytes go through DequantizeLinear -> that same QuantizeLinear, an
-        # exact round trip, so onnxruntime sees the neighbours' groups as before.
-        keep_q = _quantize_node_to_keep(layer, index, remove)
-        final = f"{layer.name}/roup_output" if keep_q is not None else layer.output
+        # The ROUPConv writes the replaced QuantizeLinear's output tensor itself. (Keeping
+        # that QuantizeLinear behind an exact DequantizeLinear round trip for the neighbours'
+        # QDQ groups was tried: onnxruntime left the extra pairs in uint8 models, e.g. 5 in
+        # MobileNetV2, and it did not bring back the int8 fusions either.)
+        final = layer.output
         before, after, output = [], [], final
         if layer.matmul is not None:
             before, after, inputs, output = _lower_matmul(out, layer, inputs, final)
-        if keep_q is not None:
-            after += _requantize(keep_q, final, f"{layer.name}/requantize")
         node = make_roupconv_node(
             inputs, [output], name=layer.name, multipliers=assignment.multipliers,
             multiplier_index=assignment.index, encoded_operand=encoded_operand,
@@ -148,41 +144,6 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
         out.opset_import.append(onnx.helper.make_opsetid(DOMAIN, OPSET_VERSION))
     out.ir_version = min(out.ir_version, MAX_LOADABLE_IR_VERSION)
     return PassResult(out, bool(layers))
-
-
-def _quantize_node_to_keep(layer: ConvLayer, index: GraphIndex,
-                           rewritten: set[str]) -> onnx.NodeProto | None:
-    """A QDQ layer's QuantizeLinear when a node that is not rewritten reads its output
-    (through a DequantizeLinear, or directly), else None."""
-    if layer.form != "qdq":
-        return None
-    q = index.producer.get(layer.output)
-    if q is None or q.op_type != "QuantizeLinear" or layer.output in index.graph_outputs:
-        return None
-    for consumer in index.consumers.get(layer.output, []):
-        if consumer.name in rewritten:
-            continue
-        if consumer.op_type != "DequantizeLinear":
-            return q
-        readers = index.consumers.get(consumer.output[0], [])
-        if consumer.output[0] in index.graph_outputs or any(
-                r.name not in rewritten for r in readers):
-            return q
-    return None
-
-
-def _requantize(q: onnx.NodeProto, source: str, name: str) -> list[onnx.NodeProto]:
-    """DequantizeLinear(source) -> a copy of ``q``: the same bytes as ``source``, written
-    by the QuantizeLinear the neighbours' QDQ groups start from."""
-    dq = onnx.helper.make_node("DequantizeLinear", [source, *q.input[1:]], [f"{name}_float"],
-                               name=f"{name}_dq")
-    for a in q.attribute:
-        if a.name == "axis":
-            dq.attribute.append(a)
-    kept = onnx.NodeProto()
-    kept.CopyFrom(q)
-    kept.input[0] = dq.output[0]
-    return [dq, kept]
 
 
 def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str], final: str):

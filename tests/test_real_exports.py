@@ -162,3 +162,27 @@ def test_warnings_see_the_activation_before_each_layer(exports):
     estimates = estimate_errors(onnx.load(exports["int8"]), plan_from_options(llam="ROUP(2,6)"))
     by_layer = {e.layer: e for e in estimates}
     assert by_layer["body"].activation == "HardSwish" and not by_layer["body"].measured
+
+
+@pytest.mark.parametrize("build", ["mobilenet_v2", "text_detector"])
+def test_uint8_networks_keep_every_fusion_and_gain_no_quantize_pairs(build, tmp_path):
+    """On uint8 QDQ networks (residual Adds, Concat, Resize, Sigmoid, pooling, Gemm head) the
+    exact-plan model's optimized graph is the original's with QLinearConv -> ROUPConv: not
+    one QuantizeLinear/DequantizeLinear more (onnxruntime's layout Transposes aside)."""
+    import numpy as np
+
+    from axonnx import architectures
+    from axonnx.zoo import quantize_float
+
+    size = 32 if build == "mobilenet_v2" else 48
+    fp32 = tmp_path / "fp32.onnx"
+    onnx.save(getattr(architectures, build)(size), fp32)
+    calib = np.random.default_rng(0).uniform(-2, 2, (4, 3, size, size)).astype(np.float32)
+    original = onnx.load(str(quantize_float(fp32, tmp_path / "q.onnx", calib, activations="uint8")))
+    rewritten, _ = transform_with_summary(original, Plan())
+    before = _optimized_ops(original, tmp_path / "original.onnx")
+    after = _optimized_ops(rewritten, tmp_path / "rewritten.onnx")
+    assert after["ROUPConv"] == before["QLinearConv"] > 10
+    layout = {"QLinearConv", "ROUPConv", "Transpose"}
+    assert ({k: v for k, v in after.items() if k not in layout}
+            == {k: v for k, v in before.items() if k not in layout})
