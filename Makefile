@@ -4,6 +4,10 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# What the installed package is built from: the install reruns only when one of them changes.
+SOURCES := $(shell find pyproject.toml CMakeLists.txt axonnx passes customops zoo -type f \
+             -not -path '*/__pycache__/*' -not -path 'zoo/resnet8/runs/*' 2>/dev/null)
 
 .PHONY: demo test setup setup-test bench clean
 
@@ -11,11 +15,18 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 
-setup: $(VENV)/bin/python
+$(STAMP): $(SOURCES) | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q .
+	touch $@
 
-setup-test: $(VENV)/bin/python
+# The test extras include the package: this install also stands for setup's.
+$(TEST_STAMP): $(SOURCES) | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q ".[test]"
+	touch $@ $(STAMP)
+
+setup: $(STAMP)
+
+setup-test: $(TEST_STAMP)
 
 demo: setup
 	$(VENV)/bin/axonnx demo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from importlib import resources
+from pathlib import Path
 from typing import Any, Sequence
 
 import onnx
@@ -30,6 +31,14 @@ def get_library_path() -> str:
     ``SessionOptions.register_custom_ops_library``."""
     library = resources.files("axonnx").joinpath("lib", LIBRARY_NAME)
     if not library.is_file():
+        package = Path(__file__).resolve().parent
+        if (package.parent / "pyproject.toml").is_file() and (package.parent / "customops").is_dir():
+            # Python put the current folder (a checkout) ahead of the installed package.
+            raise AxonnxError(
+                f"axonnx was imported from the source tree {package.parent}, which holds no "
+                "compiled custom-op library: run Python with -P (python -P, .venv/bin/python -P) "
+                "or from another folder so that the installed package is imported; install it "
+                "first with make setup (or pip install .)")
         raise AxonnxError(
             "the axonnx custom-op library is not built: reinstall with pip install . "
             f"(looked for {library})"
@@ -46,8 +55,7 @@ def session_options(sess_options: ort.SessionOptions | None = None) -> ort.Sessi
     if sess_options is not None:
         for name in _COPIED_OPTIONS:
             setattr(options, name, getattr(sess_options, name))
-    options.register_custom_ops_library(get_library_path())
-    return options
+    return _registered(options)
 
 
 def InferenceSession(  # noqa: N802  (mirrors onnxruntime.InferenceSession)
@@ -112,6 +120,21 @@ def open_session(model: str | os.PathLike | bytes | onnx.ModelProto, *,
 
 
 _ENABLED_FLAG = "__axonnx_enabled__"
+# Marks SessionOptions that enable() registered the library on: onnxruntime refuses a second
+# registration of the domain when an application reuses its options for another session.
+_REGISTERED_KEY = "axonnx.custom_ops_library"
+
+
+def _registered(options: ort.SessionOptions) -> ort.SessionOptions:
+    """``options`` itself with the library registered (once)."""
+    try:
+        options.get_session_config_entry(_REGISTERED_KEY)
+        return options
+    except RuntimeError:  # onnxruntime: no such entry yet
+        pass
+    options.register_custom_ops_library(get_library_path())
+    options.add_session_config_entry(_REGISTERED_KEY, "1")
+    return options
 
 
 def enable() -> None:
@@ -119,16 +142,20 @@ def enable() -> None:
     now on in this process, for applications that build their own sessions and take no
     SessionOptions. Idempotent; :func:`disable` undoes it.
 
-    It wraps ``InferenceSession.__init__`` (so references taken before the call work too);
-    each session gets a copy of its SessionOptions with the library registered, as
-    :func:`session_options` makes it (config entries are not copied)."""
+    It wraps ``InferenceSession.__init__`` (so references taken before the call work too).
+    The library is registered on the application's own SessionOptions object (once, however
+    many sessions share it), so the session keeps every setting: config entries such as
+    ``session.intra_op.allow_spinning``, threads, optimization level, initializers...
+    (onnxruntime cannot copy config entries; a copy would drop them). An application that
+    registers the library itself does not need enable()."""
     cls = ort.InferenceSession
     if getattr(cls.__init__, _ENABLED_FLAG, False):
         return
     original = cls.__init__
 
     def __init__(self, path_or_bytes, sess_options=None, *args, **kwargs):  # noqa: N807
-        original(self, path_or_bytes, session_options(sess_options), *args, **kwargs)
+        options = sess_options if sess_options is not None else ort.SessionOptions()
+        original(self, path_or_bytes, _registered(options), *args, **kwargs)
 
     __init__.__wrapped__ = original
     __init__.__doc__ = original.__doc__

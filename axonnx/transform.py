@@ -143,6 +143,9 @@ class TransformSummary:
     exact: list[tuple[str, str]]
     left_alone: list[LeftAlone]
     canonical: str = ""  # what canonicalisation did, if anything
+    # per rewritten layer, the multipliers it uses and its operand formats (energy checks)
+    multipliers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    operand_formats: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -171,14 +174,21 @@ class TransformSummary:
         return out
 
 
-def summarize(layers: list[ConvLayer], assignments: dict, survey) -> TransformSummary:
-    exact = lambda a: all(m.is_exact for m, used in zip(  # noqa: E731
-        a.multipliers, np.bincount(a.index.ravel(), minlength=len(a.multipliers))) if used)
+def summarize(layers: list[ConvLayer], assignments: dict, survey,
+              formats: dict[str, str] | None = None) -> TransformSummary:
+    def used(a):  # the multipliers a layer's assignment actually uses
+        counts = np.bincount(a.index.ravel(), minlength=len(a.multipliers))
+        return [m for m, n in zip(a.multipliers, counts) if n]
+
+    uses = {l.name: used(assignments[l.name]) for l in layers}
+    exact = {name: all(m.is_exact for m in ms) for name, ms in uses.items()}
     return TransformSummary(
-        approximated=[(l.name, l.kind) for l in layers if not exact(assignments[l.name])],
-        exact=[(l.name, l.kind) for l in layers if exact(assignments[l.name])],
+        approximated=[(l.name, l.kind) for l in layers if not exact[l.name]],
+        exact=[(l.name, l.kind) for l in layers if exact[l.name]],
         left_alone=left_alone(survey),
-        canonical=survey.canonical.describe() if survey.canonical is not None else "")
+        canonical=survey.canonical.describe() if survey.canonical is not None else "",
+        multipliers={name: tuple(dict.fromkeys(m.name for m in ms)) for name, ms in uses.items()},
+        operand_formats=dict(formats or {}))
 
 
 def prepared(model: onnx.ModelProto, matmul: bool = False, input_shape=None
@@ -240,6 +250,8 @@ def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
     summary says what was approximated, kept exact and left alone, and why."""
     work, layers, survey = prepared(load_model(model), plan.matmul, input_shape)
     resolved, assignments = assign_plan(plan, layers)
+    index = GraphIndex(work.graph)  # before the rewrite: the layers' zero points
+    formats = {layer.name: operand_formats(layer, index, plan.encoded_operand) for layer in layers}
     out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand).model
     meta = {p.key: p.value for p in out.metadata_props}
     meta.pop(META_RECOVERY, None)
@@ -257,7 +269,7 @@ def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
                  META_DIGEST: resolved.digest()})
     del out.metadata_props[:]
     onnx.helper.set_model_props(out, meta)
-    return out, summarize(layers, assignments, survey)
+    return out, summarize(layers, assignments, survey, formats)
 
 
 def notes_of(model) -> list[str]:

@@ -89,6 +89,9 @@ def test_transform_warns_on_stderr_and_in_json(tiny_model, tmp_path):
     assert "warning: layer" in strong.stderr and "output steps" in strong.stderr
     light = runner.invoke(app, ["transform", str(src), "-o", str(tmp_path / "b.onnx"),
                                 "--llam", "ROUP(0,2)", "--json"])
-    assert light.exit_code == 0 and "warning" not in light.stderr
+    assert light.exit_code == 0 and "warning: layer" not in light.stderr
     import json
-    assert json.loads(light.stdout)["warnings"] == []
+    # No error warning; ROUP(0,2) does cost more energy than exact on these uint8
+    # activations, which transform says too (issue 17)
+    warnings = json.loads(light.stdout)["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("ROUP(0,2) saves no energy on u8xs8")

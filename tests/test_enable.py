@@ -55,3 +55,19 @@ def test_plain_register_recipe(transformed):
     options.register_custom_ops_library(axonnx.get_library_path())
     _, scores = an_existing_app(transformed, options)
     assert scores.shape == (2, 10)
+
+
+def test_enable_keeps_every_setting_of_the_applications_options(transformed):
+    axonnx.enable()
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    first, scores = an_existing_app(transformed, options)
+    second, again = an_existing_app(transformed, options)  # options reused: registered once
+    for session in (first, second):
+        kept = session.get_session_options()
+        assert kept.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert kept.intra_op_num_threads == 1
+        assert kept.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert np.array_equal(scores, again)

@@ -283,10 +283,14 @@ def test_default_table_lookup_per_format():
 
 
 def test_missing_format_falls_back_to_s8xs8_with_a_note(hand_table):
-    entry = hand_table.lookup("ROUP(1,4)", "u8xs8")
+    generic = hand_table.lookup("ROUP(1,4)", "u8xs8")  # rows without formats hold for every one
+    assert generic.relative == 0.5 and generic.formats == "u8xs8" and generic.source == "hand"
+    s8_only = EnergyTable.from_dict({"rows": [
+        {"name": n, "energy": e, "formats": "s8xs8"} for n, e in (("ROUP(0,0)", 1.0), ("ROUP(1,4)", 0.5))]})
+    entry = s8_only.lookup("ROUP(1,4)", "u8xs8")
     assert entry.relative == 0.5 and entry.formats == "s8xs8"
     assert "no u8xs8 figure" in entry.source
-    report = energy_report({"c1": {"ROUP(1,4)": 10}, "c2": {"ROUP(1,4)": 10}}, hand_table,
+    report = energy_report({"c1": {"ROUP(1,4)": 10}, "c2": {"ROUP(1,4)": 10}}, s8_only,
                            {"c1": "u8xs8", "c2": "s8xs8"})
     assert report.gain == pytest.approx(0.5)
     assert len(report.notes) == 1 and "c1" in report.notes[0] and "c2" not in report.notes[0]

@@ -64,6 +64,27 @@ class PlanCost:
         formats = self.formats.get(plan.encoded_operand) if self.formats else None
         return energy_report(self.multiplications(plan), self.table, formats)
 
+    def substitutes(self, library: tuple[str, ...], encoded_operand: str = "weight"
+                    ) -> tuple[tuple[tuple[int, ...], ...], list[str]]:
+        """Per layer, what each library entry stands for in a search
+        (:func:`axonnx.analysis.space.substitutes`, on that layer's operand formats: energy
+        from the table, error over the formats' operand pairs), and a note per format where
+        an entry is replaced (e.g. ROUP_L costs more than exact on u8xs8 operands)."""
+        from axonnx.analysis.space import error_rank, substitutes
+
+        per_format: dict[str, tuple[int, ...]] = {}
+        notes = []
+        formats = (self.formats or {}).get(encoded_operand, {})
+        for fmt in dict.fromkeys(formats.get(layer.name, "s8xs8") for layer in self.layers):
+            energy = [self.table.lookup(name, fmt).relative for name in library]
+            error = [error_rank(name, fmt) for name in library]
+            per_format[fmt] = sub = substitutes(library, energy, error)
+            swaps = [f"{library[i]} by {library[j]}" for i, j in enumerate(sub) if i != j]
+            if swaps:
+                notes.append(f"on {fmt} operands dominated (no cheaper or no more accurate), "
+                             f"replaced: {', '.join(swaps)}")
+        return tuple(per_format[formats.get(layer.name, "s8xs8")] for layer in self.layers), notes
+
     def relative(self, plan: Plan) -> float:
         """The plan's multiplier energy over the all-exact model's (1 = no gain)."""
         return 1.0 - self.report(plan).gain

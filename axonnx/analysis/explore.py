@@ -269,11 +269,16 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_data, repor
     state = prepare_out(out, config)
     model = load_model(model)
     _, layers, _ = prepared(model, config.matmul)
-    space = SearchSpace(config.approach, tuple(layer.name for layer in layers), config.library,
-                        config.classes, config.klms_keep, config.encoded_operand, config.matmul)
     cost = PlanCost.for_model(model, energy_table, config.matmul)
-    backend = backend or Backend()
     notes: list[str] = []
+    subs = None
+    if config.approach != "klms":  # never offer a multiplier dominated on a layer's formats
+        subs, dominated = cost.substitutes(tuple(config.library), config.encoded_operand)
+        notes += dominated
+    space = SearchSpace(config.approach, tuple(layer.name for layer in layers), config.library,
+                        config.classes, config.klms_keep, config.encoded_operand, config.matmul,
+                        substitutes=subs)
+    backend = backend or Backend()
 
     stats = None
     if config.recovery != "none":

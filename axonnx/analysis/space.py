@@ -40,15 +40,39 @@ def parse_library(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=256)
-def error_rank(name: str) -> float:
-    """Mean squared error of a multiplier over all operand pairs: its accuracy rank."""
+def error_rank(name: str, formats: str | None = None) -> float:
+    """Mean squared error of a multiplier over all operand pairs (of ``formats``, e.g.
+    ``u8xs8``, for the zero-point-free ROUP and SKIP; a LUT sees stored codes): its
+    accuracy rank."""
     from axonnx.multipliers import error_metrics
 
     m = parse(name)
     if m.is_exact:
         return 0.0
-    metrics = error_metrics(m)
+    metrics = error_metrics(m, formats=formats if m.zero_point_free else None)
     return metrics.variance + metrics.mean_error ** 2
+
+
+def substitutes(library: tuple[str, ...], energy: list[float], error: list[float]) -> tuple[int, ...]:
+    """For each library index, itself, or where another entry is no worse in energy and
+    error and better in one (it dominates), the most accurate of its undominated dominators
+    (ties: the cheaper, then the first): a search never spends a gene on a dominated choice."""
+    n = len(library)
+
+    def dominates(j: int, i: int) -> bool:
+        no_worse = energy[j] <= energy[i] and error[j] <= error[i]
+        better = energy[j] < energy[i] or error[j] < error[i]
+        return no_worse and (better or j < i)  # equal twins: the first one stands
+
+    free = [i for i in range(n) if not any(dominates(j, i) for j in range(n) if j != i)]
+    out = []
+    for i in range(n):
+        if i in free:
+            out.append(i)
+            continue
+        out.append(min((j for j in free if dominates(j, i)),
+                       key=lambda j: (error[j], energy[j], j)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,9 @@ class SearchSpace:
     klms_keep: str = "inside"
     encoded_operand: str = "weight"
     matmul: bool = False  # the layers include matrix products (plans say matmul: true)
+    # per layer, the library index each gene stands for (a dominated multiplier on that
+    # layer's operand formats stands for a dominator; see ``substitutes``); None: itself
+    substitutes: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self):
         if self.approach not in SEARCH_APPROACHES:
@@ -102,6 +129,10 @@ class SearchSpace:
     def canonical(self, X: np.ndarray) -> np.ndarray:
         """Round, clip and sort each layer's class genes (most accurate first)."""
         X = np.clip(np.rint(np.asarray(X, np.float64)), 0, self.upper).astype(np.int64)
+        if self.substitutes is not None and self.approach != "klms":
+            sub = np.asarray(self.substitutes, np.int64)  # [layers, library]
+            genes = X.reshape(-1, len(self.layers), self.genes_per_layer)
+            X = sub[np.arange(len(self.layers))[None, :, None], genes].reshape(X.shape)
         if self.approach not in CLASSED_APPROACHES or self.classes == 1:
             return X
         shape = X.shape

@@ -8,6 +8,7 @@ from axonnx.cli import energy as _energy  # noqa: F401
 from axonnx.cli import eval as _eval  # noqa: F401
 from axonnx.cli import hw as _hw  # noqa: F401
 from axonnx.cli import inspect as _inspect  # noqa: F401
+from axonnx.cli import library as _library  # noqa: F401
 from axonnx.cli import multipliers as _multipliers  # noqa: F401
 from axonnx.cli import transform as _transform  # noqa: F401
 from axonnx.cli import zoo as _zoo  # noqa: F401

@@ -32,6 +32,26 @@ class _ErrorBoundary(typer.core.TyperGroup):
                 raise
             fail(exc.render(command_options(ctx)))
 
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _bare_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx, formatter):
+        _bare_flags(self, ctx)
+        return super().format_help(ctx, formatter)
+
+
+def _bare_flags(command, ctx) -> None:
+    """Typer shows a flag's type in --help (``--json <bool>``), as if it took a value: an
+    empty metavar shows none. Sub-groups' commands too (``axonnx hw ...``)."""
+    for param in command.get_params(ctx) if ctx is not None else command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _bare_flags(sub, ctx)
+
 
 def command_options(ctx) -> set[str]:
     """The option names of the sub-command ``ctx`` (the group's context) is running."""
@@ -52,6 +72,21 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from axonnx import __version__
+
+        stdout.print(f"axonnx {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the axonnx version and exit.")] = False) -> None:
+    """Approximate arithmetic (ROUP multipliers) in quantized ONNX DNNs."""
 
 
 @contextmanager

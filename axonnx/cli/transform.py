@@ -71,6 +71,7 @@ def transform_command(
     from axonnx.analysis.data import calibration_data
     from axonnx.recovery import canonical_recovery, measure_activations, recovery_flags
     from axonnx.diagnostics import error_warnings, estimate_errors
+    from axonnx.energy import no_saving_warnings
     from axonnx.model import check_outputs, load_model, model_files, save_model_atomic
     from axonnx.zoo import names as zoo_names, resolve_model
     from axonnx.recovery import Recovery
@@ -128,6 +129,9 @@ def transform_command(
         stderr.print(f"note: {line}", soft_wrap=True, highlight=False)
     warnings = error_warnings(estimate_errors(loaded, the_plan, recovery=fixer,
                                               input_shape=input_shape))
+    # A multiplier that costs more than exact on a layer's operand formats (e.g. ROUP_L on
+    # uint8 activations) is a plan that defeats its purpose: say so.
+    warnings += no_saving_warnings(summary.multipliers, summary.operand_formats)
     for line in warnings:
         stderr.print(f"warning: {line}", soft_wrap=True, highlight=False)
     if json_output:

@@ -25,7 +25,7 @@ formats falls back to its s8xs8 rows, and the report says so.
 
 from axonnx.energy.entry import EXACT, EXACT_LUT, SKIP, EnergyEntry
 from axonnx.energy.report import (
-    EnergyModel, EnergyReport, LayerEnergy, energy_report, entry_label,
+    EnergyModel, EnergyReport, LayerEnergy, energy_report, entry_label, no_saving_warnings,
 )
 from axonnx.energy.table import (
     DEFAULT_TABLE, EnergyTable, default_energy_lookup, product_digest,
@@ -33,4 +33,4 @@ from axonnx.energy.table import (
 
 __all__ = ["DEFAULT_TABLE", "EXACT", "EXACT_LUT", "SKIP", "EnergyEntry", "EnergyModel",
            "EnergyReport", "EnergyTable", "LayerEnergy", "default_energy_lookup",
-           "energy_report", "entry_label", "product_digest"]
+           "energy_report", "entry_label", "no_saving_warnings", "product_digest"]

@@ -232,3 +232,38 @@ class EnergyModel:
         candidate), relative to the same count at exact energy."""
         c = np.asarray(per_multiplier, dtype=np.float64)
         return (c @ self.relative) / c.sum(axis=-1)
+
+
+def no_saving_warnings(layer_multipliers: dict[str, Sequence[str]], formats: dict[str, str],
+                       table: EnergyTable | None = None) -> list[str]:
+    """One line per multiplier that saves no energy on some layers' operand formats: its
+    figure for those formats is at least the exact multiplier's. The named strengths are
+    picked on s8xs8 operands; on u8xs8 (uint8 activations) the rounding adder can outweigh
+    what it saves, and the line names the characterization's pick for those formats."""
+    from axonnx.multipliers.names import NAMED_STRENGTHS, parse
+
+    table = table or EnergyTable.load_default()
+    alias = {v: k for k, v in NAMED_STRENGTHS.items()}
+    costly: dict[tuple[str, str], list[str]] = {}
+    for layer, names in layer_multipliers.items():
+        fmt = canonical_formats(formats.get(layer, DEFAULT_FORMATS))
+        for name in names:
+            if name == "SKIP" or canonical_roup(name) is None or parse(name).is_exact:
+                continue
+            if table.lookup(name, fmt).relative >= 1.0:
+                costly.setdefault((name, fmt), []).append(layer)
+    lines = []
+    for (name, fmt), layers in costly.items():
+        entry = table.lookup(name, fmt)
+        shown = ", ".join(layers[:3]) + (f" and {len(layers) - 3} more" if len(layers) > 3 else "")
+        line = (f"{name}{' (' + alias[name] + ')' if name in alias else ''} saves no energy on "
+                f"{fmt} operands: {100 * (entry.relative - 1):+.1f}% versus {EXACT} on "
+                f"{len(layers)} layer{'s' if len(layers) != 1 else ''} ({shown})")
+        picks = table.info.get("suggested_strengths" if fmt == DEFAULT_FORMATS
+                               else f"suggested_strengths_{fmt}") or {}
+        if name in alias and alias[name] in picks:
+            pick = picks[alias[name]]
+            line += (f"; on {fmt} the characterization's {alias[name]} is {pick['name']} "
+                     f"(saves {100 * pick['saving']:.1f}%)")
+        lines.append(line)
+    return lines

@@ -60,7 +60,9 @@ class EnergyTable:
 
     def __init__(self, rows: dict[str, _Row], *, exact_pj: float | None, origin: str,
                  digests: dict[str, str] | None = None, info: dict | None = None,
-                 formats: str = DEFAULT_FORMATS, by_format: dict[str, "EnergyTable"] | None = None):
+                 formats: str = DEFAULT_FORMATS, by_format: dict[str, "EnergyTable"] | None = None,
+                 generic: "EnergyTable | None" = None,
+                 restricted: dict[str, frozenset[str]] | None = None):
         self._rows = rows
         self.exact_pj = exact_pj
         self.origin = origin
@@ -68,6 +70,13 @@ class EnergyTable:
         self.info = info or {}
         self.formats = formats  # the operand formats of these rows
         self._by_format = by_format or {}  # the rows of other formats: one table each
+        # Rows without a 'formats' value: they hold for every operand format.
+        self._generic = generic
+        # Merged user rows given for some formats only: multiplier -> those formats. Looking
+        # such a multiplier up on other formats is an error, not a silent built-in figure.
+        self._restricted = restricted or {}
+        self._explicit: dict[str, frozenset[str]] = {}  # from_dict: rows with formats only
+        self._derived: dict[str, EnergyTable] = {}  # generic rows labelled with a format
         self._cache: dict[tuple[str, str], EnergyEntry] = {}
 
     # -- construction --------------------------------------------------------------------
@@ -136,20 +145,36 @@ class EnergyTable:
             raise AxonnxError(f"energy table {origin}: expected a JSON object or list of rows")
         if not isinstance(items, list) or not items:
             raise AxonnxError(f"energy table {origin} holds no rows")
-        groups: dict[str, list] = {}
+        # Rows without 'formats' (None) hold for every format; a format's own rows win.
+        groups: dict[str | None, list] = {}
         for k, item in enumerate(items, start=1):
-            formats = str(item.get("formats") or DEFAULT_FORMATS) if isinstance(item, dict) else DEFAULT_FORMATS
+            formats = str(item.get("formats") or "").strip() if isinstance(item, dict) else ""
             try:
-                formats = canonical_formats(formats)
+                formats = canonical_formats(formats) if formats else None
             except AxonnxError as exc:
                 raise AxonnxError(f"energy table {origin}: row {k}: {exc}") from None
             groups.setdefault(formats, []).append(item)
-        info = {k: data[k] for k in ("provenance", "selection") if isinstance(data, dict) and k in data}
-        tables = {f: cls._from_rows(group, origin, default_unit, default_source, exact_name, info, f)
-                  for f, group in groups.items()}
-        main = tables.pop(DEFAULT_FORMATS, None) or cls(
+        info = {k: data[k] for k in data if isinstance(data, dict) and (
+            k in ("provenance", "selection") or k.startswith("suggested_strengths"))}
+        generic_items = groups.pop(None, [])
+
+        def build(f: str, rows: list) -> "EnergyTable":
+            return cls._from_rows(rows, origin, default_unit, default_source, exact_name, info, f)
+
+        generic = build(DEFAULT_FORMATS, generic_items) if generic_items else None
+        tables = {f: build(f, generic_items + group) for f, group in groups.items()}
+        explicit: dict[str, set[str]] = {}
+        for f, table in tables.items():
+            for name in table.names():
+                if generic is None or name not in generic._rows:
+                    explicit.setdefault(name, set()).add(f)
+        main = tables.pop(DEFAULT_FORMATS, None) or generic or cls(
             {}, exact_pj=None, origin=origin, info=info)
+        if main is generic:
+            generic = build(DEFAULT_FORMATS, generic_items)  # its own copy, kept unmerged
         main._by_format = tables
+        main._generic = generic
+        main._explicit = {n: frozenset(f) for n, f in explicit.items()}
         return main
 
     @classmethod
@@ -161,6 +186,10 @@ class EnergyTable:
             if not isinstance(item, dict) or not str(item.get("name", "")).strip():
                 raise AxonnxError(f"energy table {origin}: row {k} has no multiplier name")
             name = _canonical(str(item["name"]))
+            if canonical_roup(name) is None and name != "SKIP" and not name.startswith("LUT("):
+                # a row no look-up can ever match would be ignored in silence
+                raise AxonnxError(f"energy table {origin}: row {k}: {item['name']!r} is not a "
+                                  "multiplier name; write ROUP(P,R), ROUP_L/M/H, SKIP or LUT(name)")
             pj, relative = _row_energy(item, default_unit, origin, name)
             source = str(item.get("source") or default_source)
             row = _Row(pj, relative, source)
@@ -193,12 +222,24 @@ class EnergyTable:
         digests = {d: n for d, n in self._digests.items() if n not in user._rows}
         digests.update(user._digests)
         by_format = dict(self._by_format)
-        for f, theirs in user._by_format.items():  # per operand format, the same way
+        for f in list(by_format) + [f for f in user._by_format if f not in by_format]:
+            # per operand format the same way: the user's rows of f, else its generic rows
+            theirs = user._by_format.get(f) or (user._generic.relabelled(f) if user._generic else None)
+            if theirs is None:
+                continue
             ours = by_format.get(f) or EnergyTable({}, exact_pj=None, origin=self.origin, formats=f)
             by_format[f] = ours.merged(theirs)
+        generic = self._generic.merged(user._generic) if self._generic and user._generic else (
+            user._generic or self._generic)
+        restricted = {**self._restricted, **getattr(user, "_explicit", {})}
         return EnergyTable(rows, exact_pj=exact_pj, origin=f"{self.origin} + {user.origin}",
                            digests=digests, info=self.info, formats=self.formats,
-                           by_format=by_format)
+                           by_format=by_format, generic=generic, restricted=restricted)
+
+    def relabelled(self, formats: str) -> "EnergyTable":
+        """These rows as the figures of another operand format (a generic table's)."""
+        return EnergyTable(self._rows, exact_pj=self.exact_pj, origin=self.origin,
+                           info=self.info, formats=formats)
 
     # -- look-up -------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -212,7 +253,15 @@ class EnergyTable:
         """The rows of one operand format pair (this table itself for s8xs8); a table
         without them answers with its s8xs8 rows (see :meth:`lookup`)."""
         key = canonical_formats(formats)
-        return self if key == self.formats else self._by_format.get(key, self)
+        if key == self.formats:
+            return self
+        if key in self._by_format:
+            return self._by_format[key]
+        if self._generic is not None:
+            if key not in self._derived:
+                self._derived[key] = self._generic.relabelled(key)
+            return self._derived[key]
+        return self
 
     def exact_pj_for(self, formats: str = DEFAULT_FORMATS) -> float | None:
         """pJ of the exact ROUP(0,0) for those operand formats (s8xs8's when absent)."""
@@ -226,6 +275,14 @@ class EnergyTable:
         source (``entry.formats`` says which was used)."""
         hit = self._cache.get((name, formats))
         if hit is None:
+            roup = canonical_roup(name)
+            given = self._restricted.get(roup) if roup is not None else None
+            if given is not None and canonical_formats(formats) not in given:
+                raise AxonnxError(
+                    f"energy table {self.origin}: its {roup} rows are for {', '.join(sorted(given))} "
+                    f"operands, a layer's are {canonical_formats(formats)}: add a row with formats "
+                    f"{canonical_formats(formats)}, or leave 'formats' empty so that it holds for "
+                    "every format")
             table = self.for_formats(formats)
             if table is self or canonical_roup(name) is None:  # LUT/SKIP: stored codes
                 hit = self._resolve(name)
