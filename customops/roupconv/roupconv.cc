@@ -353,6 +353,7 @@ struct Scratch {
   std::vector<uint8_t> packed8;  // ... mapped through a GEMM's table
   std::vector<int32_t> acc;
   std::vector<int32_t> quad_off;  // per k-quad: its byte offset in `quads`
+  DepthwiseScratch direct;
 };
 
 std::unique_ptr<Scratch> ScratchPool::Acquire() {
@@ -661,6 +662,22 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
       for (int u = 0; u < kTableSize; ++u) worst = std::max<int64_t>(worst, std::abs(static_cast<int64_t>(tap.row[u])));
       plan.acc_bound[static_cast<size_t>(m)] += worst;
     }
+  }
+
+  if (plan.Cg == 1) {
+    // Every output channel reads one input channel: the direct kernel, one term per slot.
+    plan.direct = true;
+    for (int slot = 0; slot < slots; ++slot) {
+      std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+      if (d.empty() || std::all_of(d.begin(), d.end(), [](int32_t v) { return v == 0; })) continue;
+      WeightPlan::Term term;
+      term.transform.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
+      term.transform.param = slot;
+      if (encode_activation_) term.transform.shift = 2 * slot - WeightDigitExponent(slot);
+      term.weights = std::move(d);
+      plan.terms.push_back(std::move(term));
+    }
+    return plan;
   }
 
   for (int slot = 0; slot < slots; ++slot) {
@@ -1010,6 +1027,7 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     const float product = in.x_scale * w_scale;  // float32, as onnxruntime computes it
     job.scale[i] = product / in.y_scale;
   }
+  if (plan.direct) return ExecuteDirect(context, in, plan, geometry, job.base, job.scale, y);
   // u8 GEMM rows: sum_k W[k] T(a_k) = 2^shift * (dot(W', U) + o * sum_k W'[k]) (gemm_u8.h);
   // the second term is a constant of the row.
   for (const WeightPlan::Gemm& gemm : plan.gemms) {
@@ -1096,6 +1114,107 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     Job::Run(&job, 0);
   } else {
     Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &Job::Run, tasks, 0, &job));
+  }
+  if (job.failed) throw OpError(job.error);
+}
+
+namespace {
+
+// The direct kernel's tasks: (image, run of units), a unit one input channel (conv group) and up
+// to kUnitRows of its output channels.
+struct DirectJob {
+  const WeightPlan* plan;
+  ScratchPool* pool;
+  DepthwiseGeometry geometry;
+  const uint8_t* x;
+  uint8_t* y;
+  int64_t C, P, units_per_image, unit_rows, mblocks, per_task, tasks_per_image;
+  uint8_t x_flip, x_pad;
+  const int32_t* base;
+  const float* scale;
+  std::vector<XTransform> transforms;  // per term, for x's zero point
+  int y_zero_point, y_lo, y_hi;
+  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::string error;
+
+  void Task(size_t task) {
+    const WeightPlan& p = *plan;
+    const int64_t n = static_cast<int64_t>(task) / tasks_per_image;
+    const int64_t u0 = (static_cast<int64_t>(task) % tasks_per_image) * per_task;
+    const int64_t u1 = std::min(units_per_image, u0 + per_task);
+    std::unique_ptr<Scratch> lease = pool->Acquire();
+    const size_t nterms = p.terms.size();
+    std::vector<const int32_t*> weights_of(nterms);
+    std::vector<uint8_t*> outs(static_cast<size_t>(unit_rows));
+    const int64_t KK = p.KH * p.KW;
+    for (int64_t unit = u0; unit < u1; ++unit) {
+      const int64_t g = unit / mblocks, m0 = g * p.Mg + (unit % mblocks) * unit_rows;
+      const int64_t count = std::min(unit_rows, (g + 1) * p.Mg - m0);
+      for (size_t t = 0; t < nterms; ++t) weights_of[t] = p.terms[t].weights.data() + m0 * KK;
+      for (int64_t i = 0; i < count; ++i) outs[static_cast<size_t>(i)] = y + (n * p.M + m0 + i) * P;
+      DepthwiseChannels ch{transforms.data(), weights_of.data(), static_cast<int>(nterms),
+                           p.lut_taps.data() + m0, base + m0, scale + m0, y_zero_point, y_lo, y_hi,
+                           outs.data(), static_cast<int>(count)};
+      DepthwiseRun(geometry, x + (n * C + g) * geometry.H * geometry.W, x_flip, x_pad, ch, lease->direct);
+    }
+    pool->Release(std::move(lease));
+  }
+
+  static void Run(void* self, size_t task) {
+    DirectJob* job = static_cast<DirectJob*>(self);
+    if (job->failed.load(std::memory_order_relaxed)) return;
+    try {
+      job->Task(task);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(job->mutex);
+      if (!job->failed.exchange(true)) job->error = e.what();
+    }
+  }
+};
+
+}  // namespace
+
+void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
+                                   const Geometry& geometry, const std::vector<int32_t>& base,
+                                   const std::vector<float>& scale, uint8_t* y) const {
+  const int64_t N = in.x_shape[0], P = geometry.out_h * geometry.out_w;
+  DirectJob job;
+  job.plan = &plan;
+  job.pool = &pool_;
+  job.geometry = DepthwiseGeometry{in.x_shape[2], in.x_shape[3], plan.KH, plan.KW,
+                                   conv_.strides[0], conv_.strides[1], conv_.dilations[0], conv_.dilations[1],
+                                   geometry.pad_top, geometry.pad_left, geometry.out_h, geometry.out_w};
+  job.x = in.x;
+  job.y = y;
+  job.C = in.x_shape[1];
+  job.P = P;
+  job.x_flip = x_flip_;
+  job.x_pad = in.x_zero_point ^ x_flip_;
+  job.base = base.data();
+  job.scale = scale.data();
+  for (const WeightPlan::Term& term : plan.terms) {
+    job.transforms.push_back(term.transform);
+    job.transforms.back().zero = job.x_pad;
+  }
+  job.y_zero_point = in.y_zero_point;
+  job.y_lo = IsSigned(y_type_) ? -128 : 0;
+  job.y_hi = IsSigned(y_type_) ? 127 : 255;
+  // Units of up to 64 output channels; tasks of enough units for ~64K multiply-accumulates
+  // each, and at least 16 tasks when the batch allows.
+  job.unit_rows = std::min<int64_t>(plan.Mg, 64);
+  job.mblocks = CeilDiv(plan.Mg, job.unit_rows);
+  job.units_per_image = plan.group * job.mblocks;
+  const int64_t unit_work = std::max<int64_t>(1, job.unit_rows * P * plan.KH * plan.KW);
+  int64_t per = std::max<int64_t>(1, (int64_t{1} << 16) / unit_work);
+  while (per > 1 && N * CeilDiv(job.units_per_image, per) < 16) per = CeilDiv(per, 2);
+  job.per_task = per;
+  job.tasks_per_image = CeilDiv(job.units_per_image, per);
+  const size_t tasks = static_cast<size_t>(N * job.tasks_per_image);
+  if (tasks == 1) {
+    DirectJob::Run(&job, 0);
+  } else {
+    Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &DirectJob::Run, tasks, 0, &job));
   }
   if (job.failed) throw OpError(job.error);
 }

@@ -1,0 +1,159 @@
+#include "roupconv/depthwise.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "roupconv/cpu.h"
+
+namespace axonnx::roupconv {
+namespace {
+
+// The planes' layout, one plane per stride phase (rph, cph) < (SH, SW): row rp < rows, column
+// cp < wv of phase ph = rph * SW + cph holds input row rp * SH + rph - pad_top, column
+// cp * SW + cph - pad_left (the zero point's index outside the input). Tap (i, j) of output
+// pixel (oh, ow) reads row oh + (i * DH) / SH, column ow + (j * DW) / SW of phase
+// ((i * DH) % SH, (j * DW) % SW). Along virtual output rows of wv pixels (the last wv - out_w
+// of each discarded), every tap is then one contiguous run: p = oh * wv + ow reads element
+// p + offset(tap) of its phase. The last row of each phase is slack for the last tap's run.
+struct Layout {
+  int64_t rows, wv, phase, plane;
+};
+
+Layout MakeLayout(const DepthwiseGeometry& g) {
+  Layout l;
+  l.rows = g.out_h + ((g.KH - 1) * g.DH) / g.SH + 1;
+  l.wv = g.out_w + ((g.KW - 1) * g.DW) / g.SW;
+  l.phase = l.rows * l.wv;
+  l.plane = g.SH * g.SW * l.phase;
+  return l;
+}
+
+// Fills `out` (the layout above) with f(index) for every position, f(pad) outside the input.
+template <typename T, typename F>
+__attribute__((always_inline)) inline void FillPlane(const DepthwiseGeometry& g, const Layout& l,
+                                                     const uint8_t* xc, uint8_t flip, uint8_t pad,
+                                                     F f, T* __restrict out) {
+  const T fill = f(pad);
+  const int64_t W = g.W, SW = g.SW, SH = g.SH;
+  for (int64_t rph = 0; rph < SH; ++rph) {
+    for (int64_t cph = 0; cph < SW; ++cph) {
+      // columns cp with 0 <= cp * SW + cph - pad_left < W
+      const int64_t cp0 = std::min(l.wv, std::max<int64_t>(0, (g.pad_left - cph + SW - 1) / SW));
+      int64_t cp1 = cp0;
+      while (cp1 < l.wv && cp1 * SW + cph - g.pad_left < W) ++cp1;
+      T* phase = out + (rph * SW + cph) * l.phase;
+      for (int64_t rp = 0; rp < l.rows; ++rp) {
+        T* __restrict dst = phase + rp * l.wv;
+        const int64_t ih = rp * SH + rph - g.pad_top;
+        if (ih < 0 || ih >= g.H) {
+          std::fill(dst, dst + l.wv, fill);
+          continue;
+        }
+        std::fill(dst, dst + cp0, fill);
+        const uint8_t* __restrict src = xc + ih * W + cph - g.pad_left;
+        if (SW == 1) {
+          for (int64_t cp = cp0; cp < cp1; ++cp) dst[cp] = f(static_cast<uint8_t>(src[cp] ^ flip));
+        } else {
+          for (int64_t cp = cp0; cp < cp1; ++cp) dst[cp] = f(static_cast<uint8_t>(src[cp * SW] ^ flip));
+        }
+        std::fill(dst + cp1, dst + l.wv, fill);
+      }
+    }
+  }
+}
+
+__attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, const uint8_t* xc,
+                                                   uint8_t flip, uint8_t pad, const DepthwiseChannels& ch,
+                                                   DepthwiseScratch& s) {
+  const Layout l = MakeLayout(g);
+  const int64_t KH = g.KH, KW = g.KW, SH = g.SH, DH = g.DH, DW = g.DW, SW = g.SW;
+  const int64_t KK = KH * KW, n = g.out_h * l.wv;  // n: virtual output pixels
+  // The activation indices once, then each term's operand from them (branch-free arithmetic on
+  // whole planes, which the compiler vectorizes).
+  s.index.resize(static_cast<size_t>(l.plane));
+  FillPlane<uint8_t>(g, l, xc, flip, pad, [](uint8_t u) { return u; }, s.index.data());
+  s.planes.resize(static_cast<size_t>(ch.nterms * l.plane));
+  const uint8_t* __restrict index = s.index.data();
+  for (int t = 0; t < ch.nterms; ++t) {
+    int16_t* __restrict out = s.planes.data() + t * l.plane;
+    const XTransform& tr = ch.transforms[t];
+    const int zero = tr.zero, r = tr.param;
+    if (tr.kind == XTransform::Kind::kRound && r == 0) {
+      for (int64_t e = 0; e < l.plane; ++e) out[e] = static_cast<int16_t>(index[e] - zero);
+    } else if (tr.kind == XTransform::Kind::kRound) {
+      // round_r(a) = ((a + 2^(r-1)) >> r) << r, arithmetic shifts floor (|a| <= 255).
+      const int half = 1 << (r - 1);
+      for (int64_t e = 0; e < l.plane; ++e) {
+        out[e] = static_cast<int16_t>(((index[e] - zero + half) >> r) * (1 << r));
+      }
+    } else {
+      // Booth digit j of a (10-bit two's complement): -2 b[2j+1] + b[2j] + b[2j-1], times 2^shift.
+      const int j = r, shift = tr.shift;
+      const int lo_shift = j > 0 ? 2 * j - 1 : 0, lo_mask = j > 0 ? 1 : 0;
+      for (int64_t e = 0; e < l.plane; ++e) {
+        const int v = (index[e] - zero) & 0x3FF;
+        const int d = -2 * ((v >> (2 * j + 1)) & 1) + ((v >> (2 * j)) & 1) + ((v >> lo_shift) & lo_mask);
+        out[e] = static_cast<int16_t>(d * (1 << shift));
+      }
+    }
+  }
+  const auto offset = [&](int64_t i, int64_t j) {
+    return (((i * DH) % SH) * SW + (j * DW) % SW) * l.phase + ((i * DH) / SH) * l.wv + (j * DW) / SW;
+  };
+  s.acc.resize(static_cast<size_t>(n));
+  int32_t* __restrict acc = s.acc.data();
+  for (int m = 0; m < ch.count; ++m) {
+    std::fill(acc, acc + n, ch.base[m]);
+    for (int t = 0; t < ch.nterms; ++t) {
+      const int32_t* w = ch.weights[t] + m * KK;
+      const int16_t* plane = s.planes.data() + t * l.plane;
+      for (int64_t i = 0; i < KH; ++i) {
+        for (int64_t j = 0; j < KW; ++j) {
+          const int32_t wv = w[i * KW + j];
+          if (wv == 0) continue;
+          const int16_t* __restrict src = plane + offset(i, j);
+          for (int64_t p = 0; p < n; ++p) acc[p] += wv * static_cast<int32_t>(src[p]);
+        }
+      }
+    }
+    if (ch.taps) {
+      for (const LutTap& tap : ch.taps[m]) {
+        const uint8_t* __restrict src = s.index.data() + offset(tap.k / KW, tap.k % KW);
+        const int32_t* __restrict row = tap.row;
+        for (int64_t p = 0; p < n; ++p) acc[p] += row[src[p]];
+      }
+    }
+    RequantizeRows(acc, static_cast<size_t>(l.wv), static_cast<int>(g.out_h), static_cast<int>(g.out_w),
+                   ch.scale[m], ch.zero_point, ch.lo, ch.hi, ch.y[m], static_cast<size_t>(g.out_w));
+  }
+}
+
+void RunPortable(const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip, uint8_t pad,
+                 const DepthwiseChannels& ch, DepthwiseScratch& s) {
+  RunImpl(g, xc, flip, pad, ch, s);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void RunAvx2(const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip,
+                                             uint8_t pad, const DepthwiseChannels& ch, DepthwiseScratch& s) {
+  RunImpl(g, xc, flip, pad, ch, s);
+}
+__attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void RunAvx512(
+    const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip, uint8_t pad, const DepthwiseChannels& ch,
+    DepthwiseScratch& s) {
+  RunImpl(g, xc, flip, pad, ch, s);
+}
+#endif
+
+}  // namespace
+
+void DepthwiseRun(const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip, uint8_t pad,
+                  const DepthwiseChannels& ch, DepthwiseScratch& scratch) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (Cpu().avx512) return RunAvx512(g, xc, flip, pad, ch, scratch);
+  if (Cpu().avx2) return RunAvx2(g, xc, flip, pad, ch, scratch);
+#endif
+  RunPortable(g, xc, flip, pad, ch, scratch);
+}
+
+}  // namespace axonnx::roupconv
