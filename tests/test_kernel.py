@@ -552,15 +552,26 @@ def imagenet_shape_cases():
     rng = np.random.default_rng(20)
     cases = []
     for xdt in (np.uint8, np.int8):
-        def add(name, c, m, hw, kernel, group, n=1, **attrs):
+        def add(name, c, m, hw, kernel, group, n=1, symmetric=False, **attrs):
+            # symmetric: zero weight zero point (as onnxruntime quantizes weights), so that every
+            # row fits the u8 x s8 GEMM and the input band is read in place
             args = random_args(rng, xdt=xdt, wdt=np.int8, ydt=xdt, n=n, c=c, m=m, hw=hw,
-                               kernel=kernel, per_channel=True, bias=True, group=group)
+                               kernel=kernel, per_channel=True, bias=True, group=group,
+                               zero_weight_zero_point=symmetric)
             cases.append((f"{name}-{np.dtype(xdt).name}", args, dict(attrs, group=group)))
         add("dw-s1", 40, 40, (15, 13), (3, 3), 40, n=2, pads=[1, 1, 1, 1])
         add("dw-s2", 36, 36, (14, 17), (3, 3), 36, pads=[1, 1, 1, 1], strides=[2, 2])
         add("dw-dil", 8, 8, (9, 11), (3, 3), 8, pads=[2, 1, 0, 2], dilations=[2, 2])
         add("dw-mult", 6, 18, (7, 8), (3, 3), 6, pads=[1, 1, 1, 1], strides=[1, 2])
         add("dw-1x1", 20, 20, (5, 6), (1, 1), 20)
+        for symmetric in (True, False):
+            add("1x1-few-pixels", 96, 200, (7, 7), (1, 1), 1, symmetric=symmetric)
+            add("1x1-many-pixels", 24, 72, (30, 29), (1, 1), 1, symmetric=symmetric)
+            add("1x1-s2", 64, 136, (13, 13), (1, 1), 1, strides=[2, 2], symmetric=symmetric)
+            add("3x3-large-c", 160, 130, (6, 5), (3, 3), 1, pads=[1, 1, 1, 1], symmetric=symmetric)
+            add("1x1-batch", 40, 96, (9, 9), (1, 1), 1, n=3, symmetric=symmetric)
+            add("3x3-groups", 32, 192, (5, 7), (3, 3), 2, pads=[1, 0, 1, 0], strides=[2, 1],
+                symmetric=symmetric)
     return cases
 
 

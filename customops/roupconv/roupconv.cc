@@ -214,7 +214,27 @@ struct Im2Col {
     const int64_t ih0 = oh0 * SH - pad_top;
     std::memset(band, pad, static_cast<size_t>(b.words * kQuad));
     std::vector<uint8_t> pad_row;
-    for (int64_t g = 0; g < b.cq; ++g) {
+    // Whole rows at stride 1 without column padding (1x1 convolutions): the rows are contiguous
+    // in x and in the band, one interleave per channel quad.
+    const bool contiguous = SH == 1 && SW == 1 && pad_left == 0 && b.wv == W;
+    for (int64_t g = 0; g < b.cq && contiguous; ++g) {
+      const int64_t r0 = std::max<int64_t>(0, -ih0), r1 = std::min(b.rows, H - ih0);
+      if (r1 <= r0) continue;
+      const uint8_t* src[kQuad];
+      for (int e = 0; e < kQuad; ++e) {
+        const int64_t c = g * kQuad + e;
+        if (c < channels) {
+          src[e] = x + (c * H + ih0 + r0) * W;
+        } else {
+          if (pad_row.size() < static_cast<size_t>((r1 - r0) * W)) {
+            pad_row.assign(static_cast<size_t>((r1 - r0) * W), static_cast<uint8_t>(pad ^ flip));
+          }
+          src[e] = pad_row.data();
+        }
+      }
+      InterleaveRow(src, (r1 - r0) * W, flip, band + ((g * b.rows + r0) * b.wv) * kQuad);
+    }
+    for (int64_t g = 0; g < b.cq && !contiguous; ++g) {
       for (int64_t r = std::max<int64_t>(0, -ih0); r < b.rows * SH && ih0 + r < H; ++r) {
         const int64_t rph = r % SH, rp = r / SH;
         const uint8_t* src[kQuad];
@@ -353,6 +373,7 @@ struct Scratch {
   std::vector<uint8_t> packed8;  // ... mapped through a GEMM's table
   std::vector<int32_t> acc;
   std::vector<int32_t> quad_off;  // per k-quad: its byte offset in `quads`
+  std::vector<int32_t> row_of;    // a task's GEMM rows, relative to its first output channel
   DepthwiseScratch direct;
 };
 
@@ -847,6 +868,7 @@ struct Job {
   const uint8_t* x;
   uint8_t* y;
   int64_t C, P, chunk, chunks;
+  int64_t mblock = 0, mblocks = 1;  // implicit tasks: output channels per task (per conv group)
   uint8_t x_flip, x_pad;
   std::vector<int32_t> base;   // per m: the bias and the u8 GEMMs' offset terms
   std::vector<U8Operand> operands;  // per GEMM: its u8 activation operand for x's zero point
@@ -937,42 +959,53 @@ struct Job {
   // in place (Im2Col::Band); the accumulators hold virtual output rows of wv pixels.
   void TaskImplicit(size_t task) {
     const WeightPlan& p = *plan;
-    const int64_t n = static_cast<int64_t>(task) / chunks;
-    const int64_t oh0 = (static_cast<int64_t>(task) % chunks) * chunk;
+    const int64_t per_image = chunks * mblocks;
+    const int64_t n = static_cast<int64_t>(task) / per_image;
+    const int64_t oh0 = (static_cast<int64_t>(task) % per_image) / mblocks * chunk;
+    // This task's output channels (local to each conv group): [m0, m1).
+    const int64_t m0 = (static_cast<int64_t>(task) % mblocks) * mblock, m1 = std::min(p.Mg, m0 + mblock);
     const int64_t nrows_out = std::min(out_h - oh0, chunk);
     const Im2Col::BandShape shape = im2col.Shape(p.Cg, nrows_out);
     const int64_t cols = RoundUp(nrows_out * shape.wv, kTile);
     std::unique_ptr<Scratch> lease = pool->Acquire();
     Scratch& scratch = *lease;
     scratch.quads.resize(static_cast<size_t>(shape.words * kQuad));
-    scratch.acc.resize(static_cast<size_t>(p.Mg * cols));
+    scratch.acc.resize(static_cast<size_t>((m1 - m0) * cols));
     im2col.QuadOffsets(shape, scratch.quad_off);
-    int32_t* acc = scratch.acc.data();
+    int32_t* acc = scratch.acc.data();  // row ml - m0
     const int64_t out_w = im2col.out_w;
     for (int64_t g = 0; g < p.group; ++g) {
       const size_t gs = static_cast<size_t>(g);
       const uint8_t* xg = x + (n * C + g * p.Cg) * im2col.H * im2col.W;
-      for (int32_t ml : fill_rows[gs]) std::fill_n(acc + ml * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
+      for (int32_t ml : fill_rows[gs]) {
+        if (ml >= m0 && ml < m1) std::fill_n(acc + (ml - m0) * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
+      }
       if (needs_quads[gs]) {
         im2col.Band(xg, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, scratch.quads.data(), scratch.band);
       }
       for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
         const WeightPlan::Gemm& gemm = p.gemms[gi];
         const std::vector<int32_t>& rows8 = gemm.rows8[gs];
-        if (rows8.empty()) continue;
+        // rows8 is ascending: this task's rows are one run of it.
+        const size_t i0 = static_cast<size_t>(std::lower_bound(rows8.begin(), rows8.end(), m0) - rows8.begin());
+        const size_t i1 = static_cast<size_t>(std::lower_bound(rows8.begin(), rows8.end(), m1) - rows8.begin());
+        if (i0 == i1) continue;
+        scratch.row_of.resize(i1 - i0);
+        for (size_t i = i0; i < i1; ++i) scratch.row_of[i - i0] = rows8[i] - static_cast<int32_t>(m0);
         const uint8_t* b = scratch.quads.data();
         if (!operands[gi].identity) {
           scratch.packed8.resize(scratch.quads.size());
           ApplyTable(operands[gi], b, scratch.quads.size(), scratch.packed8.data());
           b = scratch.packed8.data();
         }
-        GemmU8S8(gemm.weights8[gs].data(), static_cast<int>(rows8.size()), rows8.data(), gemm.shift8[gs].data(),
-                 first_gemm[gs] == static_cast<int>(gi) ? init[gs].data() : nullptr, static_cast<int>(p.Kq), b,
+        GemmU8S8(gemm.weights8[gs].data() + i0 * static_cast<size_t>(p.Kq), static_cast<int>(i1 - i0),
+                 scratch.row_of.data(), gemm.shift8[gs].data() + i0,
+                 first_gemm[gs] == static_cast<int>(gi) ? init[gs].data() + i0 : nullptr, static_cast<int>(p.Kq), b,
                  scratch.quad_off.data(), kTile * kQuad, static_cast<int>(cols), acc, static_cast<size_t>(cols));
       }
-      for (int64_t ml = 0; ml < p.Mg; ++ml) {
+      for (int64_t ml = m0; ml < m1; ++ml) {
         const int64_t m = g * p.Mg + ml;
-        RequantizeRows(acc + ml * cols, static_cast<size_t>(shape.wv), static_cast<int>(nrows_out),
+        RequantizeRows(acc + (ml - m0) * cols, static_cast<size_t>(shape.wv), static_cast<int>(nrows_out),
                        static_cast<int>(out_w), scale[static_cast<size_t>(m)], y_zero_point, y_lo, y_hi,
                        y + (n * p.M + m) * P + oh0 * out_w, static_cast<size_t>(out_w));
       }
@@ -1094,9 +1127,26 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     const int64_t target = std::clamp<int64_t>(192 * 1024 / bytes_per_column, 4 * kTile, 4096);
     chunk = std::clamp<int64_t>(target / wv, 1, geometry.out_h);
     chunk = CeilDiv(geometry.out_h, CeilDiv(geometry.out_h, chunk));  // balanced runs
-    while (N * CeilDiv(geometry.out_h, chunk) < 8 && chunk > 1) chunk = CeilDiv(chunk, 2);
+    // At least 8 tasks where the layer allows: split the pixels while a task keeps 256 virtual
+    // pixels or more, then the output channels (blocks of >= 32, the packed weights of a block
+    // reused over all of the task's pixels), then the pixels again.
+    int64_t mblock = plan.Mg;
+    const auto count = [&] { return N * CeilDiv(geometry.out_h, chunk) * CeilDiv(plan.Mg, mblock); };
+    while (count() < 8) {
+      if (chunk > 1 && chunk * wv > 256) {
+        chunk = CeilDiv(chunk, 2);
+      } else if (mblock >= 64) {
+        mblock = RoundUp(CeilDiv(mblock, 2), 16);
+      } else if (chunk > 1) {
+        chunk = CeilDiv(chunk, 2);
+      } else {
+        break;
+      }
+    }
     job.chunk = chunk;
     job.chunks = CeilDiv(geometry.out_h, chunk);
+    job.mblock = mblock;
+    job.mblocks = CeilDiv(plan.Mg, mblock);
   } else {
     // Tasks: (image, run of output pixels). A run's scratch (activation indices, packed operands,
     // accumulators) is sized to stay in the L2 cache.
@@ -1108,7 +1158,7 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     job.chunks = CeilDiv(P, chunk);
     for (int64_t q = 0; q < plan.Kq / kQuad; ++q) job.packed_off.push_back(static_cast<int32_t>(q * kTile * kQuad));
   }
-  const size_t tasks = static_cast<size_t>(N * job.chunks);
+  const size_t tasks = static_cast<size_t>(N * job.chunks * job.mblocks);
 
   if (tasks == 1) {
     Job::Run(&job, 0);
