@@ -5,6 +5,11 @@
 
 #include "roupconv/cpu.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#define AXONNX_X86 1
+#include <immintrin.h>
+#endif
+
 namespace axonnx::roupconv {
 namespace {
 
@@ -62,6 +67,56 @@ __attribute__((always_inline)) inline void FillPlane(const DepthwiseGeometry& g,
   }
 }
 
+using Tap = DepthwiseTap;
+using Pair = DepthwisePair;
+
+constexpr int64_t kSlack = 64;  // int16 elements past the planes that the pair loop may read
+
+#ifdef AXONNX_X86
+// acc[p] = base + sum over pairs of w0 * planes[off + p] + w1 * planes[off + p + 1], for p < n
+// rounded up to 32: vpmaddwd on the 32 elements from off + p0 gives the even outputs p0 + 2k,
+// on those from off + p0 + 1 the odd ones; the two are interleaved once per 32 outputs.
+__attribute__((target("avx512f,avx512bw"))) void ConvPairsAvx512(const int16_t* planes, const Pair* pairs,
+                                                                 size_t npairs, int64_t n, int32_t base,
+                                                                 int32_t* acc) {
+  const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  for (int64_t p0 = 0; p0 < n; p0 += 32) {
+    __m512i even = _mm512_set1_epi32(base), odd = even;
+    for (size_t k = 0; k < npairs; ++k) {
+      const int16_t* src = planes + pairs[k].off + p0;
+      const __m512i w = _mm512_set1_epi32(pairs[k].w);
+      even = _mm512_add_epi32(even, _mm512_madd_epi16(_mm512_loadu_si512(src), w));
+      odd = _mm512_add_epi32(odd, _mm512_madd_epi16(_mm512_loadu_si512(src + 1), w));
+    }
+    _mm512_storeu_si512(acc + p0, _mm512_permutex2var_epi32(even, lo, odd));
+    _mm512_storeu_si512(acc + p0 + 16, _mm512_permutex2var_epi32(even, hi, odd));
+  }
+}
+#endif
+
+// The taps sorted by offset, paired where one follows the other; false if a weight does not fit
+// int16 (never for the plan's terms: |W_t| <= 2^14).
+bool MakePairs(std::vector<Tap>& taps, std::vector<Pair>& pairs) {
+  pairs.clear();
+  std::sort(taps.begin(), taps.end(), [](const Tap& a, const Tap& b) { return a.off < b.off; });
+  for (const Tap& t : taps) {
+    if (t.w < -32768 || t.w > 32767) return false;
+  }
+  for (size_t i = 0; i < taps.size();) {
+    const uint32_t w0 = static_cast<uint16_t>(taps[i].w);
+    if (i + 1 < taps.size() && taps[i + 1].off == taps[i].off + 1) {
+      pairs.push_back({taps[i].off, static_cast<int32_t>(w0 | static_cast<uint32_t>(static_cast<uint16_t>(taps[i + 1].w)) << 16)});
+      i += 2;
+    } else {
+      pairs.push_back({taps[i].off, static_cast<int32_t>(w0)});
+      i += 1;
+    }
+  }
+  return true;
+}
+
+template <bool kPairs>
 __attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, const uint8_t* xc,
                                                    uint8_t flip, uint8_t pad, const DepthwiseChannels& ch,
                                                    DepthwiseScratch& s) {
@@ -72,7 +127,7 @@ __attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, c
   // whole planes, which the compiler vectorizes).
   s.index.resize(static_cast<size_t>(l.plane));
   FillPlane<uint8_t>(g, l, xc, flip, pad, [](uint8_t u) { return u; }, s.index.data());
-  s.planes.resize(static_cast<size_t>(ch.nterms * l.plane));
+  s.planes.resize(static_cast<size_t>(ch.nterms * l.plane + kSlack));
   const uint8_t* __restrict index = s.index.data();
   for (int t = 0; t < ch.nterms; ++t) {
     int16_t* __restrict out = s.planes.data() + t * l.plane;
@@ -100,9 +155,26 @@ __attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, c
   const auto offset = [&](int64_t i, int64_t j) {
     return (((i * DH) % SH) * SW + (j * DW) % SW) * l.phase + ((i * DH) / SH) * l.wv + (j * DW) / SW;
   };
-  s.acc.resize(static_cast<size_t>(n));
+  s.acc.resize(static_cast<size_t>(n + 32));
   int32_t* __restrict acc = s.acc.data();
   for (int m = 0; m < ch.count; ++m) {
+#ifdef AXONNX_X86
+    if constexpr (kPairs) {
+      s.taps.clear();
+      for (int t = 0; t < ch.nterms; ++t) {
+        const int32_t* w = ch.weights[t] + m * KK;
+        for (int64_t i = 0; i < KH; ++i) {
+          for (int64_t j = 0; j < KW; ++j) {
+            if (w[i * KW + j]) s.taps.push_back({t * l.plane + offset(i, j), w[i * KW + j]});
+          }
+        }
+      }
+      if (MakePairs(s.taps, s.pairs)) {
+        ConvPairsAvx512(s.planes.data(), s.pairs.data(), s.pairs.size(), n, ch.base[m], acc);
+        goto luts;
+      }
+    }
+#endif
     std::fill(acc, acc + n, ch.base[m]);
     for (int t = 0; t < ch.nterms; ++t) {
       const int32_t* w = ch.weights[t] + m * KK;
@@ -116,6 +188,7 @@ __attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, c
         }
       }
     }
+  luts:
     if (ch.taps) {
       for (const LutTap& tap : ch.taps[m]) {
         const uint8_t* __restrict src = s.index.data() + offset(tap.k / KW, tap.k % KW);
@@ -130,18 +203,18 @@ __attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, c
 
 void RunPortable(const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip, uint8_t pad,
                  const DepthwiseChannels& ch, DepthwiseScratch& s) {
-  RunImpl(g, xc, flip, pad, ch, s);
+  RunImpl<false>(g, xc, flip, pad, ch, s);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2"))) void RunAvx2(const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip,
                                              uint8_t pad, const DepthwiseChannels& ch, DepthwiseScratch& s) {
-  RunImpl(g, xc, flip, pad, ch, s);
+  RunImpl<false>(g, xc, flip, pad, ch, s);
 }
 __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) void RunAvx512(
     const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip, uint8_t pad, const DepthwiseChannels& ch,
     DepthwiseScratch& s) {
-  RunImpl(g, xc, flip, pad, ch, s);
+  RunImpl<true>(g, xc, flip, pad, ch, s);
 }
 #endif
 

@@ -21,8 +21,22 @@ struct DepthwiseGeometry {
   int64_t H, W, KH, KW, SH, SW, DH, DW, pad_top, pad_left, out_h, out_w;
 };
 
+// One output channel's taps over all terms: an offset into the planes and its weight; and two
+// taps whose offsets differ by one as one vpmaddwd operand, w = w0 (low 16 bits, the tap at off)
+// | w1 << 16 (the tap at off + 1; 0 for a lone tap).
+struct DepthwiseTap {
+  int64_t off;
+  int32_t w;
+};
+struct DepthwisePair {
+  int64_t off;
+  int32_t w;
+};
+
 // Per-task buffers, grown as needed.
 struct DepthwiseScratch {
+  std::vector<DepthwiseTap> taps;
+  std::vector<DepthwisePair> pairs;
   std::vector<int16_t> planes;  // per term: SW phases x rows x wv
   std::vector<uint8_t> index;   // the activation indices, same layout (LUT taps only)
   std::vector<int32_t> acc;     // out_h * out_w
