@@ -37,6 +37,9 @@ struct DepthwisePair {
 struct DepthwiseScratch {
   std::vector<DepthwiseTap> taps;
   std::vector<DepthwisePair> pairs;
+  std::vector<int64_t> tap_off, order;  // per tap: its offset in a term's planes; offset order
+  DepthwiseGeometry geometry{};          // ... for this geometry
+  bool prepared = false;
   std::vector<int16_t> planes;  // per term: SW phases x rows x wv
   std::vector<uint8_t> index;   // the activation indices, same layout (LUT taps only)
   std::vector<int32_t> acc;     // out_h * out_w
