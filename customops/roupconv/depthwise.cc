@@ -33,35 +33,63 @@ Layout MakeLayout(const DepthwiseGeometry& g) {
   return l;
 }
 
-// Fills `out` (the layout above) with f(index) for every position, f(pad) outside the input.
-template <typename T, typename F>
+// Fills `out` (the layout above) with the activation index of every position, pad outside the
+// input. `row` is scratch.
 __attribute__((always_inline)) inline void FillPlane(const DepthwiseGeometry& g, const Layout& l,
                                                      const uint8_t* xc, uint8_t flip, uint8_t pad,
-                                                     F f, T* __restrict out) {
-  const T fill = f(pad);
+                                                     std::vector<uint8_t>& row, uint8_t* __restrict out) {
   const int64_t W = g.W, SW = g.SW, SH = g.SH;
+  if (SW == 2) {
+    // Both column phases of a row in one pass: the row, padded, deinterleaved (16-bit loads).
+    row.assign(static_cast<size_t>(std::max(2 * l.wv + 2, g.pad_left + W)), pad);
+    for (int64_t rph = 0; rph < SH; ++rph) {
+      uint8_t* even = out + (rph * SW) * l.phase;
+      uint8_t* odd = even + l.phase;
+      for (int64_t rp = 0; rp < l.rows; ++rp) {
+        uint8_t* __restrict d0 = even + rp * l.wv;
+        uint8_t* __restrict d1 = odd + rp * l.wv;
+        const int64_t ih = rp * SH + rph - g.pad_top;
+        if (ih < 0 || ih >= g.H) {
+          std::memset(d0, pad, static_cast<size_t>(l.wv));
+          std::memset(d1, pad, static_cast<size_t>(l.wv));
+          continue;
+        }
+        const uint8_t* __restrict src = xc + ih * W;
+        uint8_t* __restrict r = row.data() + g.pad_left;
+        for (int64_t i = 0; i < W; ++i) r[i] = static_cast<uint8_t>(src[i] ^ flip);
+        const uint8_t* __restrict padded = row.data();
+        for (int64_t cp = 0; cp < l.wv; ++cp) {
+          uint16_t w;
+          std::memcpy(&w, padded + 2 * cp, sizeof w);
+          d0[cp] = static_cast<uint8_t>(w);
+          d1[cp] = static_cast<uint8_t>(w >> 8);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t rph = 0; rph < SH; ++rph) {
     for (int64_t cph = 0; cph < SW; ++cph) {
       // columns cp with 0 <= cp * SW + cph - pad_left < W
       const int64_t cp0 = std::min(l.wv, std::max<int64_t>(0, (g.pad_left - cph + SW - 1) / SW));
       int64_t cp1 = cp0;
       while (cp1 < l.wv && cp1 * SW + cph - g.pad_left < W) ++cp1;
-      T* phase = out + (rph * SW + cph) * l.phase;
+      uint8_t* phase = out + (rph * SW + cph) * l.phase;
       for (int64_t rp = 0; rp < l.rows; ++rp) {
-        T* __restrict dst = phase + rp * l.wv;
+        uint8_t* __restrict dst = phase + rp * l.wv;
         const int64_t ih = rp * SH + rph - g.pad_top;
         if (ih < 0 || ih >= g.H) {
-          std::fill(dst, dst + l.wv, fill);
+          std::memset(dst, pad, static_cast<size_t>(l.wv));
           continue;
         }
-        std::fill(dst, dst + cp0, fill);
+        std::memset(dst, pad, static_cast<size_t>(cp0));
         const uint8_t* __restrict src = xc + ih * W + cph - g.pad_left;
         if (SW == 1) {
-          for (int64_t cp = cp0; cp < cp1; ++cp) dst[cp] = f(static_cast<uint8_t>(src[cp] ^ flip));
+          for (int64_t cp = cp0; cp < cp1; ++cp) dst[cp] = static_cast<uint8_t>(src[cp] ^ flip);
         } else {
-          for (int64_t cp = cp0; cp < cp1; ++cp) dst[cp] = f(static_cast<uint8_t>(src[cp * SW] ^ flip));
+          for (int64_t cp = cp0; cp < cp1; ++cp) dst[cp] = static_cast<uint8_t>(src[cp * SW] ^ flip);
         }
-        std::fill(dst + cp1, dst + l.wv, fill);
+        std::memset(dst + cp1, pad, static_cast<size_t>(l.wv - cp1));
       }
     }
   }
@@ -128,7 +156,7 @@ __attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, c
   // The activation indices once, then each term's operand from them (branch-free arithmetic on
   // whole planes, which the compiler vectorizes).
   s.index.resize(static_cast<size_t>(l.plane));
-  FillPlane<uint8_t>(g, l, xc, flip, pad, [](uint8_t u) { return u; }, s.index.data());
+  FillPlane(g, l, xc, flip, pad, s.row, s.index.data());
   s.planes.resize(static_cast<size_t>(ch.nterms * l.plane + kSlack));
   const uint8_t* __restrict index = s.index.data();
   for (int t = 0; t < ch.nterms; ++t) {

@@ -41,7 +41,8 @@ struct DepthwiseScratch {
   DepthwiseGeometry geometry{};          // ... for this geometry
   bool prepared = false;
   std::vector<int16_t> planes;  // per term: SW phases x rows x wv
-  std::vector<uint8_t> index;   // the activation indices, same layout (LUT taps only)
+  std::vector<uint8_t> index;   // the activation indices, same layout
+  std::vector<uint8_t> row;     // one padded input row
   std::vector<int32_t> acc;     // out_h * out_w
 };
 
