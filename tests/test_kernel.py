@@ -264,10 +264,11 @@ def small_error_lut(rng, name, bound):
     return LUT(name, table, a_signed=a_signed, b_signed=b_signed, source="test")
 
 
-@pytest.mark.parametrize("switch", ["AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
+@pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
 def test_simd_paths_equal_oracle(switch):
-    """Every kernel choice (AVX-512 VNNI/VBMI by default, AVX2 with AXONNX_NO_VNNI=1, portable with
-    AXONNX_NO_AVX2=1) gives the oracle's bytes: u8 x s8 rows (uint8 and int8 activations, zero
+    """Every kernel choice (AMX and AVX-512 VNNI/VBMI by default, AVX-512 VNNI without AMX with
+    AXONNX_NO_AMX=1, AVX2 with AXONNX_NO_VNNI=1, portable with AXONNX_NO_AVX2=1) gives the oracle's
+    bytes: u8 x s8 rows (uint8 and int8 activations, zero
     points 0 and not, 7-bit and full-range weights, so that the AVX2 pair bound sends some rows to
     the int16 GEMM), and LUT error rows that fit int8, int16 and only int32."""
     script = textwrap.dedent("""
@@ -293,8 +294,8 @@ def test_simd_paths_equal_oracle(switch):
         print("ok")
     """)
     env = dict(os.environ, PYTHONSAFEPATH="1")
-    env.pop("AXONNX_NO_VNNI", None)
-    env.pop("AXONNX_NO_AVX2", None)
+    for name in ("AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2"):
+        env.pop(name, None)
     if switch:
         env[switch] = "1"
     done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
@@ -572,6 +573,13 @@ def imagenet_shape_cases():
             add("1x1-batch", 40, 96, (9, 9), (1, 1), 1, n=3, symmetric=symmetric)
             add("3x3-groups", 32, 192, (5, 7), (3, 3), 2, pads=[1, 0, 1, 0], strides=[2, 1],
                 symmetric=symmetric)
+            # channels in multiples of 64 (AMX tiles where the CPU has them): row blocks of 32
+            # and 16 plus a remainder, odd column-tile counts
+            add("amx-1x1", 128, 72, (9, 7), (1, 1), 1, symmetric=symmetric)
+            add("amx-3x3-s2", 64, 48, (11, 10), (3, 3), 1, pads=[1, 1, 1, 1], strides=[2, 2],
+                symmetric=symmetric)
+            add("amx-3x3-batch", 64, 40, (6, 6), (3, 3), 1, n=2, pads=[1, 0, 0, 1],
+                symmetric=symmetric)
     return cases
 
 
@@ -598,7 +606,7 @@ def check_imagenet_shapes():
                 assert got.tobytes() == want.tobytes(), (name, plan, threads)
 
 
-@pytest.mark.parametrize("switch", ["AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
+@pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
 def test_imagenet_shapes_equal_oracle(switch):
     """Depthwise, 1x1 and large-channel layers equal the oracle in every CPU dispatch mode."""
     script = textwrap.dedent("""
@@ -609,8 +617,8 @@ def test_imagenet_shapes_equal_oracle(switch):
         print("ok")
     """)
     env = dict(os.environ, PYTHONSAFEPATH="1")
-    env.pop("AXONNX_NO_VNNI", None)
-    env.pop("AXONNX_NO_AVX2", None)
+    for name in ("AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2"):
+        env.pop(name, None)
     if switch:
         env[switch] = "1"
     done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
