@@ -55,6 +55,12 @@ struct Job {
   uint8_t* y;
   int64_t C, P, chunk, chunks;
   int64_t mblock = 0, mblocks = 1;  // implicit tasks: output channels per task (per conv group)
+  // Implicit tasks split over output channels (one conv group): each (image, row run)'s band, and
+  // its copies mapped through the GEMMs' tables, built once (BandTask) and shared by the blocks.
+  bool shared = false;
+  std::vector<uint8_t> bands;        // per (image, run): band_slots slots of band_bytes
+  size_t band_bytes = 0, band_slots = 1;
+  std::vector<size_t> band_slot;     // per GEMM: its slot (0: the band itself)
   uint8_t x_flip, x_pad;
   std::vector<int32_t> base;   // per m: the bias and the u8 GEMMs' offset terms
   std::vector<U8Operand> operands;  // per GEMM: its u8 activation operand for x's zero point
@@ -155,9 +161,12 @@ struct Job {
     const int64_t cols = RoundUp(nrows_out * shape.wv, kTile);
     std::unique_ptr<Scratch> lease = pool->Acquire();
     Scratch& scratch = *lease;
-    scratch.quads.resize(static_cast<size_t>(shape.words * kQuad));
+    if (!shared) scratch.quads.resize(static_cast<size_t>(shape.words * kQuad));
     scratch.acc.resize(static_cast<size_t>((m1 - m0) * cols));
     im2col.QuadOffsets(shape, scratch.quad_off);
+    // With shared bands (BandTask), this task's band and its mapped copies.
+    const uint8_t* shared_band =
+        shared ? bands.data() + static_cast<size_t>(n * chunks + oh0 / chunk) * band_slots * band_bytes : nullptr;
     int32_t* acc = scratch.acc.data();  // row ml - m0
     const int64_t out_w = im2col.out_w;
     for (int64_t g = 0; g < p.group; ++g) {
@@ -166,7 +175,7 @@ struct Job {
       for (int32_t ml : fill_rows[gs]) {
         if (ml >= m0 && ml < m1) std::fill_n(acc + (ml - m0) * cols, cols, base[static_cast<size_t>(g * p.Mg + ml)]);
       }
-      if (needs_quads[gs]) {
+      if (needs_quads[gs] && !shared) {
         im2col.Band(xg, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, scratch.quads.data(), scratch.band);
       }
       for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
@@ -179,7 +188,9 @@ struct Job {
         scratch.row_of.resize(i1 - i0);
         for (size_t i = i0; i < i1; ++i) scratch.row_of[i - i0] = rows8[i] - static_cast<int32_t>(m0);
         const uint8_t* b = scratch.quads.data();
-        if (!operands[gi].identity) {
+        if (shared) {
+          b = shared_band + static_cast<size_t>(band_slot[gi]) * band_bytes;
+        } else if (!operands[gi].identity) {
           scratch.packed8.resize(scratch.quads.size());
           ApplyTable(operands[gi], b, scratch.quads.size(), scratch.packed8.data());
           b = scratch.packed8.data();
@@ -197,6 +208,35 @@ struct Job {
       }
     }
     pool->Release(std::move(lease));
+  }
+
+  // Shared bands: the band of (image, output-row run) `task` and its copies mapped through each
+  // GEMM's table, built once for all of the run's output-channel blocks.
+  void BandTask(size_t task) {
+    const WeightPlan& p = *plan;
+    const int64_t n = static_cast<int64_t>(task) / chunks, oh0 = (static_cast<int64_t>(task) % chunks) * chunk;
+    const int64_t nrows_out = std::min(out_h - oh0, chunk);
+    const Im2Col::BandShape shape = im2col.Shape(p.Cg, nrows_out);
+    uint8_t* band = bands.data() + task * band_slots * band_bytes;
+    std::unique_ptr<Scratch> lease = pool->Acquire();
+    im2col.Band(x + n * C * im2col.H * im2col.W, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, band, lease->band);
+    for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
+      if (band_slot[gi] > 0) {
+        ApplyTable(operands[gi], band, static_cast<size_t>(shape.words * kQuad), band + band_slot[gi] * band_bytes);
+      }
+    }
+    pool->Release(std::move(lease));
+  }
+
+  static void RunBand(void* self, size_t task) {
+    Job* job = static_cast<Job*>(self);
+    if (job->failed.load(std::memory_order_relaxed)) return;
+    try {
+      job->BandTask(task);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(job->mutex);
+      if (!job->failed.exchange(true)) job->error = e.what();
+    }
   }
 
   static void Run(void* self, size_t task) {
@@ -345,6 +385,22 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     for (int64_t q = 0; q < plan.Kq / kQuad; ++q) job.packed_off.push_back(static_cast<int32_t>(q * kTile * kQuad));
   }
   const size_t tasks = static_cast<size_t>(N * job.chunks * job.mblocks);
+  if (implicit && job.mblocks > 1 && plan.group == 1 && job.needs_quads[0]) {
+    job.shared = true;
+    job.band_slot.assign(plan.gemms.size(), 0);
+    for (size_t gi = 0; gi < plan.gemms.size(); ++gi) {
+      if (!job.operands[gi].identity) job.band_slot[gi] = job.band_slots++;
+    }
+    job.band_bytes = static_cast<size_t>(RoundUp(job.im2col.Shape(plan.Cg, job.chunk).words * kQuad, 64));
+    job.bands.resize(static_cast<size_t>(N * job.chunks) * job.band_slots * job.band_bytes);
+    const size_t band_tasks = static_cast<size_t>(N * job.chunks);
+    if (band_tasks == 1) {
+      Job::RunBand(&job, 0);
+    } else {
+      Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &Job::RunBand, band_tasks, 0, &job));
+    }
+    if (job.failed) throw OpError(job.error);
+  }
 
   if (tasks == 1) {
     Job::Run(&job, 0);
