@@ -26,6 +26,7 @@ struct Scratch {
   std::vector<int32_t> acc;
   std::vector<int32_t> quad_off;  // per k-quad: its byte offset in `quads`
   std::vector<int32_t> row_of;    // a task's GEMM rows, relative to its first output channel
+  std::vector<int32_t> natural_off;  // Im2Col::QuadOffsets, before the plan's quad order
   DepthwiseScratch direct;
 };
 
@@ -163,7 +164,11 @@ struct Job {
     Scratch& scratch = *lease;
     if (!shared) scratch.quads.resize(static_cast<size_t>(shape.words * kQuad));
     scratch.acc.resize(static_cast<size_t>((m1 - m0) * cols));
-    im2col.QuadOffsets(shape, scratch.quad_off);
+    im2col.QuadOffsets(shape, scratch.natural_off);
+    scratch.quad_off.resize(p.quad_order.size());
+    for (size_t i = 0; i < p.quad_order.size(); ++i) {
+      scratch.quad_off[i] = scratch.natural_off[static_cast<size_t>(p.quad_order[i])];
+    }
     // With shared bands (BandTask), this task's band and its mapped copies.
     const uint8_t* shared_band =
         shared ? bands.data() + static_cast<size_t>(n * chunks + oh0 / chunk) * band_slots * band_bytes : nullptr;
@@ -382,7 +387,7 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     while (N * CeilDiv(P, chunk) < 8 && chunk > 4 * kTile) chunk = RoundUp(chunk / 2, kTile);
     job.chunk = chunk;
     job.chunks = CeilDiv(P, chunk);
-    for (int64_t q = 0; q < plan.Kq / kQuad; ++q) job.packed_off.push_back(static_cast<int32_t>(q * kTile * kQuad));
+    for (int32_t q : plan.quad_order) job.packed_off.push_back(static_cast<int32_t>(q * kTile * kQuad));
   }
   const size_t tasks = static_cast<size_t>(N * job.chunks * job.mblocks);
   if (implicit && job.mblocks > 1 && plan.group == 1 && job.needs_quads[0]) {

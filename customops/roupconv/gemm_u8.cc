@@ -173,8 +173,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void TileVnni512
   }
 }
 
+// kq: the weight rows' stride; kquads: the k-quads to add (the first kquads of each row).
 void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
-                 const int32_t* init, int kq, const uint8_t* packed, const int32_t* quad_off,
+                 const int32_t* init, int kq, int kquads, const uint8_t* packed, const int32_t* quad_off,
                  size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
   using Fn = void (*)(const int8_t*, int, const uint8_t*, const int32_t*, size_t, int, int32_t* const*,
                       const int32_t*, const int32_t*);
@@ -184,7 +185,6 @@ void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const 
       {TileVnni512<1, 2>, TileVnni512<2, 2>, TileVnni512<3, 2>, TileVnni512<4, 2>,
        TileVnni512<5, 2>, TileVnni512<6, 2>, TileVnni512<7, 2>, TileVnni512<8, 2>}};
   constexpr int kRows = 8;
-  const int kquads = kq / kQuad;
   const int tiles = cols / kTile;
   // Two tiles (32 columns) share each weight broadcast; their packed columns stay in L1 while
   // the row blocks pass over them.
@@ -335,28 +335,37 @@ void GemmU8S8(const int8_t* weights, int nrows, const int32_t* row_of, const int
               const int32_t* init, int kq, const uint8_t* b, const int32_t* quad_off,
               size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
 #ifdef AXONNX_X86
-  if (kKernel == Kernel::kVnni512 && Cpu().amx && nrows >= 16 && kq % 64 == 0) {
-    // AMX for whole blocks of 16 rows when each group of 16 k-quads lies at one stride.
-    const int steps = kq / 64;
+  const int kquads = kq / kQuad;
+  if (kKernel == Kernel::kVnni512 && Cpu().amx && nrows >= 16) {
+    // AMX for whole blocks of 16 rows over the leading groups of 16 k-quads that lie at one
+    // stride (the plan puts them first); VNNI adds the other quads, and takes the other rows.
     int32_t step_off[256], step_stride[256];
-    bool regular = steps <= 256;
-    for (int s = 0; s < steps && regular; ++s) {
-      const int32_t* q = quad_off + 16 * s;
-      step_off[s] = q[0];
-      step_stride[s] = q[1] - q[0];
-      for (int r = 2; r < 16 && regular; ++r) regular = q[r] - q[r - 1] == step_stride[s];
-      regular = regular && step_stride[s] > 0;
+    int steps = 0;
+    for (; steps < std::min(kquads / 16, 256); ++steps) {
+      const int32_t* q = quad_off + 16 * steps;
+      const int32_t stride = q[1] - q[0];
+      bool regular = stride > 0;
+      for (int r = 2; r < 16 && regular; ++r) regular = q[r] - q[r - 1] == stride;
+      if (!regular) break;
+      step_off[steps] = q[0];
+      step_stride[steps] = stride;
     }
-    if (regular) {
+    // Worth it when the tiles take 3/4 of the k-quads or more: the VNNI pass over the rest adds
+    // to every accumulator again (measured: 1x1 with 96 channels, 2/3 on AMX, was slower).
+    if (steps > 0 && 4 * 16 * steps >= 3 * kquads) {
       const int n16 = nrows / 16 * 16;
       GemmAmx(weights, n16, row_of, shift, init, kq, b, step_off, step_stride, steps, tile_stride, cols, acc, ld_acc);
+      if (16 * steps < kquads) {
+        GemmVnni512(weights + 64 * steps, n16, row_of, shift, nullptr, kq, kquads - 16 * steps, b,
+                    quad_off + 16 * steps, tile_stride, cols, acc, ld_acc);
+      }
       if (n16 == nrows) return;
       return GemmVnni512(weights + static_cast<size_t>(n16) * kq, nrows - n16, row_of + n16, shift + n16,
-                         init ? init + n16 : nullptr, kq, b, quad_off, tile_stride, cols, acc, ld_acc);
+                         init ? init + n16 : nullptr, kq, kquads, b, quad_off, tile_stride, cols, acc, ld_acc);
     }
   }
   if (kKernel == Kernel::kVnni512) {
-    return GemmVnni512(weights, nrows, row_of, shift, init, kq, b, quad_off, tile_stride, cols, acc, ld_acc);
+    return GemmVnni512(weights, nrows, row_of, shift, init, kq, kquads, b, quad_off, tile_stride, cols, acc, ld_acc);
   }
   if (kKernel == Kernel::kAvx2) {
     return GemmAvx2(weights, nrows, row_of, shift, init, kq, b, quad_off, tile_stride, cols, acc, ld_acc);

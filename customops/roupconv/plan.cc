@@ -159,6 +159,18 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     return plan;
   }
 
+  // The u8 GEMM's k-quads: per tap, its channel quads in whole groups of 16 first (AMX tiles read
+  // a group at one stride), then every tap's remaining quads.
+  {
+    const int64_t taps = plan.KH * plan.KW, cq = plan.Kq / kQuad / taps, full = cq / 16 * 16;
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t q = 0; q < full; ++q) plan.quad_order.push_back(static_cast<int32_t>(t * cq + q));
+    }
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t q = full; q < cq; ++q) plan.quad_order.push_back(static_cast<int32_t>(t * cq + q));
+    }
+  }
+
   for (int slot = 0; slot < slots; ++slot) {
     const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
     if (d.empty()) continue;
@@ -205,7 +217,10 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
           gemm.rows8[g].push_back(static_cast<int32_t>(ml));
           gemm.shift8[g].push_back(h + log_scale);
           gemm.rowsum8[g].push_back(sum);
-          gemm.weights8[g].insert(gemm.weights8[g].end(), reordered.begin(), reordered.end());
+          std::vector<int8_t>& out8 = gemm.weights8[g];
+          for (int32_t q : plan.quad_order) {  // the u8 GEMM's quad order
+            for (int e = 0; e < kQuad; ++e) out8.push_back(static_cast<int8_t>(reordered[static_cast<size_t>(kQuad * q + e)]));
+          }
           continue;
         }
         gemm.rows[g].push_back(static_cast<int32_t>(ml));

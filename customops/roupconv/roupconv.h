@@ -62,6 +62,9 @@ struct WeightPlan {
     std::vector<std::vector<int32_t>> rowsum8;
   };
   std::vector<Gemm> gemms;
+  // The u8 GEMM's k-quad order: position i holds natural quad quad_order[i] (natural: quad
+  // (i * KW + j) * Cq / 4 + c / 4, as Im2Col lays them out); weights8 rows are in this order.
+  std::vector<int32_t> quad_order;
   // Cg == 1 (every output channel reads one input channel: depthwise): the direct kernel
   // (depthwise.h) runs instead of the GEMMs, one term per GEMM slot, with its weights dense.
   bool direct = false;
