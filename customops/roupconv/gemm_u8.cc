@@ -10,6 +10,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define AXONNX_X86 1
 #include <immintrin.h>
+// AMX intrinsics: GCC 11 and clang 12 onwards.
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define AXONNX_AMX 1
+#endif
 #endif
 
 namespace axonnx::roupconv {
@@ -201,6 +205,7 @@ void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const 
   }
 }
 
+#ifdef AXONNX_AMX
 // ---- AMX versions ---------------------------------------------------------------------------
 
 // Tiles: 0-3 accumulators (2 row blocks x 2 column tiles), 4-5 weights (16 rows x 16 k-quads,
@@ -283,6 +288,7 @@ __attribute__((target("amx-tile,amx-int8,avx512f"))) void GemmAmx(
   }
   _tile_release();
 }
+#endif  // AXONNX_AMX
 #endif  // AXONNX_X86
 
 }  // namespace
@@ -336,6 +342,7 @@ void GemmU8S8(const int8_t* weights, int nrows, const int32_t* row_of, const int
               size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
 #ifdef AXONNX_X86
   const int kquads = kq / kQuad;
+#ifdef AXONNX_AMX
   if (kKernel == Kernel::kVnni512 && Cpu().amx && nrows >= 16) {
     // AMX for whole blocks of 16 rows over the leading groups of 16 k-quads that lie at one
     // stride (the plan puts them first); VNNI adds the other quads, and takes the other rows.
@@ -364,6 +371,7 @@ void GemmU8S8(const int8_t* weights, int nrows, const int32_t* row_of, const int
                          init ? init + n16 : nullptr, kq, kquads, b, quad_off, tile_stride, cols, acc, ld_acc);
     }
   }
+#endif  // AXONNX_AMX
   if (kKernel == Kernel::kVnni512) {
     return GemmVnni512(weights, nrows, row_of, shift, init, kq, kquads, b, quad_off, tile_stride, cols, acc, ld_acc);
   }
