@@ -1,14 +1,25 @@
-"""ImageNet-scale CNN shapes: ResNet-50 and MobileNetV2 (``axonnx.architectures``, random
-weights) quantized with onnxruntime's quantize_static (QOperator, random calibration data),
-transformed by axonnx, and timed against onnxruntime's QLinearConv.
+"""ROUPConv speed on ImageNet-shaped networks (issue 20): ResNet-50 and MobileNetV2 from
+``axonnx.architectures`` (224x224, random weights), each quantized by onnxruntime's
+``quantize_static`` in two forms:
 
-For each model: the transform's wall time (exact plan; ROUP(1,4) on every layer), whether
-the exact plan gives the original output bytes, the inference median (batch 1, 224x224,
-``--threads`` intra-op threads, runs interleaved across variants) of QLinearConv, exact
-ROUPConv and ROUP(1,4) ROUPConv, and the ratio to QLinearConv; and the multiplier energy of
-ROUP(1,4) per layer kind (conv, fully connected) from the built-in table. The Gemm head
-is rewritten too (``matmul``). Not a test:
-``python -P bench/bench_imagenet.py [--threads 2] [--repeats 20] [--activations int8|uint8]``.
+- ``defaults (QDQ s8)``: QDQ, int8 activations (onnxruntime 1.32's default), per-channel weights;
+- ``QOperator u8``: QOperator, uint8 activations, per-channel weights.
+
+Each form is timed as the user runs it in plain onnxruntime, and after ``axonnx transform``
+with: exact (every position ROUP(0,0)), ROUP(1,4) on every layer, a filter-level mix
+ROUP(0,0)/ROUP(1,4)/ROUP(2,6) (FLAM, magnitude policy) and a uniform LUT (an EvoApprox
+mul8u table from ``$AXONNX_DATA/evoapprox8u``; skipped when absent). The Gemm head is rewritten
+too (``matmul``). Every session: 2 intra-op threads (``--threads``), one inter-op thread,
+``session.intra_op.allow_spinning=0``. Per model and batch, every session of both forms runs
+interleaved, in a new random order each round, and the medians are reported.
+
+The baseline is the fastest plain-onnxruntime run of the same network and batch (over both
+forms); each ratio is that baseline's median divided by the variant's median (higher is
+faster; 1x is onnxruntime's own speed). ``exact = ort`` says whether the exact model gives the
+plain model's output bytes (same form, batch 1).
+
+Not a test: ``python -P bench/bench_imagenet.py [--batches 1 8] [--repeats 10]
+[--models resnet50 mobilenet_v2] [--variants exact roup14 flam lut] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -29,102 +41,133 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
+from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,  # noqa: E402
+                                      quantize_static)
 
-from axonnx import InferenceSession  # noqa: E402
+from axonnx import get_library_path  # noqa: E402
 from axonnx.architectures import ARCHITECTURES, build  # noqa: E402
-from axonnx.energy import energy_report  # noqa: E402
 from axonnx.plan import Plan, plan_from_options  # noqa: E402
-from axonnx.transform import inspect_model, transform_model  # noqa: E402
-from axonnx.zoo import quantize_float  # noqa: E402
+from axonnx.transform import transform_model  # noqa: E402
 
-PLANS = {"exact ROUPConv": Plan(matmul=True),
-         "ROUP(1,4) ROUPConv": plan_from_options(llam="ROUP(1,4)", matmul=True)}
+LUT_NAME = "mul8u_2HH"
+FORMS = {"defaults (QDQ s8)": dict(per_channel=True),
+         "QOperator u8": dict(per_channel=True, quant_format=QuantFormat.QOperator,
+                              activation_type=QuantType.QUInt8)}
+VARIANTS = ("exact", "roup14", "flam", "lut")
+LABELS = {"exact": "exact", "roup14": "ROUP(1,4)", "flam": "FLAM", "lut": f"LUT({LUT_NAME})"}
 
 
-def quantized(name: str, folder: Path, size: int, activations: str) -> onnx.ModelProto:
+def plans(wanted: list[str]) -> dict[str, Plan]:
+    out = {}
+    if "exact" in wanted:
+        out["exact"] = Plan(matmul=True)
+    if "roup14" in wanted:
+        out["roup14"] = plan_from_options(llam="ROUP(1,4)", matmul=True)
+    if "flam" in wanted:
+        out["flam"] = plan_from_options(flam="ROUP(0,0),ROUP(1,4),ROUP(2,6)", matmul=True)
+    data = os.environ.get("AXONNX_DATA")
+    if "lut" in wanted and data and (Path(data) / "evoapprox8u" / f"{LUT_NAME}.bin").exists():
+        out["lut"] = plan_from_options(llam=f"LUT({LUT_NAME})", matmul=True)
+    return out
+
+
+def quantized(name: str, folder: Path, form: str) -> onnx.ModelProto:
     fp32 = folder / f"{name}.onnx"
-    onnx.save(build(name, size), fp32)
-    calibration = np.random.default_rng(0).standard_normal((4, 3, size, size)).astype(np.float32)
-    act = "sym-int8" if activations == "int8" else "uint8"
-    return onnx.load(quantize_float(fp32, folder / f"{name}_int8.onnx", calibration,
-                                    fmt="qoperator", activations=act))
+    if not fp32.exists():
+        onnx.save(build(name, 224), fp32)
+    calibration = np.random.default_rng(0).standard_normal((4, 3, 224, 224)).astype(np.float32)
+    input_name = onnx.load(fp32).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{input_name: calibration}])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out = folder / f"{name}_{form.split()[0]}.onnx"
+    quantize_static(os.fspath(fp32), os.fspath(out), Reader(), **FORMS[form])
+    model = onnx.load(out)
+    model.ir_version = 10
+    return model
 
 
-def session(model: onnx.ModelProto, threads: int):
+def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return InferenceSession(model.SerializeToString(), sess_options=options)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.register_custom_ops_library(get_library_path())
+    return ort.InferenceSession(model.SerializeToString(), options)
 
 
-def bench_model(name: str, args, folder: Path) -> dict:
-    original = quantized(name, folder, args.size, args.activations)
-    variants = {"QLinearConv": original}
-    transform_s = {}
-    for label, plan in PLANS.items():
-        t0 = time.perf_counter()
-        variants[label] = transform_model(original, plan)
-        transform_s[label] = time.perf_counter() - t0
-    x = {"input": np.random.default_rng(1).standard_normal((1, 3, args.size, args.size))
-         .astype(np.float32)}
-    sessions = {label: session(m, args.threads) for label, m in variants.items()}
-    outputs = {label: s.run(None, x)[0] for label, s in sessions.items()}
-    times: dict[str, list[float]] = {label: [] for label in sessions}
-    for _ in range(args.warmup):
-        for s in sessions.values():
+def bench_model(name: str, args, folder: Path) -> list[dict]:
+    chosen = plans(args.variants)
+    models, identical = {}, {}
+    for form in FORMS:
+        original = quantized(name, folder, form)
+        models[(form, "ort")] = original
+        for key, plan in chosen.items():
+            models[(form, key)] = transform_model(original, plan)
+    sessions = {k: session(m, args.threads) for k, m in models.items()}
+    input_name = models[(next(iter(FORMS)), "ort")].graph.input[0].name
+    rows = []
+    for batch in args.batches:
+        x = {input_name: np.random.default_rng(1).standard_normal((batch, 3, 224, 224))
+             .astype(np.float32)}
+        if batch == args.batches[0] and "exact" in chosen:
+            for form in FORMS:
+                identical[form] = (sessions[(form, "exact")].run(None, x)[0].tobytes()
+                                   == sessions[(form, "ort")].run(None, x)[0].tobytes())
+        for s in sessions.values():  # warm-up
             s.run(None, x)
-    for _ in range(args.repeats):  # interleaved, so drift hits every variant alike
-        for label, s in sessions.items():
-            t0 = time.perf_counter()
-            s.run(None, x)
-            times[label].append(time.perf_counter() - t0)
-    medians = {label: statistics.median(t) for label, t in times.items()}
-    info = inspect_model(variants["ROUP(1,4) ROUPConv"])
-    report = energy_report(info.multiplications, formats=info.operand_formats, kinds=info.kinds)
-    return {
-        "model": name, "layers": len(info.layers),
-        "macs_per_image": sum(layer.macs_per_image for layer in info.layers),
-        "transform_s": transform_s,
-        "exact_bit_identical": outputs["exact ROUPConv"].tobytes() == outputs["QLinearConv"].tobytes(),
-        "median_ms": {k: 1e3 * v for k, v in medians.items()},
-        "ratio_to_qlinearconv": {k: v / medians["QLinearConv"] for k, v in medians.items()},
-        "energy_roup14_per_kind": report.per_kind, "energy_roup14_gain": report.gain,
-    }
+        times: dict = {k: [] for k in sessions}
+        order = list(sessions)
+        rng = random.Random(batch)
+        for _ in range(args.repeats):  # interleaved, random order per round
+            rng.shuffle(order)
+            for k in order:
+                t0 = time.perf_counter()
+                sessions[k].run(None, x)
+                times[k].append(time.perf_counter() - t0)
+        med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+        baseline = min(med[(form, "ort")] for form in FORMS)
+        for form in FORMS:
+            rows.append({"model": name, "form": form, "batch": batch, "ort_ms": med[(form, "ort")],
+                         "baseline_ms": baseline,
+                         "exact_equals_ort": identical.get(form),
+                         "ms": {k: med[(form, k)] for k in chosen},
+                         "ratio": {k: baseline / med[(form, k)] for k in chosen}})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES), choices=list(ARCHITECTURES))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--activations", choices=("int8", "uint8"), default="int8")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [bench_model(name, args, Path(tmp)) for name in args.models]
-    print(f"onnxruntime {ort.__version__}, batch 1, {args.size}x{args.size}, {args.threads} "
-          f"threads, {args.activations} activations (QOperator, per-tensor weights), median of "
-          f"{args.repeats}")
-    print("| model | layers | MACs/image | transform s (exact / ROUP(1,4)) | exact = QLinearConv bytes "
-          "| QLinearConv ms | exact ROUPConv ms (ratio) | ROUP(1,4) ms (ratio) | ROUP(1,4) energy gain |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        ms, ratio, ts = r["median_ms"], r["ratio_to_qlinearconv"], r["transform_s"]
-        print(f"| {r['model']} | {r['layers']} | {r['macs_per_image'] / 1e9:.2f} G | "
-              f"{ts['exact ROUPConv']:.2f} / {ts['ROUP(1,4) ROUPConv']:.2f} | "
-              f"{'yes' if r['exact_bit_identical'] else 'NO'} | {ms['QLinearConv']:.1f} | "
-              f"{ms['exact ROUPConv']:.1f} ({ratio['exact ROUPConv']:.2f}x) | "
-              f"{ms['ROUP(1,4) ROUPConv']:.1f} ({ratio['ROUP(1,4) ROUPConv']:.2f}x) | "
-              f"{100 * r['energy_roup14_gain']:.1f}% |")
-    for r in results:
-        kinds = ", ".join(f"{k}: {v['multiplications']:,} mults, gain {100 * v['gain']:.1f}%"
-                          for k, v in r["energy_roup14_per_kind"].items())
-        print(f"{r['model']} ROUP(1,4) energy per layer kind: {kinds}")
+        rows = [r for name in args.models for r in bench_model(name, args, Path(tmp))]
+    keys = [k for k in VARIANTS if any(k in r["ms"] for r in rows)]
+    print(f"onnxruntime {ort.__version__}, 224x224, {args.threads} intra-op threads, "
+          f"allow_spinning=0, interleaved, median of {args.repeats}; ratio = fastest plain "
+          "onnxruntime run of the network (baseline) / variant")
+    print("| model | quantization | batch | onnxruntime ms | baseline ms | "
+          + " | ".join(f"{LABELS[k]} ms (ratio)" for k in keys) + " | exact = ort bytes |")
+    print("|---|---|---|---|---|" + "---|" * len(keys) + "---|")
+    for r in rows:
+        cells = " | ".join(f"{r['ms'][k]:.1f} ({r['ratio'][k]:.2f}x)" for k in keys)
+        same = {True: "yes", False: "NO", None: "-"}[r["exact_equals_ort"]]
+        print(f"| {r['model']} | {r['form']} | {r['batch']} | {r['ort_ms']:.1f} | "
+              f"{r['baseline_ms']:.1f} | {cells} | {same} |")
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v)
+                                                  for k, v in vars(args).items()},
+                                         "results": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

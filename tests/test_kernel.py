@@ -264,10 +264,11 @@ def small_error_lut(rng, name, bound):
     return LUT(name, table, a_signed=a_signed, b_signed=b_signed, source="test")
 
 
-@pytest.mark.parametrize("switch", ["AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
+@pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
 def test_simd_paths_equal_oracle(switch):
-    """Every kernel choice (AVX-512 VNNI/VBMI by default, AVX2 with AXONNX_NO_VNNI=1, portable with
-    AXONNX_NO_AVX2=1) gives the oracle's bytes: u8 x s8 rows (uint8 and int8 activations, zero
+    """Every kernel choice (AMX and AVX-512 VNNI/VBMI by default, AVX-512 VNNI without AMX with
+    AXONNX_NO_AMX=1, AVX2 with AXONNX_NO_VNNI=1, portable with AXONNX_NO_AVX2=1) gives the oracle's
+    bytes: u8 x s8 rows (uint8 and int8 activations, zero
     points 0 and not, 7-bit and full-range weights, so that the AVX2 pair bound sends some rows to
     the int16 GEMM), and LUT error rows that fit int8, int16 and only int32."""
     script = textwrap.dedent("""
@@ -293,8 +294,8 @@ def test_simd_paths_equal_oracle(switch):
         print("ok")
     """)
     env = dict(os.environ, PYTHONSAFEPATH="1")
-    env.pop("AXONNX_NO_VNNI", None)
-    env.pop("AXONNX_NO_AVX2", None)
+    for name in ("AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2"):
+        env.pop(name, None)
     if switch:
         env[switch] = "1"
     done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
@@ -541,3 +542,85 @@ def test_bad_input_shapes_fail_cleanly():
         session.run(None, {"x": np.zeros((1, 3, 6, 6), np.int8), "w": args[3]})
     with pytest.raises(ORT_ERRORS, match=r"\[ROUPConv\] node 'shapes': the kernel does not fit"):
         session.run(None, {"x": np.zeros((1, 2, 2, 2), np.int8), "w": args[3]})
+
+
+# ---- ImageNet-shaped layers: depthwise, 1x1, large channel counts, every dispatch mode ---------
+
+def imagenet_shape_cases():
+    """(name, args, attrs): depthwise 3x3 (strides 1 and 2, a dilation, a channel multiplier), 1x1
+    convolutions as plain GEMMs (stride 1 and 2, few pixels and many), and 3x3 layers with large
+    channel counts, in the shapes of MobileNetV2 and ResNet-50 (spatially smaller)."""
+    rng = np.random.default_rng(20)
+    cases = []
+    for xdt in (np.uint8, np.int8):
+        def add(name, c, m, hw, kernel, group, n=1, symmetric=False, **attrs):
+            # symmetric: zero weight zero point (as onnxruntime quantizes weights), so that every
+            # row fits the u8 x s8 GEMM and the input band is read in place
+            args = random_args(rng, xdt=xdt, wdt=np.int8, ydt=xdt, n=n, c=c, m=m, hw=hw,
+                               kernel=kernel, per_channel=True, bias=True, group=group,
+                               zero_weight_zero_point=symmetric)
+            cases.append((f"{name}-{np.dtype(xdt).name}", args, dict(attrs, group=group)))
+        add("dw-s1", 40, 40, (15, 13), (3, 3), 40, n=2, pads=[1, 1, 1, 1])
+        add("dw-s2", 36, 36, (14, 17), (3, 3), 36, pads=[1, 1, 1, 1], strides=[2, 2])
+        add("dw-dil", 8, 8, (9, 11), (3, 3), 8, pads=[2, 1, 0, 2], dilations=[2, 2])
+        add("dw-mult", 6, 18, (7, 8), (3, 3), 6, pads=[1, 1, 1, 1], strides=[1, 2])
+        add("dw-1x1", 20, 20, (5, 6), (1, 1), 20)
+        for symmetric in (True, False):
+            add("1x1-few-pixels", 96, 200, (7, 7), (1, 1), 1, symmetric=symmetric)
+            add("1x1-many-pixels", 24, 72, (30, 29), (1, 1), 1, symmetric=symmetric)
+            add("1x1-s2", 64, 136, (13, 13), (1, 1), 1, strides=[2, 2], symmetric=symmetric)
+            add("3x3-large-c", 160, 130, (6, 5), (3, 3), 1, pads=[1, 1, 1, 1], symmetric=symmetric)
+            add("1x1-batch", 40, 96, (9, 9), (1, 1), 1, n=3, symmetric=symmetric)
+            add("3x3-groups", 32, 192, (5, 7), (3, 3), 2, pads=[1, 0, 1, 0], strides=[2, 1],
+                symmetric=symmetric)
+            # channels in multiples of 64 (AMX tiles where the CPU has them): row blocks of 32
+            # and 16 plus a remainder, odd column-tile counts
+            add("amx-1x1", 128, 72, (9, 7), (1, 1), 1, symmetric=symmetric)
+            add("amx-3x3-s2", 64, 48, (11, 10), (3, 3), 1, pads=[1, 1, 1, 1], strides=[2, 2],
+                symmetric=symmetric)
+            add("amx-3x3-batch", 64, 40, (6, 6), (3, 3), 1, n=2, pads=[1, 0, 0, 1],
+                symmetric=symmetric)
+    return cases
+
+
+IMAGENET_MULTS = ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)", "SKIP", "ROUP(0;r=4/2/1/0)")
+
+
+def check_imagenet_shapes():
+    """Every case under exact, ROUP(1,4), a filter-level mix, a per-position mix with a LUT, and
+    ROUP(1,4) activation-encoded, with 1 and 2 threads, equals the oracle."""
+    rng = np.random.default_rng(21)
+    mults = [parse(n) for n in IMAGENET_MULTS] + [small_error_lut(rng, "l", 3000)]
+    for name, args, attrs in imagenet_shape_cases():
+        shape = args[3].shape
+        plans = [("exact", np.zeros(shape, np.uint8), "weight"),
+                 ("roup14", np.ones(shape, np.uint8), "weight"),
+                 ("flam", assignment(rng, "filter", 3, shape), "weight"),
+                 ("position+lut", assignment(rng, "position", len(mults), shape), "weight"),
+                 ("roup14-act", np.ones(shape, np.uint8), "activation")]
+        for plan, index, encoded in plans:
+            kw = dict(multipliers=mults, index=index, encoded=encoded)
+            want = oracle(args, attrs, **kw)
+            for threads in (1, 2):
+                got = run_roupconv(args, attrs, threads=threads, **kw)
+                assert got.tobytes() == want.tobytes(), (name, plan, threads)
+
+
+@pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
+def test_imagenet_shapes_equal_oracle(switch):
+    """Depthwise, 1x1 and large-channel layers equal the oracle in every CPU dispatch mode."""
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import test_kernel as t
+        t.check_imagenet_shapes()
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONSAFEPATH="1")
+    for name in ("AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2"):
+        env.pop(name, None)
+    if switch:
+        env[switch] = "1"
+    done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -1,7 +1,9 @@
-// The integer inner loops of ROUPConv: an exact int16 x int16 -> int32 GEMM, a gather that adds
-// per-weight error-table rows (LUT multipliers), and QLinearConv's requantization. Each has an
+// The integer inner loops of ROUPConv: an exact int16 x int16 -> int32 GEMM and a gather that adds
+// per-weight error-table rows (LUT multipliers); requantization is in requantize.h. Each has an
 // AVX2 version, chosen at run time, and a portable one; both give the same integers.
 #pragma once
+
+#include "roupconv/requantize.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -46,14 +48,6 @@ struct LutTap {
 int GatherKind(const LutTap* taps, size_t ntaps);
 void GatherAdd(const LutTap* taps, size_t ntaps, int kind, const uint8_t* index, size_t ld, int cols,
                int32_t* acc);
-
-// QLinearConv's requantization: y = saturate(round_half_even(float(acc) * scale) + zero_point)
-// into [lo, hi], stored as bytes (two's complement for int8).
-void Requantize(const int32_t* acc, int n, float scale, int zero_point, int lo, int hi,
-                uint8_t* out);
-// The same for `rows` rows of n values: acc + r * ld_acc -> out + r * ld_out.
-void RequantizeRows(const int32_t* acc, size_t ld_acc, int rows, int n, float scale, int zero_point,
-                    int lo, int hi, uint8_t* out, size_t ld_out);
 
 bool UsingAvx2();
 

@@ -10,6 +10,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #define AXONNX_X86 1
 #include <immintrin.h>
+// AMX intrinsics: GCC 11 and clang 12 onwards.
+#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11)
+#define AXONNX_AMX 1
+#endif
 #endif
 
 namespace axonnx::roupconv {
@@ -17,6 +21,7 @@ namespace {
 
 
 enum class Kernel { kPortable, kAvx2, kVnni512 };
+// AMX (tdpbsud) takes the blocks of 16 rows when the k-quads come in groups of 16 at one stride.
 
 Kernel Choose() {
   const CpuFeatures& cpu = Cpu();
@@ -172,8 +177,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void TileVnni512
   }
 }
 
+// kq: the weight rows' stride; kquads: the k-quads to add (the first kquads of each row).
 void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift,
-                 const int32_t* init, int kq, const uint8_t* packed, const int32_t* quad_off,
+                 const int32_t* init, int kq, int kquads, const uint8_t* packed, const int32_t* quad_off,
                  size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
   using Fn = void (*)(const int8_t*, int, const uint8_t*, const int32_t*, size_t, int, int32_t* const*,
                       const int32_t*, const int32_t*);
@@ -183,7 +189,6 @@ void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const 
       {TileVnni512<1, 2>, TileVnni512<2, 2>, TileVnni512<3, 2>, TileVnni512<4, 2>,
        TileVnni512<5, 2>, TileVnni512<6, 2>, TileVnni512<7, 2>, TileVnni512<8, 2>}};
   constexpr int kRows = 8;
-  const int kquads = kq / kQuad;
   const int tiles = cols / kTile;
   // Two tiles (32 columns) share each weight broadcast; their packed columns stay in L1 while
   // the row blocks pass over them.
@@ -199,6 +204,91 @@ void GemmVnni512(const int8_t* weights, int nrows, const int32_t* row_of, const 
     }
   }
 }
+
+#ifdef AXONNX_AMX
+// ---- AMX versions ---------------------------------------------------------------------------
+
+// Tiles: 0-3 accumulators (2 row blocks x 2 column tiles), 4-5 weights (16 rows x 16 k-quads,
+// s8), 6-7 activations (16 k-quads x 16 columns x 4 bytes, u8: the layout of one k-quad of a
+// tile): tdpbsud(C, A, B) adds sum_k A[m][k] B[k / 4][4 n + k % 4] = the rows' dot products.
+// Tile registers are per thread: every call loads the configuration and releases it.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Adds (or stores, with init) the 16 x 16 sums of a stored accumulator tile, shifted, to acc.
+__attribute__((target("avx512f"))) inline void EpilogueAmx(const int32_t* tile, int32_t* const* out, int col,
+                                                           const int32_t* shift, const int32_t* init) {
+  for (int r = 0; r < 16; ++r) {
+    const __m512i s = _mm512_sll_epi32(_mm512_load_si512(tile + 16 * r), _mm_cvtsi32_si128(shift[r]));
+    int32_t* o = out[r] + col;
+    const __m512i old = init ? _mm512_set1_epi32(init[r]) : _mm512_loadu_si512(o);
+    _mm512_storeu_si512(o, _mm512_add_epi32(old, s));
+  }
+}
+
+// Rows [0, nrows) with nrows a multiple of 16; k-step s reads k-quads 16s..16s+15 of column tile
+// t at b + step_off[s] + t * tile_stride + r * step_stride[s] (row r of the activation tile).
+__attribute__((target("amx-tile,amx-int8,avx512f"))) void GemmAmx(
+    const int8_t* weights, int nrows, const int32_t* row_of, const int32_t* shift, const int32_t* init, int kq,
+    const uint8_t* b, const int32_t* step_off, const int32_t* step_stride, int steps, size_t tile_stride,
+    int cols, int32_t* acc, size_t ld_acc) {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  alignas(64) int32_t c[4][16 * 16];
+  const int tiles = cols / kTile;
+  for (int t = 0; t < tiles; t += 2) {
+    const bool two = t + 1 < tiles;
+    const uint8_t* bt = b + static_cast<size_t>(t) * tile_stride;
+    for (int i = 0; i < nrows; i += 32) {
+      const bool rows2 = i + 16 < nrows;
+      const int8_t* w0 = weights + static_cast<size_t>(i) * kq;
+      const int8_t* w1 = w0 + static_cast<size_t>(16) * kq;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int s = 0; s < steps; ++s) {
+        const uint8_t* bs = bt + step_off[s];
+        _tile_loadd(6, bs, step_stride[s]);
+        _tile_loadd(4, w0 + 64 * s, kq);
+        _tile_dpbsud(0, 4, 6);
+        if (two) {
+          _tile_loadd(7, bs + tile_stride, step_stride[s]);
+          _tile_dpbsud(1, 4, 7);
+        }
+        if (rows2) {
+          _tile_loadd(5, w1 + 64 * s, kq);
+          _tile_dpbsud(2, 5, 6);
+          if (two) _tile_dpbsud(3, 5, 7);
+        }
+      }
+      _tile_stored(0, c[0], 64);
+      if (two) _tile_stored(1, c[1], 64);
+      if (rows2) {
+        _tile_stored(2, c[2], 64);
+        if (two) _tile_stored(3, c[3], 64);
+      }
+      for (int h = 0; h < (rows2 ? 2 : 1); ++h) {
+        int32_t* out[16];
+        const int r0 = i + 16 * h;
+        for (int r = 0; r < 16; ++r) out[r] = acc + static_cast<size_t>(row_of[r0 + r]) * ld_acc;
+        const int32_t* in = init ? init + r0 : nullptr;
+        EpilogueAmx(c[2 * h], out, t * kTile, shift + r0, in);
+        if (two) EpilogueAmx(c[2 * h + 1], out, (t + 1) * kTile, shift + r0, in);
+      }
+    }
+  }
+  _tile_release();
+}
+#endif  // AXONNX_AMX
 #endif  // AXONNX_X86
 
 }  // namespace
@@ -251,8 +341,39 @@ void GemmU8S8(const int8_t* weights, int nrows, const int32_t* row_of, const int
               const int32_t* init, int kq, const uint8_t* b, const int32_t* quad_off,
               size_t tile_stride, int cols, int32_t* acc, size_t ld_acc) {
 #ifdef AXONNX_X86
+  const int kquads = kq / kQuad;
+#ifdef AXONNX_AMX
+  if (kKernel == Kernel::kVnni512 && Cpu().amx && nrows >= 16) {
+    // AMX for whole blocks of 16 rows over the leading groups of 16 k-quads that lie at one
+    // stride (the plan puts them first); VNNI adds the other quads, and takes the other rows.
+    int32_t step_off[256], step_stride[256];
+    int steps = 0;
+    for (; steps < std::min(kquads / 16, 256); ++steps) {
+      const int32_t* q = quad_off + 16 * steps;
+      const int32_t stride = q[1] - q[0];
+      bool regular = stride > 0;
+      for (int r = 2; r < 16 && regular; ++r) regular = q[r] - q[r - 1] == stride;
+      if (!regular) break;
+      step_off[steps] = q[0];
+      step_stride[steps] = stride;
+    }
+    // Worth it when the tiles take 3/4 of the k-quads or more: the VNNI pass over the rest adds
+    // to every accumulator again (measured: 1x1 with 96 channels, 2/3 on AMX, was slower).
+    if (steps > 0 && 4 * 16 * steps >= 3 * kquads) {
+      const int n16 = nrows / 16 * 16;
+      GemmAmx(weights, n16, row_of, shift, init, kq, b, step_off, step_stride, steps, tile_stride, cols, acc, ld_acc);
+      if (16 * steps < kquads) {
+        GemmVnni512(weights + 64 * steps, n16, row_of, shift, nullptr, kq, kquads - 16 * steps, b,
+                    quad_off + 16 * steps, tile_stride, cols, acc, ld_acc);
+      }
+      if (n16 == nrows) return;
+      return GemmVnni512(weights + static_cast<size_t>(n16) * kq, nrows - n16, row_of + n16, shift + n16,
+                         init ? init + n16 : nullptr, kq, kquads, b, quad_off, tile_stride, cols, acc, ld_acc);
+    }
+  }
+#endif  // AXONNX_AMX
   if (kKernel == Kernel::kVnni512) {
-    return GemmVnni512(weights, nrows, row_of, shift, init, kq, b, quad_off, tile_stride, cols, acc, ld_acc);
+    return GemmVnni512(weights, nrows, row_of, shift, init, kq, kquads, b, quad_off, tile_stride, cols, acc, ld_acc);
   }
   if (kKernel == Kernel::kAvx2) {
     return GemmAvx2(weights, nrows, row_of, shift, init, kq, b, quad_off, tile_stride, cols, acc, ld_acc);

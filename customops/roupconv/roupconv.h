@@ -23,6 +23,7 @@
 #include <onnxruntime_lite_custom_op.h>
 
 #include "common/kernel_info.h"
+#include "roupconv/depthwise.h"
 #include "roupconv/gemm.h"
 #include "roupconv/gemm_u8.h"
 #include "roupconv/multiplier.h"
@@ -61,6 +62,17 @@ struct WeightPlan {
     std::vector<std::vector<int32_t>> rowsum8;
   };
   std::vector<Gemm> gemms;
+  // The u8 GEMM's k-quad order: position i holds natural quad quad_order[i] (natural: quad
+  // (i * KW + j) * Cq / 4 + c / 4, as Im2Col lays them out); weights8 rows are in this order.
+  std::vector<int32_t> quad_order;
+  // Cg == 1 (every output channel reads one input channel: depthwise): the direct kernel
+  // (depthwise.h) runs instead of the GEMMs, one term per GEMM slot, with its weights dense.
+  bool direct = false;
+  struct Term {
+    XTransform transform;
+    std::vector<int32_t> weights;  // [M][KH * KW]
+  };
+  std::vector<Term> terms;
   std::vector<std::vector<LutTap>> lut_taps;  // per m: LUT positions and their error rows
   std::vector<int> lut_kind;                  // per m: GatherKind of its taps
   std::vector<int64_t> acc_bound;  // per m: the largest |accumulator| any activations give, bias aside
@@ -124,6 +136,9 @@ class ROUPConvKernel {
   std::vector<int64_t> OutputShape(const Inputs& in, Geometry* geometry) const;
   void Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
                const Geometry& geometry, uint8_t* y) const;
+  void ExecuteDirect(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
+                     const Geometry& geometry, const std::vector<int32_t>& base,
+                     const std::vector<float>& scale, uint8_t* y) const;
 
   const OrtApi& api_;
   std::string node_name_;

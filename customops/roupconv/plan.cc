@@ -1,0 +1,242 @@
+// The weight plan of a ROUPConv node (roupconv.h WeightPlan): the per-weight-value LUT error rows,
+// and the decomposition of the weight into one GEMM (or direct-kernel term) per rounding width or
+// Booth digit, its rows packed for the u8 x s8 GEMM or the int16 one. Built once for a constant
+// weight.
+#include <algorithm>
+#include <cstdlib>
+#include <limits>
+
+#include "roupconv/roupconv.h"
+#include "roupconv/util.h"
+
+namespace axonnx::roupconv {
+
+void ROUPConvKernel::BuildLutRows() {
+  // Error rows, one per (LUT, weight index v), indexed by the activation index u:
+  //   row[v][u] = T[a][b] - a * b, with (a, b) = (u, v) when the weight is encoded and (v, u)
+  // otherwise, each taken in its domain (signed: index - 128; unsigned: index).
+  lut_rows_.resize(lut_tables_.size());
+  lut_planes_.resize(lut_tables_.size());
+  lut_fits_.resize(lut_tables_.size());
+  lut_planes8_.resize(lut_tables_.size());
+  for (size_t l = 0; l < lut_tables_.size(); ++l) {
+    const int a_off = lut_signedness_[2 * l] ? 128 : 0, b_off = lut_signedness_[2 * l + 1] ? 128 : 0;
+    const std::vector<int32_t>& table = lut_tables_[l];
+    std::vector<int32_t>& rows = lut_rows_[l];
+    rows.resize(kTableSize * kTableSize);
+    for (int v = 0; v < kTableSize; ++v) {
+      for (int u = 0; u < kTableSize; ++u) {
+        const int a = encode_activation_ ? v : u, b = encode_activation_ ? u : v;
+        const int64_t error = static_cast<int64_t>(table[a * kTableSize + b]) -
+                              static_cast<int64_t>(a - a_off) * (b - b_off);
+        if (error < std::numeric_limits<int32_t>::min() || error > std::numeric_limits<int32_t>::max()) {
+          throw OpError("lut_tables entry " + std::to_string(l) + " holds products too large for int32");
+        }
+        rows[v * kTableSize + u] = static_cast<int32_t>(error);
+      }
+    }
+    // The same rows as two byte planes where they fit int16 (GatherAdd looks bytes up in registers).
+    std::vector<uint8_t>& planes = lut_planes_[l];
+    planes.assign(kTableSize * 2 * kTableSize, 0);
+    std::vector<char>& fits = lut_fits_[l];
+    fits.assign(kTableSize, 3);  // bit 0: fits int16, bit 1: fits int8
+    std::vector<uint8_t>& planes8 = lut_planes8_[l];
+    planes8.assign(kTableSize * kTableSize, 0);
+    for (int v = 0; v < kTableSize; ++v) {
+      for (int u = 0; u < kTableSize; ++u) {
+        const int32_t e = rows[v * kTableSize + u];
+        if (e < std::numeric_limits<int16_t>::min() || e > std::numeric_limits<int16_t>::max()) fits[v] = 0;
+        planes[(2 * v) * kTableSize + u] = static_cast<uint8_t>(e & 0xFF);
+        planes[(2 * v + 1) * kTableSize + u] = static_cast<uint8_t>(((e >> 8) + 128) & 0xFF);
+        if (e < -128 || e > 127) fits[v] &= ~2;
+        planes8[v * kTableSize + u] = static_cast<uint8_t>((e + 128) & 0xFF);
+      }
+    }
+  }
+}
+
+WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
+                                     const uint8_t* w_zero_point, size_t w_zero_point_size) const {
+  WeightPlan plan;
+  plan.M = w_shape[0];
+  plan.Cg = w_shape[1];
+  plan.KH = w_shape[2];
+  plan.KW = w_shape[3];
+  plan.K = plan.Cg * plan.KH * plan.KW;
+  plan.Kp = RoundUp(plan.K, 2);
+  plan.Kq = plan.KH * plan.KW * RoundUp(plan.Cg, kQuad);
+  plan.group = conv_.group;
+  plan.Mg = plan.M / plan.group;
+  const int64_t M = plan.M, K = plan.K;
+  const uint8_t* index = index_ ? index_->data<uint8_t>() : nullptr;
+
+  // One GEMM per rounding width r (weight encoded) or per Booth digit j (activation encoded).
+  const int slots = encode_activation_ ? kDigits : kBits + 1;
+  std::vector<std::vector<int32_t>> dense(static_cast<size_t>(slots));
+  const auto cell = [&](int slot, int64_t m, int64_t k) -> int32_t& {
+    std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+    if (d.empty()) d.assign(static_cast<size_t>(M * K), 0);
+    return d[static_cast<size_t>(m * K + k)];
+  };
+
+  plan.lut_taps.resize(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    const int zw = w_zero_point[w_zero_point_size == 1 ? 0 : m] ^ w_flip_;  // its weight index
+    for (int64_t k = 0; k < K; ++k) {
+      const int v = w[m * K + k] ^ w_flip_;  // weight index
+      const int b = v - zw;                  // zero-point-free weight, 9 bits signed
+      const Multiplier& mult = multipliers_[index ? index[m * K + k] : 0];
+      switch (mult.kind) {
+        case MultiplierKind::kSkip:
+          break;
+        case MultiplierKind::kLut:
+          // The exact product (x - zx)(w - zw) joins the exact group (it is the table's value
+          // with SPEC's zero-point corrections applied); the gather adds the table's error.
+          if (encode_activation_) {
+            for (int j = 0; j < kDigits; ++j) cell(j, m, k) += b * (1 << WeightDigitExponent(j));
+          } else {
+            cell(0, m, k) += b;
+          }
+          plan.lut_taps[static_cast<size_t>(m)].push_back(
+              {static_cast<int32_t>(k), lut_rows_[static_cast<size_t>(mult.lut)].data() + v * kTableSize,
+               lut_fits_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)] & 1
+                   ? lut_planes_[static_cast<size_t>(mult.lut)].data() + 2 * v * kTableSize
+                   : nullptr,
+               lut_fits_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)] & 2
+                   ? lut_planes8_[static_cast<size_t>(mult.lut)].data() + v * kTableSize
+                   : nullptr});
+          break;
+        case MultiplierKind::kRoup:
+          for (int j = mult.perforation; j < kDigits; ++j) {
+            if (encode_activation_) {
+              const int rounded = RoundHalfUp(b, mult.width[j]);
+              if (rounded) cell(j, m, k) += rounded * (1 << WeightDigitExponent(j));
+            } else {
+              const int d = BoothDigit(b, j);
+              if (d) cell(mult.width[j], m, k) += d * (1 << (2 * j));
+            }
+          }
+          break;
+      }
+    }
+  }
+
+  plan.lut_kind.resize(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) {
+    const std::vector<LutTap>& taps = plan.lut_taps[static_cast<size_t>(m)];
+    plan.lut_kind[static_cast<size_t>(m)] = GatherKind(taps.data(), taps.size());
+  }
+
+  // The accumulator's worst case: |GEMM operand| <= 256 (a rounded 9-bit activation) or
+  // 2 * 2^shift (a Booth digit), times each decomposed weight, plus each LUT tap's largest error.
+  plan.acc_bound.assign(static_cast<size_t>(M), 0);
+  for (int slot = 0; slot < slots; ++slot) {
+    const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+    const int64_t operand = encode_activation_ ? int64_t{2} << (2 * slot - WeightDigitExponent(slot)) : 256;
+    for (size_t i = 0; i < d.size(); ++i) plan.acc_bound[i / static_cast<size_t>(K)] += operand * std::abs(d[i]);
+  }
+  for (int64_t m = 0; m < M; ++m) {
+    for (const LutTap& tap : plan.lut_taps[static_cast<size_t>(m)]) {
+      int64_t worst = 0;
+      for (int u = 0; u < kTableSize; ++u) worst = std::max<int64_t>(worst, std::abs(static_cast<int64_t>(tap.row[u])));
+      plan.acc_bound[static_cast<size_t>(m)] += worst;
+    }
+  }
+
+  if (plan.Cg == 1) {
+    // Every output channel reads one input channel: the direct kernel, one term per slot.
+    plan.direct = true;
+    for (int slot = 0; slot < slots; ++slot) {
+      std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+      if (d.empty() || std::all_of(d.begin(), d.end(), [](int32_t v) { return v == 0; })) continue;
+      WeightPlan::Term term;
+      term.transform.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
+      term.transform.param = slot;
+      if (encode_activation_) term.transform.shift = 2 * slot - WeightDigitExponent(slot);
+      term.weights = std::move(d);
+      plan.terms.push_back(std::move(term));
+    }
+    return plan;
+  }
+
+  // The u8 GEMM's k-quads: per tap, its channel quads in whole groups of 16 first (AMX tiles read
+  // a group at one stride), then every tap's remaining quads.
+  {
+    const int64_t taps = plan.KH * plan.KW, cq = plan.Kq / kQuad / taps, full = cq / 16 * 16;
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t q = 0; q < full; ++q) plan.quad_order.push_back(static_cast<int32_t>(t * cq + q));
+    }
+    for (int64_t t = 0; t < taps; ++t) {
+      for (int64_t q = full; q < cq; ++q) plan.quad_order.push_back(static_cast<int32_t>(t * cq + q));
+    }
+  }
+
+  for (int slot = 0; slot < slots; ++slot) {
+    const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
+    if (d.empty()) continue;
+    WeightPlan::Gemm gemm;
+    gemm.transform.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
+    gemm.transform.param = slot;
+    if (encode_activation_) gemm.transform.shift = 2 * slot - WeightDigitExponent(slot);
+    const size_t groups = static_cast<size_t>(plan.group);
+    gemm.rows.resize(groups);
+    gemm.weights.resize(groups);
+    gemm.rows8.resize(groups);
+    gemm.weights8.resize(groups);
+    gemm.shift8.resize(groups);
+    gemm.rowsum8.resize(groups);
+    const int log_scale = U8LogScale(gemm.transform);
+    const int max_pair = MaxPairSum(U8Bound(gemm.transform));
+    bool any = false;
+    for (int64_t g = 0; g < plan.group; ++g) {
+      for (int64_t ml = 0; ml < plan.Mg; ++ml) {
+        const int32_t* row = d.data() + (g * plan.Mg + ml) * K;
+        if (std::all_of(row, row + K, [](int32_t v) { return v == 0; })) continue;
+        any = true;
+        // The u8 x s8 GEMM takes the row when it is 2^h times an int8 row (h: the common power
+        // of two of its entries) whose pairs the selected kernel multiplies exactly.
+        int h = 31;
+        for (int64_t k = 0; k < K; ++k) {
+          if (row[k]) h = std::min(h, __builtin_ctz(static_cast<unsigned>(row[k])));
+        }
+        // In the u8 GEMM's order k' = (i * KW + j) * Cq + c (Im2Col::Quads), zero-padded.
+        const int64_t cq = plan.Kq / (plan.KH * plan.KW);
+        std::vector<int32_t> reordered(static_cast<size_t>(plan.Kq), 0);
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t c = k / (plan.KH * plan.KW), tap = k % (plan.KH * plan.KW);
+          reordered[static_cast<size_t>(tap * cq + c)] = row[k] / (1 << h);  // exact
+        }
+        bool fits = true;
+        int32_t sum = 0;
+        for (size_t k = 0; k < reordered.size() && fits; k += 2) {
+          const int32_t v0 = reordered[k], v1 = reordered[k + 1];
+          fits = v0 >= -128 && v0 <= 127 && v1 >= -128 && v1 <= 127 && std::abs(v0) + std::abs(v1) <= max_pair;
+          sum += v0 + v1;
+        }
+        if (fits) {
+          gemm.rows8[g].push_back(static_cast<int32_t>(ml));
+          gemm.shift8[g].push_back(h + log_scale);
+          gemm.rowsum8[g].push_back(sum);
+          std::vector<int8_t>& out8 = gemm.weights8[g];
+          for (int32_t q : plan.quad_order) {  // the u8 GEMM's quad order
+            for (int e = 0; e < kQuad; ++e) out8.push_back(static_cast<int8_t>(reordered[static_cast<size_t>(kQuad * q + e)]));
+          }
+          continue;
+        }
+        gemm.rows[g].push_back(static_cast<int32_t>(ml));
+        std::vector<int16_t>& out = gemm.weights[g];
+        for (int64_t k = 0; k < plan.Kp; ++k) {
+          const int32_t v = k < K ? row[k] : 0;
+          if (v < std::numeric_limits<int16_t>::min() || v > std::numeric_limits<int16_t>::max()) {
+            throw OpError("internal: a decomposed weight does not fit int16");
+          }
+          out.push_back(static_cast<int16_t>(v));
+        }
+      }
+    }
+    if (any) plan.gemms.push_back(std::move(gemm));
+  }
+  return plan;
+}
+
+}  // namespace axonnx::roupconv
