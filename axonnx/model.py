@@ -75,7 +75,10 @@ def protected_folders() -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
-def _refuse_package_path(out: Path, resolved: Path) -> None:
+def refuse_installed_path(out: str | os.PathLike) -> None:
+    """An output (file or folder) resolving into axonnx's installed files is an error."""
+    out = Path(out)
+    resolved = out.resolve()
     for folder in protected_folders():
         if resolved == folder or folder in resolved.parents:
             raise AxonnxError(f"the output {out} lies inside axonnx's installed files ({folder}); "
@@ -93,7 +96,7 @@ def check_outputs(outputs: list, inputs: list = ()) -> None:
             continue
         out = Path(out)
         resolved = out.resolve()
-        _refuse_package_path(out, resolved)
+        refuse_installed_path(out)
         if resolved in protected:
             raise AxonnxError(f"the output {out} would overwrite an input; choose another path "
                               "(axonnx never overwrites its input)")
@@ -125,7 +128,7 @@ def results_folder(path: str | os.PathLike) -> Path:
     """A command's ``--out`` folder, created with its parents; a file in the way, a folder
     inside axonnx's installed files, or one that cannot be made, is a one-line error."""
     path = Path(path)
-    _refuse_package_path(path, path.resolve())
+    refuse_installed_path(path)
     if path.exists() and not path.is_dir():
         raise AxonnxError(f"--out {path} is a file; give a folder for the results (it is "
                           "created if missing)")

@@ -278,6 +278,7 @@ class DaskBackend(Backend):
             if n < 1 or len(parts) > 3 or (len(parts) == 3 and parts[2] != "threads"):
                 raise AxonnxError(f"--dask {address!r}: use local:N (N >= 1 workers), "
                                   "local:N:threads, or tcp://host:port")
+            check_workers(n, f"--dask {address}")
             processes = not (len(parts) > 2 and parts[2] == "threads")
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
                                          dashboard_address=None)
@@ -327,13 +328,20 @@ def make_backend(workers: int | None = None, dask: str | None = None) -> Backend
     if dask:
         return DaskBackend(dask)
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise AxonnxError(f"--workers must be at least 1, not {workers}")
+    check_workers(workers, "--workers")
     return Backend() if workers == 1 else ProcessBackend(workers)
 
 
+def check_workers(n: int, what: str) -> None:
+    """1 .. MAX_WORKERS worker processes (axonnx.limits)."""
+    from axonnx.limits import MAX_WORKERS
+
+    if not 1 <= n <= MAX_WORKERS:
+        raise AxonnxError(f"{what} asks for {n} workers; give 1 to {MAX_WORKERS} (4 per usable "
+                          "CPU core of this machine)")
+
+
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    from axonnx.limits import usable_cpus
+
+    return usable_cpus()

@@ -161,6 +161,13 @@ class EnergyTable:
             if not isinstance(item, dict) or not str(item.get("name", "")).strip():
                 raise AxonnxError(f"energy table {origin}: row {k} has no multiplier name")
             name = _canonical(str(item["name"]))
+            if name.upper().startswith("ROUP") and canonical_roup(name) is None:
+                from axonnx.multipliers.names import parse  # says what is wrong with it
+
+                try:
+                    parse(name)
+                except AxonnxError as exc:
+                    raise AxonnxError(f"energy table {origin}: row {k}: {exc}") from None
             pj, relative = _row_energy(item, default_unit, origin, name)
             source = str(item.get("source") or default_source)
             row = _Row(pj, relative, source)
@@ -171,6 +178,9 @@ class EnergyTable:
                 digests[str(item["product_sha256"])] = name
         exact_key = _canonical(exact_name)
         exact_pj = rows[exact_key].pj if exact_key in rows else None
+        if exact_pj == 0:  # every other energy is relative to it
+            raise AxonnxError(f"energy table {origin}: the exact {exact_name} has energy 0; give "
+                              "it its measured, positive energy")
         if exact_key in rows:
             rows[exact_key].relative = 1.0  # the exact multiplier is the reference
         return cls(rows, exact_pj=exact_pj, origin=origin, digests=digests, info=info,
