@@ -112,12 +112,18 @@ def requantize(acc: np.ndarray, x_scale, w_scale, y_scale, y_zero_point) -> np.n
     if not (np.isfinite(scales).all() and (scales > 0).all()):
         raise AxonnxError(f"{OP_TYPE}: x_scale, w_scale and y_scale must be positive finite "
                           "numbers")
-    scale = (np.float32(x_scale) * w_scale).astype(np.float32) / np.float32(y_scale)
-    scaled = acc.astype(np.float32) * scale.astype(np.float32)[None, :, None, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # extreme scales overflow to inf
+        scale = (np.float32(x_scale) * w_scale).astype(np.float32) / np.float32(y_scale)
+        scaled = acc.astype(np.float32) * scale.astype(np.float32)[None, :, None, None]
     out_dtype = np.asarray(y_zero_point).dtype
     info = np.iinfo(out_dtype)
-    rounded = np.rint(scaled).astype(np.int64) + int(np.asarray(y_zero_point))
-    return np.clip(rounded, info.min, info.max).astype(out_dtype)
+    zero_point = int(np.asarray(y_zero_point))
+    # Saturate in float before rounding, as onnxruntime's MLAS does: rint(+inf) cast to an
+    # integer would wrap to the minimum. A NaN (0 x inf) goes to the minimum, as MLAS's
+    # max(value, minimum) gives.
+    low, high = np.float32(info.min - zero_point), np.float32(info.max - zero_point)
+    clamped = np.clip(np.where(np.isnan(scaled), low, scaled), low, high)
+    return (np.rint(clamped).astype(np.int64) + zero_point).astype(out_dtype)
 
 
 def roup_conv(
@@ -240,7 +246,12 @@ class Assignment:
 def read_assignment(node: onnx.NodeProto) -> Assignment:
     """The assignment of a ROUPConv node, LUT tables included (no files needed)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    names = [n.decode() if isinstance(n, bytes) else n for n in attrs.get("multipliers", [b"ROUP(0,0)"])]
+    try:
+        names = [n.decode() if isinstance(n, bytes) else n
+                 for n in attrs.get("multipliers", [b"ROUP(0,0)"])]
+    except UnicodeDecodeError:
+        raise AxonnxError(f"{OP_TYPE} node {node.name!r}: its 'multipliers' attribute is not "
+                          "UTF-8 text; write multiplier names such as ROUP(1,4)") from None
     luts = {}
     if "lut_tables" in attrs:
         tables = numpy_helper.to_array(attrs["lut_tables"])
