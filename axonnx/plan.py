@@ -147,6 +147,11 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
         raise AxonnxError(f"{where}: {', '.join(wide)}: ROUPConv's operands are 8-bit, so its "
                           "multipliers need N=8 (drop ';N=...')")
     names = tuple(m.name for m in mults)
+    from axonnx.ops.roupconv import MAX_MULTIPLIERS
+
+    if len(set(names)) > MAX_MULTIPLIERS:
+        raise AxonnxError(f"{where}: {len(set(names))} distinct multipliers; a layer holds at most "
+                          f"{MAX_MULTIPLIERS} (ROUPConv indexes them with one byte): use fewer")
     policy = str(raw.get("policy", "magnitude")).lower()
     if policy not in POLICIES:
         raise AxonnxError(f"{where}: unknown policy {policy!r}; use 'magnitude' or 'index'")

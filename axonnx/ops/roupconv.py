@@ -23,6 +23,7 @@ OP_TYPE = "ROUPConv"
 OPSET_VERSION = 1
 ENCODED_OPERANDS = ("weight", "activation")
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+MAX_MULTIPLIERS = 256  # multiplier_index is one byte per weight position
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,8 @@ def make_roupconv_node(
     """A ROUPConv node. ``conv_attributes`` are QLinearConv's attributes, copied as-is."""
     if not multipliers:
         raise AxonnxError(f"{OP_TYPE} node {name!r}: needs at least one multiplier")
-    if len(multipliers) > 256:
-        raise AxonnxError(f"{OP_TYPE} node {name!r}: at most 256 multipliers per node")
+    if len(multipliers) > MAX_MULTIPLIERS:
+        raise AxonnxError(f"{OP_TYPE} node {name!r}: at most {MAX_MULTIPLIERS} multipliers per node")
     index = np.asarray(multiplier_index).astype(np.uint8)
     attrs = dict(conv_attributes or {})
     attrs["multipliers"] = [m.name for m in multipliers]
