@@ -162,8 +162,6 @@ def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model",
         return
     try:
         InferenceSession(model.SerializeToString())
-    except AxonnxError:
-        raise
     except Exception as exc:  # onnxruntime's Fail, InvalidGraph, InvalidArgument, ...
         raise AxonnxError(f"{what} does not load in onnxruntime ({_first_line(exc)}); fix the "
                           "input model so that onnxruntime loads it") from None

@@ -263,13 +263,8 @@ class DaskBackend(Backend):
     name = "dask"
 
     def __init__(self, address: str):
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:
-            raise AxonnxError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
-        self.address = address
-        self._cluster = None
-        if address == "local" or address.startswith("local:"):
+        local = address == "local" or address.startswith("local:")
+        if local:  # checked before dask loads
             parts = address.split(":")
             try:
                 n = int(parts[1]) if len(parts) > 1 and parts[1] else 2
@@ -279,6 +274,13 @@ class DaskBackend(Backend):
                 raise AxonnxError(f"--dask {address!r}: use local:N (N >= 1 workers), "
                                   "local:N:threads, or tcp://host:port")
             check_workers(n, f"--dask {address}")
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise AxonnxError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
+        self.address = address
+        self._cluster = None
+        if local:
             processes = not (len(parts) > 2 and parts[2] == "threads")
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
                                          dashboard_address=None)

@@ -244,6 +244,24 @@ class Assignment:
         return np.asarray([m.name for m in self.multipliers], dtype=object)[self.index]
 
 
+REQUIRED_INPUTS = ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale",
+                   "y_zero_point")  # then the optional bias B
+
+
+def check_required_inputs(model: onnx.ModelProto) -> None:
+    """Every ROUPConv node names its eight required inputs: an empty name ("" is ONNX's
+    "absent") must be refused before a session runs the node."""
+    for node in model.graph.node:
+        if node.op_type != OP_TYPE or node.domain != DOMAIN:
+            continue
+        names = list(node.input) + [""] * max(0, len(REQUIRED_INPUTS) - len(node.input))
+        missing = [what for what, name in zip(REQUIRED_INPUTS, names) if not name]
+        if missing:
+            raise AxonnxError(f"{OP_TYPE} node {node.name!r} lacks its required input(s) "
+                              f"{', '.join(missing)}; every one of {', '.join(REQUIRED_INPUTS)} "
+                              "must name a tensor")
+
+
 def read_assignment(node: onnx.NodeProto) -> Assignment:
     """The assignment of a ROUPConv node, LUT tables included (no files needed)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
