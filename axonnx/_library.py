@@ -85,10 +85,6 @@ def open_session(model: str | os.PathLike | bytes | onnx.ModelProto, *,
     is built (else plain onnxruntime, enough for a model without ROUPConv), ``threads``
     intra-op threads (default: onnxruntime's), warnings silenced, and onnxruntime's load
     errors as one-line AxonnxErrors naming ``what``. Returns the session and which kind."""
-    if isinstance(model, onnx.ModelProto):
-        from axonnx.ops.roupconv import check_required_inputs
-
-        check_required_inputs(model)  # an absent input would crash the kernel's first run
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:

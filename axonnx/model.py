@@ -155,7 +155,7 @@ def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model",
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise AxonnxError(f"{what} is not a valid ONNX model ({_first_line(exc)}); fix the input "
+        raise AxonnxError(f"{what} is not a valid ONNX model ({_one_line(exc)}); fix the input "
                           "model (onnx.checker.check_model(model, full_check=True) names the "
                           "problem)") from None
     if not loads:
@@ -163,11 +163,11 @@ def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model",
     try:
         InferenceSession(model.SerializeToString())
     except Exception as exc:  # onnxruntime's Fail, InvalidGraph, InvalidArgument, ...
-        raise AxonnxError(f"{what} does not load in onnxruntime ({_first_line(exc)}); fix the "
+        raise AxonnxError(f"{what} does not load in onnxruntime ({_one_line(exc)}); fix the "
                           "input model so that onnxruntime loads it") from None
 
 
-def _first_line(exc: Exception) -> str:
+def _one_line(exc: Exception) -> str:
     """The message on one line (onnxruntime's span several, after a C++ signature)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else "..." + text[-300:]
