@@ -7,6 +7,7 @@ catch-all handler ("internal error, please report")."""
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import sys
@@ -334,6 +335,27 @@ def test_signals_sigint_during_startup(delay):
         pytest.skip("the command finished before the signal")
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_signals_sigterm_during_sensitivity_leaves_no_temporary_files(tmp_path):
+    """Workers read their workload from a temporary folder: SIGTERM must not leave it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "axonnx", "sensitivity", "zoo:resnet8", "--sample",
+         "--limit", "200", "--workers", "2", "--out", tmp_path / "out"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(tmp)})
+    deadline = time.monotonic() + 120
+    while not list(tmp.glob("axonnx-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if proc.poll() is not None:
+        pytest.skip("the command finished before its workers started")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err, err
+    assert not list(tmp.glob("axonnx-*"))
 
 
 # ---- the catch-all handler -----------------------------------------------------------------
