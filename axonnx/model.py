@@ -153,7 +153,7 @@ def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model",
     from axonnx import InferenceSession
 
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(_with_io_shapes(model), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise AxonnxError(f"{what} is not a valid ONNX model ({_one_line(exc)}); fix the input "
                           "model (onnx.checker.check_model(model, full_check=True) names the "
@@ -165,6 +165,26 @@ def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model",
     except Exception as exc:  # onnxruntime's Fail, InvalidGraph, InvalidArgument, ...
         raise AxonnxError(f"{what} does not load in onnxruntime ({_one_line(exc)}); fix the "
                           "input model so that onnxruntime loads it") from None
+
+
+def _with_io_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx.checker demands a shape on every graph input and output, while the IR allows
+    none (unknown rank) and onnxruntime loads such models: a copy gets the shapes inference
+    finds, else an empty one, so that the check judges everything else."""
+    def shapeless(graph):
+        return [v for v in list(graph.input) + list(graph.output)
+                if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
+
+    if not shapeless(model.graph):
+        return model
+    try:
+        copy = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - the check itself then says what is wrong
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+    for value in shapeless(copy.graph):
+        value.type.tensor_type.shape.SetInParent()
+    return copy
 
 
 def _one_line(exc: Exception) -> str:
