@@ -152,8 +152,9 @@ def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model",
     an error, never a file written with exit status 0."""
     from axonnx import InferenceSession
 
+    checkable, full = _with_io_shapes(model)
     try:
-        onnx.checker.check_model(_with_io_shapes(model), full_check=True)
+        onnx.checker.check_model(checkable, full_check=full)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise AxonnxError(f"{what} is not a valid ONNX model ({_one_line(exc)}); fix the input "
                           "model (onnx.checker.check_model(model, full_check=True) names the "
@@ -167,24 +168,28 @@ def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model",
                           "input model so that onnxruntime loads it") from None
 
 
-def _with_io_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def _with_io_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     """onnx.checker demands a shape on every graph input and output, while the IR allows
     none (unknown rank) and onnxruntime loads such models: a copy gets the shapes inference
-    finds, else an empty one, so that the check judges everything else."""
-    def shapeless(graph):
-        return [v for v in list(graph.input) + list(graph.output)
+    finds, else an empty one, so that the check judges everything else. With an input of
+    unknown rank the strict shape inference of the full check would judge that empty shape,
+    so the check is then the structural one. Returns the model to check and whether the
+    full check applies."""
+    def shapeless(values):
+        return [v for v in values
                 if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
 
-    if not shapeless(model.graph):
-        return model
+    if not shapeless(list(model.graph.input) + list(model.graph.output)):
+        return model, True
     try:
         copy = onnx.shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - the check itself then says what is wrong
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
-    for value in shapeless(copy.graph):
+    full = not shapeless(copy.graph.input)
+    for value in shapeless(list(copy.graph.input) + list(copy.graph.output)):
         value.type.tensor_type.shape.SetInParent()
-    return copy
+    return copy, full
 
 
 def _one_line(exc: Exception) -> str:

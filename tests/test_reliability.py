@@ -193,6 +193,18 @@ def test_invalid_output(edit, hostile, tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
+def test_invalid_output_check_accepts_graph_io_without_shapes(tmp_path, capsys, monkeypatch):
+    """The IR lets graph inputs and outputs have no shape and onnxruntime loads them, though
+    onnx.checker demands one: the validation must not refuse such a model."""
+    model = zoo_model()
+    for value in (model.graph.input[0], model.graph.output[0]):
+        value.type.tensor_type.ClearField("shape")
+    path, out = tmp_path / "shapeless.onnx", tmp_path / "out.onnx"
+    onnx.save(model, str(path))
+    code, err = run_cli(capsys, monkeypatch, "transform", path, "-o", out, "--llam", "ROUP(1,4)")
+    assert code == 0 and out.exists(), err
+
+
 def test_invalid_output_save_plan_unwritable(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out.onnx"
     code, err = run_cli(capsys, monkeypatch, "transform", "zoo:resnet8", "-o", out, "--llam",
