@@ -1,3 +1,3 @@
-from axonnx.cli import main
+from axonnx._entry import main
 
 main()

@@ -79,7 +79,9 @@ class Runner:
 
     def __init__(self, model: onnx.ModelProto, threads: int | None = None, what: str = "the model"):
         from axonnx._library import open_session
+        from axonnx.ops.roupconv import check_required_inputs
 
+        check_required_inputs(model)  # an absent input would crash the kernel's first run
         self.what = what
         self.session, self.kind = open_session(model, threads=threads, what=what)
         inputs = self.session.get_inputs()

@@ -60,9 +60,35 @@ def model_files(path: str | os.PathLike) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
+def protected_folders() -> list[Path]:
+    """Folders no output may land in: the installed axonnx package (its code, sample data,
+    energy table and zoo) and the zoo of a source checkout."""
+    import axonnx
+
+    folders = [Path(axonnx.__file__).resolve().parent]
+    try:
+        from axonnx.zoo import zoo_root
+
+        folders.append(zoo_root().resolve())
+    except AxonnxError:  # no zoo: nothing more to protect
+        pass
+    return list(dict.fromkeys(folders))
+
+
+def refuse_installed_path(out: str | os.PathLike) -> None:
+    """An output (file or folder) resolving into axonnx's installed files is an error."""
+    out = Path(out)
+    resolved = out.resolve()
+    for folder in protected_folders():
+        if resolved == folder or folder in resolved.parents:
+            raise AxonnxError(f"the output {out} lies inside axonnx's installed files ({folder}); "
+                              "choose a path outside them (axonnx never overwrites itself)")
+
+
 def check_outputs(outputs: list, inputs: list = ()) -> None:
-    """Before anything is written: every output's folder exists, no output is an input
-    (axonnx never overwrites its input) and no two outputs are the same file."""
+    """The one output-path guard, before anything is written: no output resolves (symlinks
+    followed) into axonnx's installed files or onto an input, no two outputs are the same
+    file, and every output's folder exists and is writable."""
     seen: dict[Path, Path] = {}
     protected = {Path(p).resolve() for p in inputs if p is not None}
     for out in outputs:
@@ -70,9 +96,10 @@ def check_outputs(outputs: list, inputs: list = ()) -> None:
             continue
         out = Path(out)
         resolved = out.resolve()
+        refuse_installed_path(out)
         if resolved in protected:
-            raise AxonnxError(f"the output {out} would overwrite an input (or a packaged zoo "
-                              "model); choose another path (axonnx never overwrites its input)")
+            raise AxonnxError(f"the output {out} would overwrite an input; choose another path "
+                              "(axonnx never overwrites its input)")
         if resolved in seen:
             raise AxonnxError(f"{seen[resolved]} and {out} are the same file; give each output "
                               "its own path")
@@ -81,12 +108,27 @@ def check_outputs(outputs: list, inputs: list = ()) -> None:
         if not folder.is_dir():
             raise AxonnxError(f"cannot write {out}: folder {folder} does not exist; create it "
                               "or choose another path")
+        _check_writable(out, folder)
+
+
+def _check_writable(out: Path, folder: Path) -> None:
+    """A nameless probe file (root passes os.access everywhere, so only a real write tells),
+    so that a later output's failure never leaves an earlier one written."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise AxonnxError(f"cannot write {out}: folder {folder} is not writable "
+                          f"({exc.strerror}); choose another path") from None
+    if out.is_dir():
+        raise AxonnxError(f"cannot write {out}: it is a folder; give a file path")
 
 
 def results_folder(path: str | os.PathLike) -> Path:
-    """A command's ``--out`` folder, created with its parents; a file in the way, or a folder
-    that cannot be made, is a one-line error."""
+    """A command's ``--out`` folder, created with its parents; a file in the way, a folder
+    inside axonnx's installed files, or one that cannot be made, is a one-line error."""
     path = Path(path)
+    refuse_installed_path(path)
     if path.exists() and not path.is_dir():
         raise AxonnxError(f"--out {path} is a file; give a folder for the results (it is "
                           "created if missing)")
@@ -103,12 +145,66 @@ def _umask() -> int:
     return mask
 
 
+def check_model_valid(model: onnx.ModelProto, what: str = "the rewritten model", *,
+                      loads: bool = True) -> None:
+    """onnx's full check (tensor sizes, IR version, dangling names, shapes), then, with
+    ``loads``, an onnxruntime load with the ROUPConv library: a model that fails either is
+    an error, never a file written with exit status 0."""
+    from axonnx import InferenceSession
+
+    checkable, full = _with_io_shapes(model)
+    try:
+        onnx.checker.check_model(checkable, full_check=full)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise AxonnxError(f"{what} is not a valid ONNX model ({_one_line(exc)}); fix the input "
+                          "model (onnx.checker.check_model(model, full_check=True) names the "
+                          "problem)") from None
+    if not loads:
+        return
+    try:
+        InferenceSession(model.SerializeToString())
+    except Exception as exc:  # onnxruntime's Fail, InvalidGraph, InvalidArgument, ...
+        raise AxonnxError(f"{what} does not load in onnxruntime ({_one_line(exc)}); fix the "
+                          "input model so that onnxruntime loads it") from None
+
+
+def _with_io_shapes(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    """onnx.checker demands a shape on every graph input and output, while the IR allows
+    none (unknown rank) and onnxruntime loads such models: a copy gets the shapes inference
+    finds, else an empty one, so that the check judges everything else. With an input of
+    unknown rank the strict shape inference of the full check would judge that empty shape,
+    so the check is then the structural one. Returns the model to check and whether the
+    full check applies."""
+    def shapeless(values):
+        return [v for v in values
+                if v.type.HasField("tensor_type") and not v.type.tensor_type.HasField("shape")]
+
+    if not shapeless(list(model.graph.input) + list(model.graph.output)):
+        return model, True
+    try:
+        copy = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - the check itself then says what is wrong
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+    full = not shapeless(copy.graph.input)
+    for value in shapeless(list(copy.graph.input) + list(copy.graph.output)):
+        value.type.tensor_type.shape.SetInParent()
+    return copy, full
+
+
+def _one_line(exc: Exception) -> str:
+    """The message on one line (onnxruntime's span several, after a C++ signature)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else "..." + text[-300:]
+
+
 def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike,
                       *, protect: list[Path] = ()) -> Path:
     """Write ``model`` to ``path`` through a temporary file in the same folder and a rename,
     so a reader never sees half a model. Refuses to overwrite any path in ``protect``."""
     path = Path(path)
     check_outputs([path], protect)
+    check_model_valid(model)
     folder = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")

@@ -147,6 +147,11 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
         raise AxonnxError(f"{where}: {', '.join(wide)}: ROUPConv's operands are 8-bit, so its "
                           "multipliers need N=8 (drop ';N=...')")
     names = tuple(m.name for m in mults)
+    from axonnx.ops.roupconv import MAX_MULTIPLIERS
+
+    if len(set(names)) > MAX_MULTIPLIERS:
+        raise AxonnxError(f"{where}: {len(set(names))} distinct multipliers; a layer holds at most "
+                          f"{MAX_MULTIPLIERS} (ROUPConv indexes them with one byte): use fewer")
     policy = str(raw.get("policy", "magnitude")).lower()
     if policy not in POLICIES:
         raise AxonnxError(f"{where}: unknown policy {policy!r}; use 'magnitude' or 'index'")
@@ -187,6 +192,21 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
             raise AxonnxError(f"{where}: 'fractions' needs {len(names)} non-negative numbers "
                               "summing to 1, one per multiplier")
     return LayerRule(match, approach, names, policy, fractions)
+
+
+def _load_yaml(text: str):
+    """safe_load without anchors and aliases: a plan never needs them, and nested aliases
+    (a "billion laughs") expand a few hundred bytes into gigabytes."""
+    import yaml
+
+    class _NoAliases(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+                raise AxonnxError("it uses YAML anchors or aliases (&name, *name); write each "
+                                  "value out in full")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -234,11 +254,11 @@ class Plan:
                               "JSON text file") from None
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
+                data = _load_yaml(text)
             else:
                 data = json.loads(text)
+        except AxonnxError as exc:
+            raise AxonnxError(f"plan {path}: {exc}") from None
         except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
             first = str(exc).splitlines()[0]
             raise AxonnxError(f"plan {path} is not valid {path.suffix[1:].upper() or 'JSON'}: "

@@ -169,7 +169,9 @@ def quantize_float(fp32: str | os.PathLike, out: str | os.PathLike, calibration,
     quantize_static(os.fspath(fp32), os.fspath(out), Reader(), **options)
     model = onnx.load(os.fspath(out))
     model.ir_version = 10  # onnxruntime 1.31 loads IR <= 13; onnx 1.23 writes 14
+    copied = {prop.key for prop in model.metadata_props}  # quantize_static may copy them
     for prop in source.metadata_props:
-        model.metadata_props.add(key=prop.key, value=prop.value)
+        if prop.key not in copied:  # a duplicate key fails onnx.checker
+            model.metadata_props.add(key=prop.key, value=prop.value)
     onnx.save(model, os.fspath(out))
     return Path(out)

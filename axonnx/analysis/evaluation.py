@@ -263,13 +263,8 @@ class DaskBackend(Backend):
     name = "dask"
 
     def __init__(self, address: str):
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:
-            raise AxonnxError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
-        self.address = address
-        self._cluster = None
-        if address == "local" or address.startswith("local:"):
+        local = address == "local" or address.startswith("local:")
+        if local:  # checked before dask loads
             parts = address.split(":")
             try:
                 n = int(parts[1]) if len(parts) > 1 and parts[1] else 2
@@ -278,6 +273,14 @@ class DaskBackend(Backend):
             if n < 1 or len(parts) > 3 or (len(parts) == 3 and parts[2] != "threads"):
                 raise AxonnxError(f"--dask {address!r}: use local:N (N >= 1 workers), "
                                   "local:N:threads, or tcp://host:port")
+            check_workers(n, f"--dask {address}")
+        try:
+            from dask.distributed import Client, LocalCluster
+        except ImportError:
+            raise AxonnxError("--dask needs dask.distributed: pip install 'dask[distributed]'") from None
+        self.address = address
+        self._cluster = None
+        if local:
             processes = not (len(parts) > 2 and parts[2] == "threads")
             self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=processes,
                                          dashboard_address=None)
@@ -327,13 +330,20 @@ def make_backend(workers: int | None = None, dask: str | None = None) -> Backend
     if dask:
         return DaskBackend(dask)
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise AxonnxError(f"--workers must be at least 1, not {workers}")
+    check_workers(workers, "--workers")
     return Backend() if workers == 1 else ProcessBackend(workers)
 
 
+def check_workers(n: int, what: str) -> None:
+    """1 .. MAX_WORKERS worker processes (axonnx.limits)."""
+    from axonnx.limits import MAX_WORKERS
+
+    if not 1 <= n <= MAX_WORKERS:
+        raise AxonnxError(f"{what} asks for {n} workers; give 1 to {MAX_WORKERS} (4 per usable "
+                          "CPU core of this machine)")
+
+
 def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    from axonnx.limits import usable_cpus
+
+    return usable_cpus()

@@ -68,8 +68,13 @@ class ExploreConfig:
     metric: object = None  # axonnx.metrics name or callable; None: top1 with labels, else label-free
 
     def check(self) -> None:
-        if self.pop < 4:
-            raise AxonnxError(f"--pop must be at least 4, not {self.pop}")
+        from axonnx.limits import MAX_POP
+
+        if not 4 <= self.pop <= MAX_POP:
+            raise AxonnxError(f"--pop must lie in 4 .. {MAX_POP} (this machine's memory bounds "
+                              f"NSGA-II's ranking), not {self.pop}")
+        if self.seed < 0:
+            raise AxonnxError(f"--seed must be >= 0, not {self.seed}")
         if self.gens < 1:
             raise AxonnxError(f"--gens must be at least 1, not {self.gens}")
         if self.floor is not None:

@@ -134,7 +134,9 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        if isinstance(exc.__cause__, EOFError):  # click turns any EOFError into an Abort
+            _internal_error(exc.__cause__)
         stderr.print("aborted")
         sys.exit(130)
     except Exception as exc:
@@ -143,8 +145,20 @@ def main() -> None:
         if isinstance(exc, typer.TyperException) and hasattr(exc, "show"):
             exc.show()
             sys.exit(getattr(exc, "exit_code", 2))
-        if os.environ.get("AXONNX_DEBUG"):
-            raise
-        stderr.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} "
-                     "(set AXONNX_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        _internal_error(exc)
+
+
+INTERNAL_ERROR = "internal error, please report"
+
+
+def _internal_error(exc: BaseException) -> None:
+    """The last resort: an exception no check caught is a bug of axonnx (bad input gets an
+    AxonnxError), so it says so, with its type, and asks for a report."""
+    if os.environ.get("AXONNX_DEBUG"):
+        raise exc
+    from rich.markup import escape
+
+    message = escape(" ".join(str(exc).split())[:300])
+    stderr.print(f"[bold red]error:[/] {INTERNAL_ERROR}: {type(exc).__name__}: {message} (rerun "
+                 "with AXONNX_DEBUG=1 for the traceback)", highlight=False, soft_wrap=True)
+    sys.exit(1)

@@ -15,14 +15,16 @@ from axonnx.cli._options import (CalibDataOption, CalibOption, DataOption, Encod
                                  MatMulOption, MetricOption, PreprocessOption, RecoveryOption,
                                  SampleOption, data_options)
 from axonnx.errors import AxonnxError
+from axonnx.limits import MAX_POP, MAX_WORKERS
 
 OutOption = Annotated[Path, typer.Option("--out", help="Folder for the results (created).")]
 WorkersOption = Annotated[Optional[int], typer.Option(
     "--workers", help="Local worker processes scoring plans (default: the usable CPU cores; "
-    "1 scores in this process).")]
+    f"1 scores in this process; at most {MAX_WORKERS} on this machine).")]
 DaskOption = Annotated[Optional[str], typer.Option(
     "--dask", help="Score plans on a Dask cluster: tcp://host:port of a running scheduler, or "
-    "local:N for a LocalCluster of N worker processes (local:N:threads for threads).")]
+    "local:N for a LocalCluster of N worker processes (local:N:threads for threads; N at "
+    f"most {MAX_WORKERS} on this machine).")]
 
 
 def _backend(workers, dask):
@@ -107,8 +109,10 @@ def sensitivity_command(
     from axonnx.recovery import canonical_recovery
     from axonnx.analysis.sensitivity import MODES, sensitivity, write_sensitivity
     from axonnx.multipliers.names import split_names
+    from axonnx.model import results_folder
     from axonnx.plan import check_encoded_operand
 
+    results_folder(out)  # a bad --out fails before the work, not after it
     if mode not in MODES:
         raise AxonnxError(f"unknown --mode {mode!r}; use single or cumulative")
     check_encoded_operand(encoded_operand)  # before the images load
@@ -162,11 +166,12 @@ def explore_command(
     library: Annotated[Optional[str], typer.Option(
         "--multipliers", "--library", help="Comma-separated candidate multipliers, e.g. "
         "'ROUP(0,0),ROUP_L,ROUP_M,ROUP_H' (not for klms).")] = None,
-    pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size.")] = 24,
+    pop: Annotated[int, typer.Option("--pop", help="NSGA-II population size (4 to "
+                                     f"{MAX_POP} on this machine).")] = 24,
     gens: Annotated[int, typer.Option("--gens", help="Generations (a finished run can be "
                                       "extended by running it again with more).")] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed (the run is deterministic "
-                                      "for a seed).")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed, >= 0 (the run is "
+                                      "deterministic for a seed).")] = 1,
     subset: Annotated[int, typer.Option(
         "--subset", help="Samples scored during the search: class-balanced from the search "
         "split (CIFAR-10: a validation split of the training batches); 0: all.")] = 1000,

@@ -11,6 +11,7 @@ from rich.table import Table
 from axonnx.cli._app import JsonOption, app, emit_json, progress_bar, stderr, stdout
 from axonnx.cli._options import (DataOption, LabelsOption, LimitOption, MetricOption,
                                  ModelArgument, PreprocessOption, SampleOption, data_options)
+from axonnx.limits import MAX_THREADS
 
 
 @app.command("eval")
@@ -24,7 +25,8 @@ def eval_command(
         "metrics compare MODEL against, e.g. the original of a transformed model.")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Samples per onnxruntime run.")] = 250,
     threads: Annotated[Optional[int], typer.Option(
-        "--threads", min=1, help="onnxruntime intra-op threads (default: onnxruntime's choice).")] = None,
+        "--threads", min=1, max=MAX_THREADS, help="onnxruntime intra-op threads (default: "
+        f"onnxruntime's choice; at most {MAX_THREADS}, 4 per usable CPU core here).")] = None,
     download: Annotated[bool, typer.Option(
         "--download", help="Download the official CIFAR-10 tarball (163 MB) into the cache "
         "(or --data) if the batches are not found.")] = False,

@@ -72,17 +72,18 @@ def transform_command(
     from axonnx.recovery import canonical_recovery, measure_activations, recovery_flags
     from axonnx.diagnostics import error_warnings, estimate_errors
     from axonnx.energy import no_saving_warnings
-    from axonnx.model import check_outputs, load_model, model_files, save_model_atomic
-    from axonnx.zoo import names as zoo_names, resolve_model
+    from axonnx.model import (check_model_valid, check_outputs, load_model, model_files,
+                              save_model_atomic)
+    from axonnx.zoo import resolve_model
     from axonnx.recovery import Recovery
     from axonnx.transform import notes_of, plan_of, transform_with_summary
 
     inputs = model_files(resolve_model(model)) + ([Path(plan)] if plan else [])
     if calib_data is not None:
         inputs.append(Path(calib_data))
-    inputs += [resolve_model(name) for name in zoo_names()]  # the packaged models, too
     check_outputs([output, save_plan], inputs)
     loaded = load_model(model)
+    check_model_valid(loaded, f"model {model}", loads=False)  # before any work
     the_plan = build_plan(loaded, plan, skip_first=skip_first, encoded_operand=encoded_operand,
                           llam=llam, flam=flam, klam_chan=klam_chan, klam_row=klam_row,
                           klam_col=klam_col, klms=klms, klms_keep=klms_keep,

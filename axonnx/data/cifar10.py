@@ -136,7 +136,10 @@ def download_cifar10(root: Path, *, url: str = TARBALL_URL, progress: Progress =
     when its md5 and every batch's md5 match is the folder moved to
     ``root/cifar-10-batches-py``. Nothing partial is left behind on failure.
     """
+    from axonnx.model import refuse_installed_path
+
     root = Path(root)
+    refuse_installed_path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / BATCH_DIR
     with tempfile.NamedTemporaryFile(dir=root, suffix=".tar.gz.part", delete=False) as tmp:

@@ -188,6 +188,13 @@ class EnergyTable:
             name = _canonical(str(item["name"]))
             if canonical_roup(name) is None and name != "SKIP" and not name.startswith("LUT("):
                 # a row no look-up can ever match would be ignored in silence
+                if name.upper().startswith("ROUP"):
+                    from axonnx.multipliers.names import parse  # says what is wrong with it
+
+                    try:
+                        parse(name)
+                    except AxonnxError as exc:
+                        raise AxonnxError(f"energy table {origin}: row {k}: {exc}") from None
                 raise AxonnxError(f"energy table {origin}: row {k}: {item['name']!r} is not a "
                                   "multiplier name; write ROUP(P,R), ROUP_L/M/H, SKIP or LUT(name)")
             pj, relative = _row_energy(item, default_unit, origin, name)
@@ -200,6 +207,9 @@ class EnergyTable:
                 digests[str(item["product_sha256"])] = name
         exact_key = _canonical(exact_name)
         exact_pj = rows[exact_key].pj if exact_key in rows else None
+        if exact_pj == 0:  # every other energy is relative to it
+            raise AxonnxError(f"energy table {origin}: the exact {exact_name} has energy 0; give "
+                              "it its measured, positive energy")
         if exact_key in rows:
             rows[exact_key].relative = 1.0  # the exact multiplier is the reference
         return cls(rows, exact_pj=exact_pj, origin=origin, digests=digests, info=info,

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -344,15 +345,25 @@ def _pins(cell_group, templates: dict, default_cap: float) -> dict[str, Pin]:
     return pins
 
 
+def _decompressed(raw: bytes, path) -> bytes:
+    """The bytes of a Liberty file, gunzipped when gzip-compressed. A broken .gz raises
+    EOFError, which click would report as Ctrl-C: it becomes a one-line error here."""
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise AxonnxError(f"Liberty file {path} is not a valid .gz file ({type(exc).__name__}: "
+                          f"{exc or 'truncated'}); give an intact .lib or .lib.gz") from None
+
+
 def _parse(path: str) -> Library:
     from liberty.parser import parse_liberty
 
     p = Path(path)
     if not p.is_file():
         raise AxonnxError(f"Liberty file {path} does not exist")
-    raw = p.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+    raw = _decompressed(p.read_bytes(), path)
     text = raw.decode("utf-8", errors="replace")
     try:
         lib = parse_liberty(text)
@@ -436,7 +447,7 @@ def _cached(path: str, mtime: float, size: int) -> Library:
     """Parsing a large library takes seconds, so the extracted data is pickled on disk,
     keyed by the file's SHA-256 (a changed file is parsed again)."""
     raw = Path(path).read_bytes()
-    digest = hashlib.sha256(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).hexdigest()
+    digest = hashlib.sha256(_decompressed(raw, path)).hexdigest()
     cached = cache_dir() / f"{digest}.v{CACHE_VERSION}.pickle"
     if cached.is_file():
         try:
@@ -474,6 +485,6 @@ def plain_liberty(path: str | os.PathLike, workdir: str | os.PathLike) -> str:
     if magic != b"\x1f\x8b":
         return str(p)
     out = Path(workdir) / (p.name[:-3] if p.name.endswith(".gz") else p.name + ".lib")
-    out.write_bytes(gzip.decompress(p.read_bytes()))
+    out.write_bytes(_decompressed(p.read_bytes(), p))
     return str(out)
 

@@ -75,6 +75,9 @@ class LUT(Multiplier):
 
     @classmethod
     def find(cls, name: str) -> "LUT":
+        if Path(name).name != name or name in (".", ".."):  # LUT(../x) must not leave the path
+            raise AxonnxError(f"LUT name {name!r} is a path; give the table's file name "
+                              "without folders and put its folder in AXONNX_LUT_PATH")
         for directory in lut_search_dirs():
             for suffix in (".bin", ".npy"):
                 candidate = directory / f"{name}{suffix}"

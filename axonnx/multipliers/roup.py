@@ -129,6 +129,7 @@ class ROUP(Multiplier):
 def roup_family(bits: int = 8, max_rounding: int | None = None) -> list[ROUP]:
     """Every distinct ROUP(P,R) for P in [0, N/2) and R in [0, N] (by canonical name)."""
     max_rounding = bits if max_rounding is None else max_rounding
+    ROUP(0, 0, bits=bits)  # checks N: an empty family is no answer to --bits 0
     seen: dict[str, ROUP] = {}
     for p in range(bits // 2):
         for r in range(max_rounding + 1):

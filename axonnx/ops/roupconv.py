@@ -23,6 +23,7 @@ OP_TYPE = "ROUPConv"
 OPSET_VERSION = 1
 ENCODED_OPERANDS = ("weight", "activation")
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+MAX_MULTIPLIERS = 256  # multiplier_index is one byte per weight position
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,18 @@ def requantize(acc: np.ndarray, x_scale, w_scale, y_scale, y_zero_point) -> np.n
     if not (np.isfinite(scales).all() and (scales > 0).all()):
         raise AxonnxError(f"{OP_TYPE}: x_scale, w_scale and y_scale must be positive finite "
                           "numbers")
-    scale = (np.float32(x_scale) * w_scale).astype(np.float32) / np.float32(y_scale)
-    scaled = acc.astype(np.float32) * scale.astype(np.float32)[None, :, None, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # extreme scales overflow to inf
+        scale = (np.float32(x_scale) * w_scale).astype(np.float32) / np.float32(y_scale)
+        scaled = acc.astype(np.float32) * scale.astype(np.float32)[None, :, None, None]
     out_dtype = np.asarray(y_zero_point).dtype
     info = np.iinfo(out_dtype)
-    rounded = np.rint(scaled).astype(np.int64) + int(np.asarray(y_zero_point))
-    return np.clip(rounded, info.min, info.max).astype(out_dtype)
+    zero_point = int(np.asarray(y_zero_point))
+    # Saturate in float before rounding, as onnxruntime's MLAS does: rint(+inf) cast to an
+    # integer would wrap to the minimum. A NaN (0 x inf) goes to the minimum, as MLAS's
+    # max(value, minimum) gives.
+    low, high = np.float32(info.min - zero_point), np.float32(info.max - zero_point)
+    clamped = np.clip(np.where(np.isnan(scaled), low, scaled), low, high)
+    return (np.rint(clamped).astype(np.int64) + zero_point).astype(out_dtype)
 
 
 def roup_conv(
@@ -208,8 +215,8 @@ def make_roupconv_node(
     """A ROUPConv node. ``conv_attributes`` are QLinearConv's attributes, copied as-is."""
     if not multipliers:
         raise AxonnxError(f"{OP_TYPE} node {name!r}: needs at least one multiplier")
-    if len(multipliers) > 256:
-        raise AxonnxError(f"{OP_TYPE} node {name!r}: at most 256 multipliers per node")
+    if len(multipliers) > MAX_MULTIPLIERS:
+        raise AxonnxError(f"{OP_TYPE} node {name!r}: at most {MAX_MULTIPLIERS} multipliers per node")
     index = np.asarray(multiplier_index).astype(np.uint8)
     attrs = dict(conv_attributes or {})
     attrs["multipliers"] = [m.name for m in multipliers]
@@ -237,10 +244,33 @@ class Assignment:
         return np.asarray([m.name for m in self.multipliers], dtype=object)[self.index]
 
 
+REQUIRED_INPUTS = ("x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale",
+                   "y_zero_point")  # then the optional bias B
+
+
+def check_required_inputs(model: onnx.ModelProto) -> None:
+    """Every ROUPConv node names its eight required inputs: an empty name ("" is ONNX's
+    "absent") must be refused before a session runs the node."""
+    for node in model.graph.node:
+        if node.op_type != OP_TYPE or node.domain != DOMAIN:
+            continue
+        names = list(node.input) + [""] * max(0, len(REQUIRED_INPUTS) - len(node.input))
+        missing = [what for what, name in zip(REQUIRED_INPUTS, names) if not name]
+        if missing:
+            raise AxonnxError(f"{OP_TYPE} node {node.name!r} lacks its required input(s) "
+                              f"{', '.join(missing)}; every one of {', '.join(REQUIRED_INPUTS)} "
+                              "must name a tensor")
+
+
 def read_assignment(node: onnx.NodeProto) -> Assignment:
     """The assignment of a ROUPConv node, LUT tables included (no files needed)."""
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    names = [n.decode() if isinstance(n, bytes) else n for n in attrs.get("multipliers", [b"ROUP(0,0)"])]
+    try:
+        names = [n.decode() if isinstance(n, bytes) else n
+                 for n in attrs.get("multipliers", [b"ROUP(0,0)"])]
+    except UnicodeDecodeError:
+        raise AxonnxError(f"{OP_TYPE} node {node.name!r}: its 'multipliers' attribute is not "
+                          "UTF-8 text; write multiplier names such as ROUP(1,4)") from None
     luts = {}
     if "lut_tables" in attrs:
         tables = numpy_helper.to_array(attrs["lut_tables"])
