@@ -314,24 +314,26 @@ def test_crash_empty_roupconv_input_is_an_error(which, tmp_path, capsys, monkeyp
     assert_one_line_error(code, err, ROUPCONV_INPUTS[which - 1])
 
 
-@pytest.mark.xfail(reason="the kernel's own check at creation (customops/) lands separately",
-                   strict=False)
-def test_crash_empty_roupconv_input_in_plain_onnxruntime(tmp_path):
-    """A session that bypasses axonnx's Python (plain onnxruntime + the library) must fail
-    with an error, not SIGSEGV: in a child process, so that a crash cannot take pytest."""
+@pytest.mark.parametrize("which", [0, 3, 7], ids=["x", "w", "y_zero_point"])
+def test_crash_empty_roupconv_input_in_plain_onnxruntime(which, tmp_path):
+    """A session that bypasses axonnx's Python (plain onnxruntime + the library) fails at
+    creation with the kernel's own error naming the input, not SIGSEGV: in a child process,
+    so that a crash cannot take pytest."""
     path = tmp_path / "empty.onnx"
-    onnx.save(without_input(3), str(path))
+    onnx.save(without_input(which), str(path))
     code = f"""
 import numpy as np, onnxruntime as ort, axonnx
 o = ort.SessionOptions(); o.register_custom_ops_library(axonnx.get_library_path())
 try:
     s = ort.InferenceSession({str(path)!r}, o)
-    s.run(None, {{s.get_inputs()[0].name: np.zeros((1, 3, 32, 32), np.float32)}})
-except Exception:
+except Exception as exc:
+    print(exc)
     raise SystemExit(3)
 """
-    result = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, timeout=120)
-    assert result.returncode == 3, result.returncode  # an error, not a signal (-11)
+    result = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 3, (result.returncode, result.stderr)  # an error, not -11
+    assert "is required but the node leaves it out" in result.stdout, result.stdout
 
 
 # ---- signals -------------------------------------------------------------------------------

@@ -231,4 +231,13 @@ size_t KernelAttributes::InputCount() const {
   return count;
 }
 
+std::string KernelAttributes::InputName(size_t index) const {
+  size_t size = 0;
+  Ort::ThrowOnError(api_.KernelInfo_GetInputName(info_, index, nullptr, &size));
+  std::string name(size, '\0');
+  Ort::ThrowOnError(api_.KernelInfo_GetInputName(info_, index, name.data(), &size));
+  name.resize(size > 0 ? size - 1 : 0);  // size counts the terminating NUL
+  return name;
+}
+
 }  // namespace axonnx

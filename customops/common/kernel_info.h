@@ -52,6 +52,8 @@ class KernelAttributes {
   // A constant-initializer input, or nullopt when the input is computed at run time.
   std::optional<TensorValue> ConstantInput(size_t index) const;
   size_t InputCount() const;
+  // The name of input ``index``; "" for an input the node leaves out (an empty name).
+  std::string InputName(size_t index) const;
 
  private:
   // Throws OpError for a malformed attribute; returns false when the attribute is absent.

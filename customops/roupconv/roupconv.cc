@@ -64,6 +64,16 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
                     "w_zero_point, y_scale, y_zero_point) and an optional bias, got " +
                     std::to_string(attrs.InputCount()));
     }
+    // An empty name leaves a required input out: onnxruntime would hand Compute a null
+    // value, so the node is refused here, at session creation.
+    static const char* const kRequired[] = {"x", "x_scale", "x_zero_point", "w", "w_scale",
+                                            "w_zero_point", "y_scale", "y_zero_point"};
+    for (size_t i = 0; i < 8; ++i) {
+      if (attrs.InputName(i).empty()) {
+        throw OpError(std::string("input ") + std::to_string(i) + " (" + kRequired[i] +
+                      ") is required but the node leaves it out (an empty name)");
+      }
+    }
     ReadAttributes(attrs);
     BuildLutRows();
     // With a constant weight, every weight-dependent check (and the plan) happens now.
