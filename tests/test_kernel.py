@@ -293,13 +293,19 @@ def test_simd_paths_equal_oracle(switch):
                         assert got.tobytes() == want.tobytes(), (seed, zx, style, encoded)
         print("ok")
     """)
+    run_in_dispatch_mode(script, switch, timeout=300)
+
+
+def run_in_dispatch_mode(script: str, switch: str | None, timeout: int) -> None:
+    """Run ``script`` (which prints "ok") in a child process whose kernel dispatch is
+    chosen at library load: every AXONNX_NO_* switch cleared, then ``switch`` set."""
     env = dict(os.environ, PYTHONSAFEPATH="1")
     for name in ("AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2"):
         env.pop(name, None)
     if switch:
         env[switch] = "1"
     done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
@@ -616,11 +622,4 @@ def test_imagenet_shapes_equal_oracle(switch):
         t.check_imagenet_shapes()
         print("ok")
     """)
-    env = dict(os.environ, PYTHONSAFEPATH="1")
-    for name in ("AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2"):
-        env.pop(name, None)
-    if switch:
-        env[switch] = "1"
-    done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    run_in_dispatch_mode(script, switch, timeout=600)
