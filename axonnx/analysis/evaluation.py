@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -193,6 +195,26 @@ class Backend:
         self.close()
 
 
+@contextmanager
+def _signals_deferred():
+    """Hold SIGINT/SIGTERM until the block ends. A worker is spawned by writing its start-up
+    data down a pipe; a signal that ends this process half-way through leaves the new worker
+    reading a closed pipe, and it prints multiprocessing's EOFError traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda number, _frame: pending.append(number)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
 class ProcessBackend(Backend):
     """Local worker processes (spawned once). Each workload is written once to a temporary
     file, which a worker reads the first time it meets it."""
@@ -231,8 +253,9 @@ class ProcessBackend(Backend):
     def map(self, workload, plans, done=None):
         path = self._file_for(workload)
         pool = self._get_pool()
-        futures = [pool.submit(_score_from_file, workload.key, path,
-                               None if p is None else p.to_dict()) for p in plans]
+        with _signals_deferred():  # submitting spawns the workers
+            futures = [pool.submit(_score_from_file, workload.key, path,
+                                   None if p is None else p.to_dict()) for p in plans]
         out = []
         for f in futures:
             try:
