@@ -250,3 +250,15 @@ def test_option_fixes_are_offered_only_where_the_command_has_them(tmp_path, monk
     sens_error = runner.invoke(app, ["sensitivity", "zoo:resnet8", "--out", str(tmp_path / "o")]).stderr
     assert "--download" in eval_error and "--sample" in eval_error
     assert "--download" not in sens_error and "--sample" in sens_error
+
+
+def test_a_shape_error_names_the_shape_as_given():
+    """A single sample of the wrong size is reported as the user's array, not with the batch
+    axis axonnx adds to it."""
+    from axonnx.data.calibration import fit_to_input
+    from axonnx.model import model_inputs
+
+    spec = model_inputs(identity_model())[0]
+    with pytest.raises(AxonnxError, match=r"has shape \[3, 8, 16\] but"):
+        fit_to_input(np.zeros((3, 8, 16), np.float32), spec, "sample")
+    assert fit_to_input(np.zeros((3, 16, 16), np.float32), spec, "sample").shape == (1, 3, 16, 16)

@@ -21,6 +21,7 @@ def fit_to_input(array: np.ndarray, spec, where: str) -> np.ndarray:
     element type cast where that is safe; anything else is an error naming the expected
     shape and type."""
     array = np.asarray(array)
+    given = list(array.shape)  # as the user wrote it, before a batch axis is added
     expected = f"input {spec.name!r} is {spec.describe()}"
     if spec.dims is not None:
         rank = len(spec.dims)
@@ -29,7 +30,7 @@ def fit_to_input(array: np.ndarray, spec, where: str) -> np.ndarray:
         if array.ndim != rank or any(d is not None and d != s
                                      for d, s in zip(spec.dims[1:], array.shape[1:])):
             raise AxonnxError(
-                f"{where} has shape {list(array.shape)} but the model {expected}; give "
+                f"{where} has shape {given} but the model {expected}; give "
                 "arrays of that shape (a leading batch axis optional)")
         if spec.dims[0] is not None and len(array) % spec.dims[0]:
             raise AxonnxError(f"{where} holds {len(array)} samples but the model {expected}, "
