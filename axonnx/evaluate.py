@@ -25,7 +25,7 @@ from axonnx.data.preprocess import (  # noqa: F401  (re-exported: the contract's
     _HOW_TO_FIX, PREPROCESS_KEY, STANDARD_PREPROCESS, Preprocess, parse_preprocess,
 )
 from axonnx.errors import AxonnxError
-from axonnx.metrics import Metric, TopK, default_metric, make_metric
+from axonnx.metrics import Metric, default_metric, make_metric
 from axonnx.progress import Progress
 
 Outputs = dict[str, np.ndarray]
@@ -77,7 +77,8 @@ class Runner:
     """One onnxruntime session over a model, fed a Dataset batch by batch (a model with a
     fixed batch size gets padded batches)."""
 
-    def __init__(self, model: onnx.ModelProto, threads: int | None = None, what: str = "the model"):
+    def __init__(self, model: onnx.ModelProto, threads: int | None = None, what: str = "the model",
+                 outputs: list[str] | None = None):
         from axonnx._library import open_session
         from axonnx.ops.roupconv import check_required_inputs
 
@@ -86,7 +87,7 @@ class Runner:
         self.session, self.kind = open_session(model, threads=threads, what=what)
         inputs = self.session.get_inputs()
         self.fixed_batch = next((i.shape[0] for i in inputs if isinstance(i.shape[0], int)), None)
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_names = outputs or [o.name for o in self.session.get_outputs()]
         self.seconds = 0.0
 
     def batch_size(self, wanted: int) -> int:
@@ -111,10 +112,19 @@ class Runner:
         return {name: np.concatenate([p[name] for p in parts]) for name in self.output_names}
 
 
-def _metrics(specs, data, runner: Runner) -> list[Metric]:
+def resolve_metric(spec, data, model: onnx.ModelProto):
+    """``spec`` as given, or the default when None: top1 with labels, else agreement for
+    [N, C] class scores and snr for any other first output (its declared rank)."""
+    if spec is not None:
+        return spec
+    out = model.graph.output[0].type.tensor_type
+    rank = len(out.shape.dim) if out.HasField("shape") else None
+    return default_metric(data.has_labels, rank)
+
+
+def _metrics(specs, data, model: onnx.ModelProto) -> list[Metric]:
     if specs is None or specs == []:
-        rank = len(runner.session.get_outputs()[0].shape or ())
-        specs = [default_metric(data.has_labels, rank or None)]
+        specs = [resolve_metric(None, data, model)]
     elif isinstance(specs, (str, Metric)) or callable(specs):
         specs = [specs]
     return [make_metric(s) for s in specs]
@@ -161,7 +171,7 @@ def evaluate(
     if len(data) == 0:
         raise AxonnxError("nothing to evaluate: the data set is empty")
     runner = Runner(loaded, threads, what)
-    metric_objects = _metrics(metrics, data, runner)
+    metric_objects = _metrics(metrics, data, loaded)
     needs_labels = [m.name for m in metric_objects if m.needs_labels]
     if needs_labels and not data.has_labels:
         raise AxonnxError(f"metric {needs_labels[0]} needs labels but {data.source} has none; "
@@ -231,4 +241,4 @@ def _top1_details(result: EvalResult, predictions: np.ndarray, data) -> None:
     result.scores.setdefault("top1", result.top1)
 
 
-__all__ = ["EvalResult", "Runner", "TopK", "evaluate"]
+__all__ = ["EvalResult", "Runner", "evaluate", "resolve_metric"]

@@ -319,10 +319,6 @@ def default_metric(has_labels: bool, output_rank: int | None) -> str:
     return "agreement" if output_rank == 2 else "snr"
 
 
-def metric_name(spec) -> str:
-    return make_metric(spec).name
-
-
 def check_floor(metric: Metric, floor: float | None) -> float | None:
     """A floor in the metric's units; fractions also as percentages (> 1)."""
     if floor is None:
@@ -336,10 +332,3 @@ def check_floor(metric: Metric, floor: float | None) -> float | None:
             raise AxonnxError(f"--floor is a {metric.name} in [0, 1] (or a percentage), "
                               f"not {floor}")
     return floor
-
-
-def scores_of(metrics: Sequence[Metric]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for m in metrics:
-        out.update(m.compute())
-    return out

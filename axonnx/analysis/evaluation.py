@@ -51,17 +51,15 @@ class Workload:
     def create(cls, model: onnx.ModelProto, data, *, metric=None, recovery: str = "none",
                stats=None, threads: int | None = 1) -> "Workload":
         from axonnx.data.load import as_dataset
-        from axonnx.evaluate import Runner
-        from axonnx.metrics import default_metric, make_metric
+        from axonnx.evaluate import Runner, resolve_metric
+        from axonnx.metrics import make_metric
 
         recovery = canonical_recovery(recovery)
         tune, bias = recovery_flags(recovery)
         if (tune or bias) and stats is None:
             raise AxonnxError("recovery needs activation statistics from calibration data")
         data = as_dataset(data, model)
-        if metric is None:
-            rank = model_output_rank(model)
-            metric = default_metric(data.has_labels, rank)
+        metric = resolve_metric(metric, data, model)
         probe = make_metric(metric)
         if probe.needs_labels and not data.has_labels:
             raise AxonnxError(f"metric {probe.name} needs labels but {data.source} has none; "
@@ -83,19 +81,18 @@ class Workload:
                    stats if (tune or bias) else None, threads, digest.hexdigest()[:16])
 
     @property
-    def metric_info(self) -> dict:
+    def measure(self):
+        """A fresh :class:`axonnx.metrics.Metric` for this workload's metric."""
         from axonnx.metrics import make_metric
 
-        return make_metric(self.metric).describe()
+        return make_metric(self.metric)
+
+    @property
+    def metric_info(self) -> dict:
+        return self.measure.describe()
 
     def __len__(self) -> int:
         return len(self.data)
-
-
-def model_output_rank(model: onnx.ModelProto) -> int | None:
-    """The declared rank of the model's first output (None if undeclared)."""
-    out = model.graph.output[0].type.tensor_type
-    return len(out.shape.dim) if out.HasField("shape") else None
 
 
 class PlanEvaluator:

@@ -302,9 +302,7 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_data, repor
     threads = worker_threads(backend)
     workload = Workload.create(model, search_data, metric=config.metric,
                                recovery=config.recovery, stats=stats, threads=threads)
-    from axonnx.metrics import make_metric
-
-    measure = make_metric(workload.metric)
+    measure = workload.measure
 
     table_origin = getattr(cost.table, "origin", "")
     if state is None:

@@ -109,9 +109,7 @@ def sensitivity(model, multipliers: list[str], mode: str, data, *, metric=None, 
                                encoded_operand=encoded_operand,
                                calibration=stats.source if stats is not None and recovery != "none"
                                else "", metric=info, matmul=matmul)
-    from axonnx.metrics import make_metric
-
-    measure = make_metric(workload.metric)
+    measure = workload.measure
     for (mult, m, plan), acc in zip(jobs[1:], accs[1:]):
         approximated = [names[m - 1]] if mode == "single" else names[:m]
         result.rows.append({

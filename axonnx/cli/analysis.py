@@ -57,10 +57,10 @@ def _load(model: str, input_shape: str | None = None):
 
 def _resolve_metric(metric, data, loaded) -> str:
     """The metric name, the default one (top1 with labels, else label-free) when not given."""
-    from axonnx.analysis.evaluation import model_output_rank
-    from axonnx.metrics import default_metric, make_metric
+    from axonnx.evaluate import resolve_metric
+    from axonnx.metrics import make_metric
 
-    spec = metric or default_metric(data.has_labels, model_output_rank(loaded))
+    spec = resolve_metric(metric, data, loaded)
     make_metric(spec)  # an unknown name or unimportable function fails here
     return spec
 

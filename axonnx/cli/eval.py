@@ -74,17 +74,20 @@ def eval_command(
         if name == "top1" and result.correct is not None:
             stdout.print(f"[bold]top-1: {100 * value:.2f}%[/] ({result.correct}/{result.n})")
         else:
-            stdout.print(f"[bold]{name}: {format_score(value, name, result.metric)}[/]",
+            stdout.print(f"[bold]{name}: {format_score(value, name)}[/]",
                          highlight=False)
 
 
-def format_score(value: float, name: str, metric: dict) -> str:
-    """A score in its units: dB, a percentage for fractions, else the number."""
-    if name == metric["name"] and metric["unit"] == "dB" or name == "snr":
-        return f"{value:.2f} dB"
-    if name == metric["name"] and metric["unit"] == "fraction" or name in (
-            "agreement", "cosine") or name.startswith(("top", "iou")):
-        return f"{100 * value:.2f}%" if not name.startswith("cosine") else f"{value:.5f}"
-    return f"{value:.6g}"
+def format_score(value: float, name: str) -> str:
+    """A score in its metric's units: dB, fractions as percentages, cosine (near 1) with
+    five decimals, a user's entries as plain numbers."""
+    from axonnx.errors import AxonnxError
+    from axonnx.metrics import make_metric
 
-
+    if name == "cosine":
+        return f"{value:.5f}"
+    try:
+        unit = make_metric(name).unit
+    except AxonnxError:  # a user metric's extra entries
+        unit = ""
+    return {"dB": f"{value:.2f} dB", "fraction": f"{100 * value:.2f}%"}.get(unit, f"{value:.6g}")

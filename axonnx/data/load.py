@@ -16,6 +16,7 @@ the model's input quantizer was calibrated on.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -207,6 +208,26 @@ def as_dataset(data, model: onnx.ModelProto) -> Dataset:
 # ---- the splits of a study -------------------------------------------------------------------
 
 VALIDATION_BATCH = "data_batch_5"  # CIFAR-10's validation split: searched, never reported
+VALIDATION_IMAGES = 10_000  # data_batch_5 is the last 10,000 training images
+
+
+def _training_set(options: DataOptions, model: onnx.ModelProto) -> Dataset | None:
+    """The 50,000 CIFAR-10 training images for ``model``, None without the batches. Read
+    once per folder: explore takes its search split and its calibration images from them."""
+    from axonnx.data.cifar10 import find_batches
+
+    try:
+        train = _load_train(find_batches(options.path))  # keyed by the folder found
+    except AxonnxError:
+        return None
+    return cifar_dataset(train, model, options.preprocess)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_train(directory: Path):
+    from axonnx.data.cifar10 import load_split
+
+    return load_split("train", directory, progress=None)
 
 
 def search_and_report(options: DataOptions, model: onnx.ModelProto, *, subset: int | None,
@@ -234,17 +255,12 @@ def search_and_report(options: DataOptions, model: onnx.ModelProto, *, subset: i
                               "disjoint sets so the front is not tuned on the data it reports")
         return search.balanced(subset), report
     if options.cifar and not options.sample:
-        from axonnx.data.cifar10 import load_split
-
         report = load_data(options, model)
-        try:
-            train = load_split("train", options.path, progress=None)
-        except AxonnxError:
-            train = None
+        train = _training_set(options, model)
         if train is not None:
-            first = len(train) - 10_000  # data_batch_5: the last 10,000 training images
-            validation = cifar_dataset(train, model, options.preprocess).subset(
-                np.arange(first, len(train)), f"CIFAR-10 validation split ({VALIDATION_BATCH})")
+            first = len(train) - VALIDATION_IMAGES
+            validation = train.subset(np.arange(first, len(train)),
+                                      f"CIFAR-10 validation split ({VALIDATION_BATCH})")
             return validation.balanced(subset), replace(report, source=f"{report.source}, report split")
         data = report  # no training batches: split the test set itself
     else:
@@ -267,18 +283,11 @@ def calibration_data(options: DataOptions, model: onnx.ModelProto, n: int, *,
     if not options.cifar:
         return read_data(options.path, model, labels=options.labels,
                          preprocess=options.preprocess, limit=n)
-    if not options.sample:
-        from axonnx.data.cifar10 import load_split
-
-        try:
-            train = load_split("train", options.path, progress=None)
-        except AxonnxError:
-            train = None
-        if train is not None:
-            pool = len(train) - 10_000  # not the validation split
-            idx = np.sort(np.random.default_rng(0).permutation(pool)[:n])
-            return cifar_dataset(train, model, options.preprocess).subset(
-                idx, f"{len(idx)} CIFAR-10 training images (seed 0)")
+    train = None if options.sample else _training_set(options, model)
+    if train is not None:
+        pool = len(train) - VALIDATION_IMAGES  # not the validation split
+        idx = np.sort(np.random.default_rng(0).permutation(pool)[:n])
+        return train.subset(idx, f"{len(idx)} CIFAR-10 training images (seed 0)")
     if fallback is None:
         raise AxonnxError("recovery needs calibration data and the CIFAR-10 training batches "
                           "are not there: give --calib-data")

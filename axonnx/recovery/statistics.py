@@ -101,7 +101,7 @@ def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
     against the model's inputs before onnxruntime sees them. Activation x activation
     products (attention) have no constant weight to tune or bias to correct: they get no
     statistics."""
-    from axonnx.data.load import as_dataset, cifar_dataset, from_iterable
+    from axonnx.data.load import as_dataset, from_iterable
     from axonnx.evaluate import Runner
     from axonnx.model import load_model, with_outputs
     from axonnx.passes import GraphIndex
@@ -114,11 +114,13 @@ def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
     work, layers, _ = prepared(model, matmul)
     layers = [layer for layer in layers if layer.weight is not None]
     if images is not None:
-        from axonnx.data.cifar10 import Split
+        from axonnx.data.load import single_input
+        from axonnx.data.source import Dataset
 
         if len(images) == 0:
             raise AxonnxError("activation statistics need at least one calibration image")
-        dataset = cifar_dataset(Split(images, np.zeros(len(images), np.int64), source), model)
+        dataset = Dataset({single_input(model).name: np.asarray(images)}, None,
+                          source or "calibration images", model_preprocess(model))
     elif inputs is not None:
         dataset = from_iterable(inputs, model, source=source or "calibration inputs")
     else:
@@ -129,8 +131,8 @@ def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
     # directly, so exposing them blocks no fusion (the QDQ model with them as outputs runs
     # its convs in float, 2-4x slower), and these are the values the approximated layers see.
     exact = transform_model(model, Plan(matmul=matmul))
-    runner = Runner(with_outputs(exact, names), threads, "the model on the calibration data")
-    runner.output_names = names  # only the layers' inputs come back
+    runner = Runner(with_outputs(exact, names), threads, "the model on the calibration data",
+                    outputs=names)
     index = GraphIndex(work.graph)
     taps: dict[str, np.ndarray] = {}
     info: dict[str, list] = {}
