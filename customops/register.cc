@@ -11,6 +11,7 @@
 
 #include "common/kernel_info.h"
 #include "roupconv/roupconv.h"
+#include "roupconvtranspose/roupconvtranspose.h"
 
 namespace {
 
@@ -31,9 +32,8 @@ std::string InputName(const OrtApi& api, const OrtKernelInfo* info, size_t index
 }
 
 template <typename Kernel>
-LiteOp* MakeOp() {
-  LiteOp* op = Ort::Custom::CreateLiteCustomOp<Kernel>(
-      axonnx::roupconv::kOpName, "CPUExecutionProvider", kSinceVersion);
+LiteOp* MakeOp(const char* op_name = axonnx::roupconv::kOpName) {
+  LiteOp* op = Ort::Custom::CreateLiteCustomOp<Kernel>(op_name, "CPUExecutionProvider", kSinceVersion);
   op->CreateKernelV2 = [](const OrtCustomOp* self, const OrtApi* api, const OrtKernelInfo* info,
                           void** kernel) -> OrtStatusPtr {
     try {
@@ -49,7 +49,7 @@ LiteOp* MakeOp() {
     } catch (const std::exception& e) {
       return api->CreateStatus(ORT_INVALID_ARGUMENT, e.what());
     } catch (...) {
-      return api->CreateStatus(ORT_FAIL, "[ROUPConv] unknown error while creating the kernel");
+      return api->CreateStatus(ORT_FAIL, "[ROUPConv*] unknown error while creating the kernel");
     }
   };
   return op;
@@ -69,6 +69,17 @@ const std::vector<std::unique_ptr<LiteOp>>& Ops() {
     v.emplace_back(MakeOp<ROUPConv<int8_t, int8_t, uint8_t>>());
     v.emplace_back(MakeOp<ROUPConv<int8_t, uint8_t, int8_t>>());
     v.emplace_back(MakeOp<ROUPConv<int8_t, uint8_t, uint8_t>>());
+    // ROUPConvTranspose, for the same combinations.
+    using axonnx::roupconvtranspose::ROUPConvTranspose;
+    constexpr const char* kTranspose = axonnx::roupconvtranspose::kOpName;
+    v.emplace_back(MakeOp<ROUPConvTranspose<uint8_t, int8_t, uint8_t>>(kTranspose));
+    v.emplace_back(MakeOp<ROUPConvTranspose<uint8_t, int8_t, int8_t>>(kTranspose));
+    v.emplace_back(MakeOp<ROUPConvTranspose<uint8_t, uint8_t, uint8_t>>(kTranspose));
+    v.emplace_back(MakeOp<ROUPConvTranspose<uint8_t, uint8_t, int8_t>>(kTranspose));
+    v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, int8_t, int8_t>>(kTranspose));
+    v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, int8_t, uint8_t>>(kTranspose));
+    v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, uint8_t, int8_t>>(kTranspose));
+    v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, uint8_t, uint8_t>>(kTranspose));
     return v;
   }();
   return ops;

@@ -127,6 +127,53 @@ def requantize(acc: np.ndarray, x_scale, w_scale, y_scale, y_zero_point) -> np.n
     return (np.rint(clamped).astype(np.int64) + zero_point).astype(out_dtype)
 
 
+def checked_assignment(multipliers, multiplier_index, encoded_operand: str, weight_shape,
+                       op_type: str = OP_TYPE) -> tuple[list[Multiplier], np.ndarray]:
+    """The parsed multipliers and the int64 weight-shaped index, checked."""
+    mults = [parse(m) if isinstance(m, str) else m for m in multipliers]
+    if any(m.bits != 8 for m in mults):
+        raise AxonnxError(f"{op_type}: operands are 8-bit, so every multiplier needs N=8")
+    if encoded_operand not in ENCODED_OPERANDS:
+        raise AxonnxError(f"{op_type}: encoded_operand must be one of {ENCODED_OPERANDS}")
+    index = (np.zeros(weight_shape, np.int64) if multiplier_index is None
+             else np.asarray(multiplier_index).astype(np.int64))
+    if index.shape != tuple(weight_shape):
+        raise AxonnxError(f"{op_type}: multiplier_index has shape {index.shape}, "
+                          f"the weight has {tuple(weight_shape)}")
+    if index.size and (index.min() < 0 or index.max() >= len(mults)):
+        raise AxonnxError(f"{op_type}: multiplier_index refers past the "
+                          f"{len(mults)} multipliers")
+    return mults, index
+
+
+def multiply_terms(mult: Multiplier, x_taps: np.ndarray, w_taps: np.ndarray, x_dtype, w_dtype,
+                   zx: int, zw: int, encoded_operand: str) -> np.ndarray:
+    """Each term's contribution to the accumulator, ``M(x, w)`` as SPEC.md feeds the
+    multiplier, for stored activations ``x_taps`` and stored weights ``w_taps`` (broadcast
+    against each other) with zero points ``zx`` and ``zw``."""
+    # The rounded operand a is x when the weight is encoded, w otherwise.
+    x_signed, w_signed = ((mult.a_signed, mult.b_signed) if encoded_operand == "weight"
+                          else (mult.b_signed, mult.a_signed))
+    if mult.zero_point_free:
+        # SPEC: acc = sum M(x - zx, w - zw)
+        xs, ws = x_taps - zx, w_taps - zw
+        correction = 0
+    else:
+        # SPEC: acc = sum M(x_s, w_s) - zw_s sum x_s - zx_s sum w_s + K zx_s zw_s,
+        # stored values moved into the table's domain.
+        xs = to_domain(x_taps, x_dtype, x_signed)
+        ws = to_domain(w_taps, w_dtype, w_signed)
+        zxs = int(to_domain(zx, x_dtype, x_signed))
+        zws = int(to_domain(zw, w_dtype, w_signed))
+        correction = zxs * zws - zws * xs - zxs * ws
+    if encoded_operand == "weight":
+        products = mult.multiply(xs, ws)
+    else:
+        products = mult.multiply(np.broadcast_to(ws, np.broadcast_shapes(xs.shape, ws.shape)),
+                                 xs)
+    return products + correction
+
+
 def roup_conv(
     x: np.ndarray, x_scale, x_zero_point, w: np.ndarray, w_scale, w_zero_point,
     y_scale, y_zero_point, bias: np.ndarray | None = None, *,
@@ -138,19 +185,7 @@ def roup_conv(
 ) -> np.ndarray:
     """Reference ROUPConv. Returns y (dtype of ``y_zero_point``), or the int64
     accumulator [N, M, Ho, Wo] when ``return_accumulator`` is set."""
-    mults = [parse(m) if isinstance(m, str) else m for m in multipliers]
-    if any(m.bits != 8 for m in mults):
-        raise AxonnxError(f"{OP_TYPE}: operands are 8-bit, so every multiplier needs N=8")
-    if encoded_operand not in ENCODED_OPERANDS:
-        raise AxonnxError(f"{OP_TYPE}: encoded_operand must be one of {ENCODED_OPERANDS}")
-    index = (np.zeros(w.shape, np.int64) if multiplier_index is None
-             else np.asarray(multiplier_index).astype(np.int64))
-    if index.shape != w.shape:
-        raise AxonnxError(f"{OP_TYPE}: multiplier_index has shape {index.shape}, "
-                          f"the weight has {w.shape}")
-    if index.size and (index.min() < 0 or index.max() >= len(mults)):
-        raise AxonnxError(f"{OP_TYPE}: multiplier_index refers past the "
-                          f"{len(mults)} multipliers")
+    mults, index = checked_assignment(multipliers, multiplier_index, encoded_operand, w.shape)
 
     geometry = resolve_geometry(w.shape, x.shape[2:], auto_pad=auto_pad, dilations=dilations,
                                 group=group, kernel_shape=kernel_shape, pads=pads,
@@ -169,9 +204,6 @@ def roup_conv(
     cols, ho, wo = im2col(x.astype(np.int64), int(zx), geometry)
     acc = np.zeros((n, m_out, ho, wo), dtype=np.int64)
     for mi, mult in enumerate(mults):
-        # The rounded operand a is x when the weight is encoded, w otherwise.
-        x_signed, w_signed = ((mult.a_signed, mult.b_signed) if encoded_operand == "weight"
-                              else (mult.b_signed, mult.a_signed))
         for out_ch in range(m_out):
             mask = index[out_ch] == mi
             if not mask.any():
@@ -179,23 +211,9 @@ def roup_conv(
             grp = out_ch // m_per_group
             window = cols[:, grp * c_per_group:(grp + 1) * c_per_group][:, mask]  # [N, k, Ho, Wo]
             w_taps = w[out_ch][mask].astype(np.int64)[None, :, None, None]
-            if mult.zero_point_free:
-                # SPEC: acc = sum M(x - zx, w - zw)
-                xs, ws = window - int(zx), w_taps - int(zw[out_ch])
-                correction = 0
-            else:
-                # SPEC: acc = sum M(x_s, w_s) - zw_s sum x_s - zx_s sum w_s + K zx_s zw_s,
-                # stored values moved into the table's domain.
-                xs = to_domain(window, x.dtype, x_signed)
-                ws = to_domain(w_taps, w.dtype, w_signed)
-                zxs = int(to_domain(zx, x.dtype, x_signed))
-                zws = int(to_domain(zw[out_ch], w.dtype, w_signed))
-                correction = zxs * zws - zws * xs - zxs * ws
-            if encoded_operand == "weight":
-                products = mult.multiply(xs, ws)
-            else:
-                products = mult.multiply(np.broadcast_to(ws, xs.shape), xs)
-            acc[:, out_ch] += (products + correction).sum(axis=1)
+            terms = multiply_terms(mult, window, w_taps, x.dtype, w.dtype, int(zx),
+                                   int(zw[out_ch]), encoded_operand)
+            acc[:, out_ch] += terms.sum(axis=1)
     if bias is not None:
         acc += np.asarray(bias, dtype=np.int64)[None, :, None, None]
     if return_accumulator:
@@ -211,12 +229,14 @@ def make_roupconv_node(
     inputs: Sequence[str], outputs: Sequence[str], *, name: str,
     multipliers: Sequence[Multiplier], multiplier_index: np.ndarray,
     encoded_operand: str = "weight", conv_attributes: dict | None = None,
+    op_type: str = OP_TYPE,
 ) -> onnx.NodeProto:
-    """A ROUPConv node. ``conv_attributes`` are QLinearConv's attributes, copied as-is."""
+    """A ROUPConv node (or, with ``op_type``, a ROUPConvTranspose one: the same multiplier
+    attributes). ``conv_attributes`` are QLinearConv's attributes, copied as-is."""
     if not multipliers:
-        raise AxonnxError(f"{OP_TYPE} node {name!r}: needs at least one multiplier")
+        raise AxonnxError(f"{op_type} node {name!r}: needs at least one multiplier")
     if len(multipliers) > MAX_MULTIPLIERS:
-        raise AxonnxError(f"{OP_TYPE} node {name!r}: at most {MAX_MULTIPLIERS} multipliers per node")
+        raise AxonnxError(f"{op_type} node {name!r}: at most {MAX_MULTIPLIERS} multipliers per node")
     index = np.asarray(multiplier_index).astype(np.uint8)
     attrs = dict(conv_attributes or {})
     attrs["multipliers"] = [m.name for m in multipliers]
@@ -228,7 +248,7 @@ def make_roupconv_node(
         attrs["lut_tables"] = numpy_helper.from_array(
             np.stack([m.table for m in luts]).astype(np.int32), name="lut_tables")
         attrs["lut_signedness"] = [int(s) for m in luts for s in (m.a_signed, m.b_signed)]
-    return helper.make_node(OP_TYPE, list(inputs), list(outputs), name=name, domain=DOMAIN,
+    return helper.make_node(op_type, list(inputs), list(outputs), name=name, domain=DOMAIN,
                             **attrs)
 
 

@@ -73,6 +73,7 @@ struct Job {
   std::vector<int32_t> packed_off;  // Im2Col::Quads's k-quad offsets: 64 q
   bool implicit = false;            // every row on the u8 GEMM: TaskImplicit
   int64_t out_h = 0;
+  int32_t* acc_out = nullptr;  // set: the accumulators go here, [N][M][P], not requantized
   std::vector<float> scale;    // per m
   int y_zero_point, y_lo, y_hi;
   std::atomic<bool> failed{false};
@@ -141,6 +142,10 @@ struct Job {
       }
       for (int64_t ml = 0; ml < p.Mg; ++ml) {
         const int64_t m = g * p.Mg + ml;
+        if (acc_out) {
+          std::copy_n(acc + ml * cols, p1 - p0, acc_out + (n * p.M + m) * P + p0);
+          continue;
+        }
         Requantize(acc + ml * cols, static_cast<int>(p1 - p0), scale[static_cast<size_t>(m)], y_zero_point,
                    y_lo, y_hi, y + (n * p.M + m) * P + p0);
       }
@@ -207,6 +212,12 @@ struct Job {
       }
       for (int64_t ml = m0; ml < m1; ++ml) {
         const int64_t m = g * p.Mg + ml;
+        if (acc_out) {
+          for (int64_t r = 0; r < nrows_out; ++r) {
+            std::copy_n(acc + (ml - m0) * cols + r * shape.wv, out_w, acc_out + (n * p.M + m) * P + (oh0 + r) * out_w);
+          }
+          continue;
+        }
         RequantizeRows(acc + (ml - m0) * cols, static_cast<size_t>(shape.wv), static_cast<int>(nrows_out),
                        static_cast<int>(out_w), scale[static_cast<size_t>(m)], y_zero_point, y_lo, y_hi,
                        y + (n * p.M + m) * P + oh0 * out_w, static_cast<size_t>(out_w));
@@ -259,7 +270,7 @@ struct Job {
 }  // namespace
 
 void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
-                             const Geometry& geometry, uint8_t* y) const {
+                             const Geometry& geometry, uint8_t* y, int32_t* acc_out) const {
   const int64_t N = in.x_shape[0], M = plan.M, P = geometry.out_h * geometry.out_w;
   Job job;
   job.plan = &plan;
@@ -269,6 +280,7 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
                       geometry.pad_top, geometry.pad_left, geometry.out_w};
   job.x = in.x;
   job.y = y;
+  job.acc_out = acc_out;
   job.C = in.x_shape[1];
   job.P = P;
   job.x_flip = x_flip_;
@@ -291,7 +303,10 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     const float product = in.x_scale * w_scale;  // float32, as onnxruntime computes it
     job.scale[i] = product / in.y_scale;
   }
-  if (plan.direct) return ExecuteDirect(context, in, plan, geometry, job.base, job.scale, y);
+  if (plan.direct) {
+    if (acc_out) throw OpError("internal: a direct plan gives no accumulators");
+    return ExecuteDirect(context, in, plan, geometry, job.base, job.scale, y);
+  }
   // u8 GEMM rows: sum_k W[k] T(a_k) = 2^shift * (dot(W', U) + o * sum_k W'[k]) (gemm_u8.h);
   // the second term is a constant of the row.
   for (const WeightPlan::Gemm& gemm : plan.gemms) {

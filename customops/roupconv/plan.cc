@@ -56,7 +56,8 @@ void ROUPConvKernel::BuildLutRows() {
 }
 
 WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
-                                     const uint8_t* w_zero_point, size_t w_zero_point_size) const {
+                                     const uint8_t* w_zero_point, size_t w_zero_point_size,
+                                     const uint8_t* index, bool allow_direct) const {
   WeightPlan plan;
   plan.M = w_shape[0];
   plan.Cg = w_shape[1];
@@ -68,7 +69,6 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
   plan.group = conv_.group;
   plan.Mg = plan.M / plan.group;
   const int64_t M = plan.M, K = plan.K;
-  const uint8_t* index = index_ ? index_->data<uint8_t>() : nullptr;
 
   // One GEMM per rounding width r (weight encoded) or per Booth digit j (activation encoded).
   const int slots = encode_activation_ ? kDigits : kBits + 1;
@@ -143,7 +143,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     }
   }
 
-  if (plan.Cg == 1) {
+  if (plan.Cg == 1 && allow_direct) {
     // Every output channel reads one input channel: the direct kernel, one term per slot.
     plan.direct = true;
     for (int slot = 0; slot < slots; ++slot) {

@@ -52,8 +52,15 @@ std::array<int64_t, N> ReadFixed(const std::vector<int64_t>& values, const char*
 ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
                                ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
                                ONNXTensorElementDataType y_type)
+    : ROUPConvKernel(api, info, x_type, w_type, y_type, kOpName, true) {}
+
+ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
+                               ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
+                               ONNXTensorElementDataType y_type, const char* op_name,
+                               bool plan_constant_weight)
     : api_(api),
       y_type_(y_type),
+      op_name_(op_name),
       x_flip_(IsSigned(x_type) ? 0x80 : 0),
       w_flip_(IsSigned(w_type) ? 0x80 : 0) {
   KernelAttributes attrs(api, info);
@@ -77,7 +84,8 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
     ReadAttributes(attrs);
     BuildLutRows();
     // With a constant weight, every weight-dependent check (and the plan) happens now.
-    if (std::optional<TensorValue> w = attrs.ConstantInput(3)) {
+    std::optional<TensorValue> w = plan_constant_weight ? attrs.ConstantInput(3) : std::nullopt;
+    if (w) {
       CheckWeightShape(w->shape);
       std::optional<TensorValue> zw = attrs.ConstantInput(5);
       if (zw) {
@@ -87,7 +95,7 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
                         std::to_string(m) + "), got shape " + ShapeString(zw->shape));
         }
         constant_plan_ = std::make_shared<const WeightPlan>(
-            BuildPlan(w->data<uint8_t>(), w->shape, zw->data<uint8_t>(), zw->size()));
+            BuildPlan(w->data<uint8_t>(), w->shape, zw->data<uint8_t>(), zw->size(), IndexData()));
       }
     }
   } catch (const std::exception& e) {
@@ -96,7 +104,7 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
 }
 
 std::string ROUPConvKernel::Prefix() const {
-  return std::string("[") + kOpName + "] node '" + node_name_ + "': ";
+  return std::string("[") + op_name_ + "] node '" + node_name_ + "': ";
 }
 
 void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs) {
@@ -303,7 +311,7 @@ void ROUPConvKernel::Run(OrtKernelContext* context, const Inputs& in,
     if (in.w_zero_point_size != 1 && in.w_zero_point_size != static_cast<size_t>(in.w_shape[0])) {
       throw OpError("w_zero_point does not match the weight");
     }
-    const WeightPlan plan = BuildPlan(in.w, in.w_shape, in.w_zero_point, in.w_zero_point_size);
+    const WeightPlan plan = BuildPlan(in.w, in.w_shape, in.w_zero_point, in.w_zero_point_size, IndexData());
     Execute(context, in, plan, geometry, y);
   }
 }

@@ -99,6 +99,12 @@ class ROUPConvKernel {
                  ONNXTensorElementDataType w_type, ONNXTensorElementDataType y_type);
 
  protected:
+  // For an op built on this machinery (ROUPConvTranspose): errors carry `op_name`, and the
+  // constant weight is left for that op to plan (in its own layout).
+  ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info, ONNXTensorElementDataType x_type,
+                 ONNXTensorElementDataType w_type, ONNXTensorElementDataType y_type, const char* op_name,
+                 bool plan_constant_weight);
+
   struct Inputs {
     const uint8_t* x;
     std::vector<int64_t> x_shape;
@@ -123,32 +129,42 @@ class ROUPConvKernel {
 
   std::string Prefix() const;
 
- private:
   struct Geometry {
     int64_t pad_top = 0, pad_left = 0, out_h = 0, out_w = 0;
   };
+  // `index`: the multiplier of each weight position (w's layout; nullptr: all multiplier 0).
+  // Without `allow_direct` a depthwise weight runs on the GEMMs too (Execute's acc_out needs them).
+  WeightPlan BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
+                       const uint8_t* w_zero_point, size_t w_zero_point_size, const uint8_t* index,
+                       bool allow_direct = true) const;
+  // Runs the convolution conv_ describes. With `acc_out`, the int32 accumulators (bias and the
+  // GEMMs' offset terms included) are written there as [N, M, out_h * out_w] instead of being
+  // requantized into y; the plan must not be direct.
+  void Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
+               const Geometry& geometry, uint8_t* y, int32_t* acc_out = nullptr) const;
+
+  const OrtApi& api_;
+  ONNXTensorElementDataType y_type_;
+  ConvAttributes conv_;
+  std::optional<TensorValue> index_;        // multiplier_index (uint8, weight-shaped)
+  const uint8_t* IndexData() const { return index_ ? index_->data<uint8_t>() : nullptr; }
+
+ private:
   void ReadAttributes(const KernelAttributes& attrs);
   void BuildLutRows();
   void CheckWeightShape(const std::vector<int64_t>& w_shape) const;
-  WeightPlan BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
-                       const uint8_t* w_zero_point, size_t w_zero_point_size) const;
   void Check(const Inputs& in) const;
   std::vector<int64_t> OutputShape(const Inputs& in, Geometry* geometry) const;
-  void Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
-               const Geometry& geometry, uint8_t* y) const;
   void ExecuteDirect(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
                      const Geometry& geometry, const std::vector<int32_t>& base,
                      const std::vector<float>& scale, uint8_t* y) const;
 
-  const OrtApi& api_;
+  const char* op_name_;
   std::string node_name_;
-  ONNXTensorElementDataType y_type_;
   uint8_t x_flip_, w_flip_;  // XOR turning a stored byte into its table index (0x80 for int8)
 
-  ConvAttributes conv_;
   std::vector<Multiplier> multipliers_;
   bool encode_activation_ = false;
-  std::optional<TensorValue> index_;        // multiplier_index (uint8, weight-shaped)
   std::vector<std::vector<int32_t>> lut_tables_;  // [L][256 * 256], table[a][b]
   std::vector<int64_t> lut_signedness_;           // [2L]
   std::vector<std::vector<int32_t>> lut_rows_;    // [L][256 (weight index) * 256 (activation index)]
@@ -163,10 +179,11 @@ ONNXTensorElementDataType ElementTypeOf(uint8_t);
 ONNXTensorElementDataType ElementTypeOf(int8_t);
 
 // One struct per (x, w, y) element-type combination, all registered under the same op name.
-template <typename TX, typename TW, typename TY>
-struct ROUPConv : ROUPConvKernel {
+// `Kernel` is ROUPConvKernel, or an op with QLinearConv's inputs built on it (its Run and Prefix).
+template <typename TX, typename TW, typename TY, typename Kernel = ROUPConvKernel>
+struct ROUPConv : Kernel {
   ROUPConv(const OrtApi* api, const OrtKernelInfo* info)
-      : ROUPConvKernel(*api, info, ElementTypeOf(TX{}), ElementTypeOf(TW{}), ElementTypeOf(TY{})) {}
+      : Kernel(*api, info, ElementTypeOf(TX{}), ElementTypeOf(TW{}), ElementTypeOf(TY{})) {}
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<TX>& x,
                       const Ort::Custom::Tensor<float>& x_scale,
@@ -187,7 +204,7 @@ struct ROUPConv : ROUPConvKernel {
       scalar(x_zero_point, "x_zero_point");
       scalar(y_scale, "y_scale");
       scalar(y_zero_point, "y_zero_point");
-      Inputs in{};
+      typename Kernel::Inputs in{};
       in.x = reinterpret_cast<const uint8_t*>(x.Data());
       in.x_shape = x.Shape();
       in.x_scale = *x_scale.Data();
@@ -204,12 +221,12 @@ struct ROUPConv : ROUPConvKernel {
         in.bias = (*bias)->Data();
         in.bias_size = static_cast<size_t>((*bias)->NumberOfElement());
       }
-      Run(context, in, [&y](const std::vector<int64_t>& shape) {
+      this->Run(context, in, [&y](const std::vector<int64_t>& shape) {
         return reinterpret_cast<uint8_t*>(y.Allocate(shape));
       });
       return Ort::Status(nullptr);
     } catch (const std::exception& e) {
-      return Ort::Status((Prefix() + e.what()).c_str(), ORT_INVALID_ARGUMENT);
+      return Ort::Status((this->Prefix() + e.what()).c_str(), ORT_INVALID_ARGUMENT);
     }
   }
 };
