@@ -55,6 +55,17 @@ class _Graph:
                                       self.const("hi", np.float32(6))])
         return y
 
+    def conv_transpose(self, x: str, cin: int, cout: int, k: int, stride: int = 2,
+                       pad: int = 0, act: str | None = "relu") -> str:
+        """An upsampler: ConvTranspose with weight [cin, cout, k, k] (H x stride out when
+        k - 2 * pad == stride)."""
+        w = self.rng.standard_normal((cin, cout, k, k)) * np.sqrt(2.0 / (cin * k * k / stride**2))
+        b = self.rng.standard_normal(cout) * 0.05
+        y = self.node("ConvTranspose", [x, self.const("w", w.astype(np.float32)),
+                                        self.const("b", b.astype(np.float32))],
+                      kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4)
+        return self.node("Relu", [y]) if act == "relu" else y
+
     def head(self, x: str, features: int, classes: int) -> str:
         pooled = self.node("Flatten", [self.node("GlobalAveragePool", [x])])
         w = self.rng.standard_normal((classes, features)) / np.sqrt(features)
@@ -198,6 +209,31 @@ def text_recognizer(height: int = 32, width: int = 64, d: int = 32, heads: int =
         g.nodes, "text_recognizer",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, height, width])],
         [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def unet_decoder(width: int = 8, seed: int = 0, size: int | None = None) -> onnx.ModelProto:
+    """A small UNet-like encoder-decoder with a sigmoid probability map [N, 1, H, W]: three
+    conv stages (the last two strided, H/4 at the bottom), two ConvTranspose upsamplers of
+    stride 2 (a 2x2 kernel, then a 4x4 one with pads 1), skip connections by Concat and by
+    Add. Batch, height and width are symbolic (H and W multiples of 4) unless ``size`` fixes
+    the spatial ones."""
+    g = _Graph(seed)
+    s1 = g.conv("input", 3, width, 3)                          # H
+    s2 = g.conv(s1, width, 2 * width, 3, 2)                    # H/2
+    bottom = g.conv(s2, 2 * width, 4 * width, 3, 2)            # H/4
+    up2 = g.conv_transpose(bottom, 4 * width, 2 * width, 2)    # H/2
+    x = g.conv(g.node("Concat", [up2, s2], axis=1), 4 * width, 2 * width, 3)
+    up1 = g.conv_transpose(x, 2 * width, width, 4, pad=1)      # H
+    x = g.conv(g.node("Add", [up1, s1]), width, width, 3)
+    prob = g.node("Sigmoid", [g.conv(x, width, 1, 1, act=None)])
+    dims = ["N", 3, size, size] if size else ["N", 3, "H", "W"]
+    graph = helper.make_graph(g.nodes, "unet_decoder",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info(prob, TensorProto.FLOAT, None)],
+                              g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     return model

@@ -19,7 +19,8 @@ from axonnx.multipliers import EXACT
 from axonnx.model import fix_input_shape, load_model, tensor_shapes
 from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
 from axonnx.passes import (
-    CONV, ConvLayer, GraphIndex, canonicalize, name_unnamed_nodes, rewrite_to_roupconv, survey_convs,
+    CONV, TRANSPOSED_CONV, ConvLayer, GraphIndex, canonicalize, name_unnamed_nodes,
+    rewrite_to_roupconv, survey_convs,
 )
 from axonnx.plan import Plan
 
@@ -105,7 +106,6 @@ class ModelInfo:
 
 
 # Kinds of the products left alone, by op type (the rewritten layers carry their own).
-TRANSPOSED_CONV = "transposed conv"
 _OP_KINDS = {"ConvTranspose": TRANSPOSED_CONV, "QLinearConvTranspose": TRANSPOSED_CONV,
              "Conv": CONV, "QLinearConv": CONV, "ConvInteger": CONV}
 
@@ -261,8 +261,10 @@ def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
         meta[META_NOTES] = json.dumps(notes)
     if recovery is not None:
         # Convs and fully connected layers; an activation x activation product has no
-        # constant weight to tune nor a bias to correct.
-        constant = [layer for layer in layers if layer.weight is not None]
+        # constant weight to tune nor a bias to correct. Transposed convs are left out: their
+        # weight is planned in conv layout, and the tuning writes weights as planned.
+        constant = [layer for layer in layers
+                    if layer.weight is not None and layer.kind != TRANSPOSED_CONV]
         changes = recovery.apply(out, constant, assignments, plan.encoded_operand)
         meta[META_RECOVERY] = json.dumps({**recovery.describe(), "layers": changes})
     meta.update({META_VERSION: __version__, META_PLAN: json.dumps(resolved.to_dict()),
@@ -333,13 +335,19 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
     nodes = {n.name: n for n in work.graph.node}
     extra = [t for a in alone if a.node in nodes for t in _product_tensors(nodes[a.node])
              if t and t not in index.initializers]
-    shapes = tensor_shapes(work, [layer.output for layer in layers] + extra, input_shape)
+    shapes = tensor_shapes(work, [t for layer in layers for t in (layer.output, layer.pixel_tensor)]
+                           + extra, input_shape)
     infos = []
     for layer in layers:
         positions = int(np.prod(layer.weight_shape))
-        pixels = layer.pixels(shapes[layer.output])
-        out_hw = ((pixels, 1) if layer.kind != CONV
+        pixels = layer.pixels(shapes[layer.pixel_tensor])
+        out_hw = ((pixels, 1) if layer.kind not in (CONV, TRANSPOSED_CONV)
                   else tuple(int(v) for v in shapes[layer.output][2:4]))
+        weight_shape = layer.weight_shape
+        if layer.kind == TRANSPOSED_CONV:  # as the model stores it: [C_in, C_out/group, kH, kW]
+            m, c_g, kh, kw = weight_shape
+            group = int(layer.attributes.get("group", 1))
+            weight_shape = (c_g * group, m // group, kh, kw)
         if layer.assignment is not None and layer.assignment.index is not None:
             # Counted on the index (np.unique on names sorts millions of strings).
             assignment = layer.assignment
@@ -352,7 +360,7 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
             # Not rewritten yet: every multiplication is exact.
             mults = {EXACT.name: positions * pixels}
         infos.append(LayerInfo(
-            name=layer.name, form=layer.form, kind=layer.kind, weight_shape=layer.weight_shape,
+            name=layer.name, form=layer.form, kind=layer.kind, weight_shape=weight_shape,
             strides=tuple(layer.attributes.get("strides", (1, 1))),
             group=int(layer.attributes.get("group", 1)), output_hw=out_hw,
             macs_per_image=positions * pixels, multiplications=mults,

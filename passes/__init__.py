@@ -10,20 +10,20 @@ returns a :class:`ConvLayer` or a :class:`NoMatch` with the reason it refused.
 """
 
 from ._layer import (
-    ATTENTION, CONV, FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, MatMulLowering, NoMatch,
+    ATTENTION, CONV, FULLY_CONNECTED_KIND, TRANSPOSED_CONV, ConvLayer, GraphIndex, MatMulLowering, NoMatch,
 )
 from .canonicalize import Canonicalized, canonicalize, fold_constants, quantize_linear
 from .constants import ConstantEdit, edit_constants
-from .qdq_conv import QDQConvRule
+from .qdq_conv import QDQConvRule, QDQConvTransposeRule
 from .qdq_matmul import QDQGemmRule, QDQMatMulRule
 from .qgemm import QGemmRule
 from .qlinear_matmul import QLinearMatMulRule
 from .qlinearconv import QLinearConvRule
 from .rewrite import ConvSurvey, PassResult, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
-from .roupconv import ROUPConvRule
+from .roupconv import ROUPConvRule, ROUPConvTransposeRule
 
 __all__ = [
-    "ATTENTION", "CONV", "Canonicalized", "canonicalize", "fold_constants", "quantize_linear", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
+    "ATTENTION", "CONV", "TRANSPOSED_CONV", "QDQConvTransposeRule", "ROUPConvTransposeRule", "Canonicalized", "canonicalize", "fold_constants", "quantize_linear", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
     "GraphIndex", "MatMulLowering", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule",
     "QDQMatMulRule", "QGemmRule", "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule",
     "edit_constants", "name_unnamed_nodes", "rewrite_to_roupconv", "survey_convs",

@@ -23,6 +23,9 @@ QUANT_TYPES = (np.int8, np.uint8)
 
 # Layer kinds, as inspect and energy label them.
 CONV = "conv"
+# A ConvTranspose: its ConvLayer carries the weight in conv layout (``to_conv_layout``), so
+# that plans rank filters (output channels) on axis 0 as for a conv.
+TRANSPOSED_CONV = "transposed conv"
 FULLY_CONNECTED_KIND = "fully connected"
 ATTENTION = "attention (activation x activation)"
 
@@ -76,13 +79,21 @@ class ConvLayer:
     def weight_dtype(self) -> np.dtype:
         return self.w_zero_point.dtype
 
-    def pixels(self, output_shape) -> int:
-        """How often each weight position is used per sample, from the layer's output
-        shape at batch 1: H_out x W_out of a conv, the rows M of a matrix product (its
-        [.., M, N] output, or [1, G*N, M, 1] once rewritten, holds G*N values per row)."""
+    @property
+    def pixel_tensor(self) -> str:
+        """The tensor whose shape says how often each weight position is used: the input of
+        a transposed conv (each input pixel meets every weight position once), else the
+        output."""
+        return self.inputs[0] if self.kind == TRANSPOSED_CONV else self.output
+
+    def pixels(self, shape) -> int:
+        """How often each weight position is used per sample, from the shape of
+        ``pixel_tensor`` at batch 1: H_out x W_out of a conv, H_in x W_in of a transposed
+        conv, the rows M of a matrix product (its [.., M, N] output, or [1, G*N, M, 1] once
+        rewritten, holds G*N values per row)."""
         if self.matmul is None:  # a conv, or a rewritten product: [N, M, H, W]
-            return int(output_shape[2]) * int(output_shape[3])
-        return int(np.prod(output_shape)) // self.weight_shape[0]
+            return int(shape[2]) * int(shape[3])
+        return int(np.prod(shape)) // self.weight_shape[0]
 
     @property
     def real_weight(self) -> np.ndarray | None:

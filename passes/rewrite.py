@@ -13,10 +13,12 @@ import onnx
 from onnx import numpy_helper
 
 from axonnx.errors import AxonnxError
-from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, make_roupconv_node
+from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, OP_TYPE, make_roupconv_node
+from axonnx.ops.roupconvtranspose import OP_TYPE as TRANSPOSE_OP_TYPE
+from axonnx.ops.roupconvtranspose import from_conv_layout
 
 from .canonicalize import Canonicalized
-from ._layer import FULLY_CONNECTED_KIND, ConvLayer, GraphIndex, NoMatch
+from ._layer import FULLY_CONNECTED_KIND, TRANSPOSED_CONV, ConvLayer, GraphIndex, NoMatch
 from .rules import MATMUL_RULES, RULES, UNSUPPORTED_CONVS
 
 # onnxruntime 1.31 loads models up to this IR version.
@@ -121,10 +123,14 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
         before, after, output = [], [], final
         if layer.matmul is not None:
             before, after, inputs, output = _lower_matmul(out, layer, inputs, final)
+        index, op_type = assignment.index, OP_TYPE
+        if layer.kind == TRANSPOSED_CONV:  # plans see the conv layout, the node its weight's
+            index = from_conv_layout(index, int(layer.attributes.get("group", 1)))
+            op_type = TRANSPOSE_OP_TYPE
         node = make_roupconv_node(
             inputs, [output], name=layer.name, multipliers=assignment.multipliers,
-            multiplier_index=assignment.index, encoded_operand=encoded_operand,
-            conv_attributes=layer.attributes,
+            multiplier_index=index, encoded_operand=encoded_operand,
+            conv_attributes=layer.attributes, op_type=op_type,
         )
         by_anchor[layer.replaced_nodes[-1]] = before + [node] + after
         for name in dict.fromkeys((output, final, layer.output)):  # a lowered product's, too

@@ -1,6 +1,6 @@
 """Multiplier energy of plans on one model: multiplications per layer and multiplier (each
-weight position is used H_out x W_out times per image, M times in an [M, K] x [K, N]
-product; SKIP costs nothing), priced by
+weight position is used H_out x W_out times per image, H_in x W_in in a transposed conv, M
+times in an [M, K] x [K, N] product; SKIP costs nothing), priced by
 ``axonnx.energy``, relative to the all-exact model."""
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from axonnx.plan import Plan
 
 
 def output_pixels(work, layers) -> dict[str, int]:
-    """How often each weight position is used per image (H_out x W_out of a conv, M rows of
-    a matrix product), measured by running the model once on zeros."""
+    """How often each weight position is used per image (H_out x W_out of a conv, H_in x
+    W_in of a transposed conv, M rows of a matrix product), measured by running the model
+    once on zeros."""
     from axonnx.model import tensor_shapes
 
-    shapes = tensor_shapes(work, [layer.output for layer in layers])
-    return {layer.name: layer.pixels(shapes[layer.output]) for layer in layers}
+    shapes = tensor_shapes(work, [layer.pixel_tensor for layer in layers])
+    return {layer.name: layer.pixels(shapes[layer.pixel_tensor]) for layer in layers}
 
 
 @dataclass
