@@ -165,7 +165,7 @@ def fold_constants(model: onnx.ModelProto) -> Canonicalized:
 
 def quantize_float_biases(model: onnx.ModelProto, report: Canonicalized,
                           ops: tuple[str, ...] = ("Conv",)) -> None:
-    """Give each QDQ Conv/Gemm (activation and weight from constant-scale DequantizeLinear,
+    """Give each QDQ Conv/ConvTranspose/Gemm (activation and weight from constant-scale DequantizeLinear,
     output to QuantizeLinear) whose bias is a float constant the int32 bias
     ``quantize_static`` writes: ``round(bias / (x_scale * w_scale))`` through a
     DequantizeLinear of that scale. In place; the layers are recorded in ``report``. Only
@@ -220,5 +220,6 @@ def canonicalize(model: onnx.ModelProto, matmul: bool = False) -> Canonicalized:
     """Fold constant subgraphs, then quantize float biases of QDQ convs (and with
     ``matmul`` Gemms); in place."""
     report = fold_constants(model)
-    quantize_float_biases(model, report, ("Conv", "Gemm") if matmul else ("Conv",))
+    quantize_float_biases(model, report, ("Conv", "ConvTranspose", "Gemm") if matmul
+                          else ("Conv", "ConvTranspose"))
     return report
