@@ -57,7 +57,7 @@ class ModelInfo:
     plan: Plan | None = None
     plan_verified: bool | None = None
     axonnx_version: str | None = None
-    # Nodes left alone (refused, ConvTranspose, products without --matmul) with their exact
+    # Nodes left alone (refused, float ConvTranspose, products without --matmul) with their exact
     # multiplications per image (None where they could not be counted).
     left_alone: list[LeftAlone] = field(default_factory=list)
     left_alone_macs: dict[str, int | None] = field(default_factory=dict)
