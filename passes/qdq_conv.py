@@ -25,9 +25,6 @@ class QDQConvRule:
     def out_channels(self, node: onnx.NodeProto, weight: np.ndarray) -> int:
         return weight.shape[0]
 
-    def float_weight(self, node: onnx.NodeProto) -> NoMatch:
-        return NoMatch(node.name, "the weight does not come from DequantizeLinear")
-
     def layer(self, node: onnx.NodeProto, **fields) -> ConvLayer:
         return ConvLayer(attributes=conv_attributes(node), **fields)
 
@@ -39,7 +36,7 @@ class QDQConvRule:
         if dq_x is None or dq_x.op_type != "DequantizeLinear":
             return NoMatch(node.name, "the activation does not come from DequantizeLinear")
         if dq_w is None or dq_w.op_type != "DequantizeLinear":
-            return self.float_weight(node)
+            return NoMatch(node.name, "the weight does not come from DequantizeLinear")
         weight = index.constant(dq_w.input[0])
         if weight is None:
             return NoMatch(node.name, run_time_weight_reason(index, dq_w.input[0]))
@@ -107,11 +104,15 @@ class QDQConvTransposeRule(QDQConvRule):
     def out_channels(self, node: onnx.NodeProto, weight: np.ndarray) -> int:
         return weight.shape[1] * int(attribute(node, "group", 1))
 
-    def float_weight(self, node: onnx.NodeProto) -> NoMatch:
-        return NoMatch(node.name, "a float ConvTranspose (its weight is not quantized: "
-                                  "onnxruntime's QOperator quantizer leaves ConvTranspose in "
-                                  "float); quantize the model in QDQ format (quantize_static's "
-                                  "default) to approximate it; it stays exact")
+    def match(self, node: onnx.NodeProto, index: GraphIndex) -> ConvLayer | NoMatch:
+        dq_w = index.producer.get(node.input[1]) if len(node.input) > 1 else None
+        if node.op_type == self.anchor and (dq_w is None or dq_w.op_type != "DequantizeLinear"):
+            return NoMatch(node.name, "a float ConvTranspose (its weight is not quantized: "
+                                      "onnxruntime's QOperator quantizer leaves ConvTranspose "
+                                      "in float); quantize the model in QDQ format "
+                                      "(quantize_static's default) to approximate it; it stays "
+                                      "exact")
+        return super().match(node, index)
 
     def layer(self, node: onnx.NodeProto, **fields) -> ConvLayer:
         group = int(attribute(node, "group", 1))
