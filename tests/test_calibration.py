@@ -1,5 +1,5 @@
 """Recovery on any model: --calib-data (axonnx.data.calibration) fed through the model's own
-input, measure_activations(inputs=...), the README's Python path, and --input-shape for
+input, measure_activations(inputs=...) (the README's Python path: tests/test_readme.py), --input-shape for
 models with dynamic sizes (inspect, energy)."""
 
 from __future__ import annotations

@@ -102,8 +102,8 @@ def any_models(work: Path) -> None:
             onnx.helper.set_model_props(model, {PREPROCESS_KEY: prep})
         onnx.save(model, work / f"{name}_fp32.onnx")
         if kind == "classifier":
-            for label in ("cat", "dog"):
-                images(work / folder / label, sizes, 4, seed=len(label))
+            for label in range(10):  # one sub-folder per class of its 10 outputs
+                images(work / folder / f"class{label}", sizes, 1, seed=label)
             onnx.helper.set_model_props(model, {PREPROCESS_KEY: prep})  # for calibration only
         else:
             images(work / folder, sizes, 6, seed=len(kind))
@@ -193,18 +193,18 @@ BLOCKS = [
                 ("--out runs/det", "--out runs/det --subset 3 --pop 4 --gens 1 --reeval 2 "
                  "--workers 1"),
                 ("'resize=256 crop=224 ", "'resize=36 crop=32 ")],
-          produces=("det_m.onnx", "rec_fixed.onnx", "runs/det/report.md")),
+          produces=("det_m.onnx", "rec_fixed.onnx", "runs/det/pareto.csv")),
     Block("axonnx sensitivity zoo:resnet8 --multipliers ROUP_L,ROUP_M,ROUP_H", needs_cifar,
           subs=[("--mode cumulative --data DIR --out sens/",
                  f"--mode cumulative --data {CIFAR} --limit 100 --workers 1 --out sens/"),
                 ("--pop 20 --gens 30 --data DIR --out runs/klam-col "
                  "[--dask tcp://host:8786 | --dask local:4]",
                  f"--pop 4 --gens 1 --subset 50 --reeval 2 --calib 16 --workers 1 "
-                 f"--data {CIFAR} --out runs/klam-col"),
+                 f"--data {CIFAR} --limit 200 --out runs/klam-col"),
                 ("axonnx explore --compare runs/llam runs/klam-col",
                  "axonnx explore zoo:resnet8 --approach llam --multipliers 'ROUP(0,0),ROUP_H' "
                  f"--pop 4 --gens 1 --subset 50 --reeval 2 --workers 1 --data {CIFAR} "
-                 "--out runs/llam\naxonnx explore --compare runs/llam runs/klam-col"),
+                 "--limit 200 --out runs/llam\naxonnx explore --compare runs/llam runs/klam-col"),
                 # The study is 85 min (--quick still minutes): its options are parsed here,
                 # and tests/test_analysis.py runs reproduce() itself on a tiny model.
                 ("axonnx reproduce --data DIR --out study/ [--quick]",
