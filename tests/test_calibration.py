@@ -204,6 +204,7 @@ def test_calibration_errors(models, tmp_path):
         measure_activations(models["dynamic"], inputs=[{"x": pixels((1, 3, 2, 2))[:, :, :0]}])
 
 
+@pytest.mark.parametrize("command", ["inspect", "energy"])
 def test_dynamic_model_needs_input_shape(models, command):
     message = one_line_error(runner.invoke(app, [command, str(models["dynamic"])]))
     assert "--input-shape" in message and "dynamic" in message

@@ -165,6 +165,7 @@ class Block:
     subs: list[tuple[str, str]] = field(default_factory=list)  # (README text, what runs)
     prelude: str = ""  # Python run before a python block
     produces: tuple[str, ...] = ()  # files the block must leave behind
+    check: Callable[[Path], None] | None = None  # what else the block must have done
 
 
 BLOCKS = [
@@ -213,8 +214,14 @@ BLOCKS = [
     Block("axonnx transform model_int8.onnx -o model_fixed.onnx --llam 'ROUP(1,4)'", calibration,
           subs=[("--calib 256", "--calib 16")], produces=("model_fixed.onnx",)),
     Block("stats = measure_activations(\"model_int8.onnx\"", calibration,
-          produces=("model_fixed.onnx",)),
+          produces=("model_fixed.onnx",), check=lambda work: recovered_from_my_data(work)),
 ]
+
+def recovered_from_my_data(work: Path) -> None:
+    meta = {p.key: p.value for p in onnx.load(work / "model_fixed.onnx").metadata_props}
+    assert '"calibration_images": 16' in meta["axonnx.recovery"]  # both calib/*.npy files
+    assert '"calibration_source": "my data"' in meta["axonnx.recovery"]
+
 
 NOT_RUN = {
     "make demo   # set up": "the set-up itself: tests/test_setup.py checks the Makefile, "
@@ -280,3 +287,5 @@ def test_readme_block_runs(index, tmp_path):
         assert result.returncode == 0, f"{text}\n{result.stderr[-3000:]}"
     for name in block.produces:
         assert (work / name).exists(), f"the block did not write {name}"
+    if block.check is not None:
+        block.check(work)
