@@ -5,7 +5,7 @@ A plan is a human-editable YAML or JSON file::
     version: 1
     encoded_operand: weight        # or activation
     layers:                        # first matching rule wins; unmatched layers stay exact
-      - match: stem*               # glob (or list of globs) on the node name
+      - match: "/stem/*"           # glob (or list of globs) on the node name
         approach: exact
       - match: "*"
         approach: flam             # exact | llam | flam | klam-chan | klam-row | klam-col | klms
@@ -21,6 +21,9 @@ KLMS rules take ``k`` (1 or 2 sigma), ``keep`` (``inside``: only weights within
 mu +- k sigma are multiplied, the rest are skipped; ``outside``: the reverse) and an
 optional ``multipliers: [M]`` for the multiplications that are kept (default exact).
 
+The format's reference is ``docs/plan.md``; ``axonnx/plan.schema.json`` (shipped in the
+package, :func:`schema`) describes the same keys for editors and other tools.
+
 ``Plan.resolve(layer_names)`` binds rules to concrete layers; a resolved plan is what a
 transformed model stores, and reads back.
 """
@@ -28,6 +31,7 @@ transformed model stores, and reads back.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import hashlib
 import json
@@ -130,18 +134,30 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
     unknown = set(raw) - _RULE_KEYS
     if unknown:
         raise AxonnxError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
-    approach = str(raw.get("approach", "")).lower().replace("_", "-")
+    # One spelling per value, as axonnx/plan.schema.json has it: what the loader accepts,
+    # the schema accepts (tests/test_plan_schema.py).
+    approach = raw.get("approach")
     if approach not in APPROACHES:
-        raise AxonnxError(f"{where}: unknown approach {raw.get('approach')!r}; use one of "
+        raise AxonnxError(f"{where}: unknown approach {approach!r}; use one of "
                           f"{', '.join(APPROACHES)}")
-    match = tuple(str(m) for m in _as_tuple(raw.get("match", "*"), "match", where))
+    match = _as_tuple(raw.get("match", "*"), "match", where)
     if not match:
         raise AxonnxError(f"{where}: 'match' is empty")
+    if not all(isinstance(m, str) and m for m in match):
+        raise AxonnxError(f"{where}: 'match' takes non-empty glob strings, e.g. \"/stem/*\"")
+    if approach == "exact" and "multipliers" in raw:
+        raise AxonnxError(f"{where}: an exact rule takes no multipliers")
+    for key in ("k", "keep"):
+        if key in raw and approach != "klms":
+            raise AxonnxError(f"{where}: '{key}' applies to klms only")
     items = [str(m) for m in _as_tuple(raw.get("multipliers"), "multipliers", where)]
     # Rejoined, then split only at commas outside parentheses: a YAML flow list such as
     # [ROUP(0,0), ROUP(1,4)] arrives split inside the names, as "ROUP(0", "0)", ...
-    names = tuple(split_names(",".join(items))) if items else ()
-    mults = [parse(n) for n in names]  # validates, canonicalises aliases
+    try:
+        names = tuple(split_names(",".join(items))) if items else ()
+        mults = [parse(n) for n in names]  # validates, canonicalises aliases
+    except AxonnxError as exc:
+        raise AxonnxError(f"{where}: {exc}") from None
     wide = [m.name for m in mults if m.bits != 8]
     if wide:
         raise AxonnxError(f"{where}: {', '.join(wide)}: ROUPConv's operands are 8-bit, so its "
@@ -152,22 +168,21 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
     if len(set(names)) > MAX_MULTIPLIERS:
         raise AxonnxError(f"{where}: {len(set(names))} distinct multipliers; a layer holds at most "
                           f"{MAX_MULTIPLIERS} (ROUPConv indexes them with one byte): use fewer")
-    policy = str(raw.get("policy", "magnitude")).lower()
+    policy = raw.get("policy", "magnitude")
     if policy not in POLICIES:
         raise AxonnxError(f"{where}: unknown policy {policy!r}; use 'magnitude' or 'index'")
     fractions = raw.get("fractions")
     k = raw.get("k")
-    keep = str(raw.get("keep", "inside")).lower()
+    keep = raw.get("keep", "inside")
 
     if approach == "exact":
         if names:
             raise AxonnxError(f"{where}: an exact rule takes no multipliers")
         return LayerRule(match, "exact")
     if approach == "klms":
-        try:
-            k = float(k)
-        except (TypeError, ValueError):
-            raise AxonnxError(f"{where}: klms needs k = 1 or 2 (sigmas)") from None
+        if isinstance(k, bool) or not isinstance(k, (int, float)):
+            raise AxonnxError(f"{where}: klms needs k = 1 or 2 (sigmas)")
+        k = float(k)
         if k not in (1.0, 2.0):
             raise AxonnxError(f"{where}: klms needs k = 1 or 2 (sigmas), got {k:g}")
         if keep not in KLMS_SIDES:
@@ -183,10 +198,10 @@ def make_rule(raw: dict[str, Any], where: str) -> LayerRule:
     if fractions is not None:
         if approach not in CLASSED_APPROACHES:
             raise AxonnxError(f"{where}: 'fractions' applies to flam and klam-* only")
-        try:
-            fractions = tuple(float(f) for f in fractions)
-        except (TypeError, ValueError):
-            raise AxonnxError(f"{where}: 'fractions' must be a list of numbers") from None
+        if not isinstance(fractions, (list, tuple)) or not all(
+                isinstance(f, (int, float)) and not isinstance(f, bool) for f in fractions):
+            raise AxonnxError(f"{where}: 'fractions' must be a list of numbers")
+        fractions = tuple(float(f) for f in fractions)
         if (len(fractions) != len(names) or not all(math.isfinite(f) and f >= 0 for f in fractions)
                 or abs(sum(fractions) - 1) > 1e-6):
             raise AxonnxError(f"{where}: 'fractions' needs {len(names)} non-negative numbers "
@@ -207,6 +222,75 @@ def _load_yaml(text: str):
             return super().compose_node(parent, index)
 
     return yaml.load(text, Loader=_NoAliases)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_plan_file(path: str | Path) -> Any:
+    """The data of a YAML (.yaml/.yml) or JSON plan file, before any validation."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AxonnxError(f"cannot read plan {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise AxonnxError(f"plan {path} is not UTF-8 text; write the plan as a YAML or "
+                          "JSON text file") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            data = _load_yaml(text)
+        else:
+            data = json.loads(text)
+    except AxonnxError as exc:
+        raise AxonnxError(f"plan {path}: {exc}") from None
+    except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
+        first = str(exc).splitlines()[0]
+        raise AxonnxError(f"plan {path} is not valid {path.suffix[1:].upper() or 'JSON'}: "
+                          f"{first}") from None
+    return data
+
+
+def schema() -> dict[str, Any]:
+    """The plan format's JSON Schema (``axonnx/plan.schema.json``, package data)."""
+    from importlib import resources
+
+    return json.loads((resources.files("axonnx") / "plan.schema.json").read_text())
+
+
+@functools.cache
+def _validator():
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+def schema_errors(data: Any) -> list[str]:
+    """Where ``data`` (a plan file's content) breaks the JSON Schema: one line per error."""
+    validator = _validator()
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
+            for e in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which layers each rule of a plan takes (the first matching rule wins)."""
+
+    rules: tuple[tuple[LayerRule, tuple[str, ...]], ...]  # every rule with the layers it wins
+    unmatched: tuple[str, ...]  # layers no rule matches: they stay exact
+    unused: tuple[tuple[int, str], ...]  # (rule number, glob) of globs matching no layer
+    layers: tuple[str, ...]
+
+    @property
+    def shadowed(self) -> list[int]:
+        """Rule numbers whose globs match layers, all of which an earlier rule took."""
+        unused = {number for number, _ in self.unused}
+        return [i + 1 for i, (_, won) in enumerate(self.rules) if not won and i + 1 not in unused]
+
+    def check(self) -> None:
+        """A glob that matches no layer is a plan for another model (or a typo)."""
+        if self.unused:
+            number, pattern = self.unused[0]
+            raise AxonnxError(
+                f"plan rule {number} names {pattern!r}, which matches no quantized conv "
+                f"layer; known layers: {', '.join(self.layers)}")
 
 
 @dataclass(frozen=True)
@@ -236,7 +320,14 @@ class Plan:
             raise AxonnxError(f"{source}: plan version {version!r} is not supported "
                               f"(this axonnx reads version {PLAN_VERSION})")
         encoded = data.get("encoded_operand", "weight")
+        try:
+            check_encoded_operand(encoded)
+        except AxonnxError as exc:
+            raise AxonnxError(f"{source}: {exc}") from None
         layers = data.get("layers", [])
+        if isinstance(version, bool):  # True == 1 in Python, not in a plan
+            raise AxonnxError(f"{source}: plan version {version!r} is not supported "
+                              f"(this axonnx reads version {PLAN_VERSION})")
         if not isinstance(layers, list):
             raise AxonnxError(f"{source}: 'layers' must be a list of rules")
         rules = tuple(make_rule(r, f"{source}, rule {i + 1}") for i, r in enumerate(layers))
@@ -244,26 +335,7 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise AxonnxError(f"cannot read plan {path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise AxonnxError(f"plan {path} is not UTF-8 text; write the plan as a YAML or "
-                              "JSON text file") from None
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                data = _load_yaml(text)
-            else:
-                data = json.loads(text)
-        except AxonnxError as exc:
-            raise AxonnxError(f"plan {path}: {exc}") from None
-        except Exception as exc:  # yaml.YAMLError, json.JSONDecodeError
-            first = str(exc).splitlines()[0]
-            raise AxonnxError(f"plan {path} is not valid {path.suffix[1:].upper() or 'JSON'}: "
-                              f"{first}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_plan_file(path), source=str(path))
 
     @classmethod
     def uniform(cls, rule: LayerRule, encoded_operand: str = "weight",
@@ -281,15 +353,21 @@ class Plan:
                 return rule
         return LayerRule((layer,), "exact")
 
+    def coverage(self, layers: Sequence[str]) -> Coverage:
+        won: list[list[str]] = [[] for _ in self.rules]
+        unmatched = []
+        for layer in layers:
+            number = next((i for i, rule in enumerate(self.rules) if rule.matches(layer)), None)
+            (unmatched if number is None else won[number]).append(layer)
+        unused = tuple((i + 1, pattern) for i, rule in enumerate(self.rules)
+                       for pattern in rule.match
+                       if not any(name_matches(layer, pattern) for layer in layers))
+        return Coverage(tuple((rule, tuple(w)) for rule, w in zip(self.rules, won)),
+                        tuple(unmatched), unused, tuple(layers))
+
     def resolve(self, layers: Sequence[str]) -> "Plan":
         """One explicit rule per layer, in model order; checks every glob matches."""
-        for i, rule in enumerate(self.rules):
-            for pattern in rule.match:
-                if not any(name_matches(layer, pattern) for layer in layers):
-                    raise AxonnxError(
-                        f"plan rule {i + 1} names {pattern!r}, which matches no quantized conv "
-                        f"layer; known layers: {', '.join(layers)}"
-                    )
+        self.coverage(layers).check()
         resolved = tuple(replace(self.rule_for(layer), match=(layer,)) for layer in layers)
         return replace(self, rules=resolved)
 
@@ -344,9 +422,10 @@ def plan_from_options(*, llam: str | None = None, flam: str | None = None,
                           "--klam-col, --klms (or a --plan file)")
     approach, value = chosen[0]
     match = tuple(p.strip() for p in layers.split(",")) if layers else ("*",)
-    raw: dict[str, Any] = {"match": list(match), "approach": approach, "policy": policy}
+    # Option values are forgiving about case (--policy Index); plan files take one spelling.
+    raw: dict[str, Any] = {"match": list(match), "approach": approach, "policy": policy.lower()}
     if approach == "klms":
-        raw.update(k=value, keep=klms_keep)
+        raw.update(k=value, keep=klms_keep.lower())
         if klms_multiplier:
             raw["multipliers"] = [klms_multiplier]
     else:

@@ -22,7 +22,7 @@ from axonnx.passes import (
     CONV, TRANSPOSED_CONV, ConvLayer, GraphIndex, canonicalize, name_unnamed_nodes,
     rewrite_to_roupconv, survey_convs,
 )
-from axonnx.plan import Plan
+from axonnx.plan import Coverage, Plan
 
 META_VERSION = "axonnx.version"
 META_PLAN = "axonnx.plan"
@@ -225,6 +225,17 @@ def assign_plan(plan: Plan, layers: list[ConvLayer]) -> tuple[Plan, dict[str, La
     assignments = {layer.name: layer_assignment(rule, layer)
                    for layer, rule in zip(layers, resolved.rules)}
     return resolved, assignments
+
+
+def plan_coverage(model, plan: Plan, input_shape=None) -> tuple[Coverage, list[str]]:
+    """How a plan fits a model (``axonnx plan check``): which layers each rule takes, and
+    the notes of the layers' assignments (e.g. a classed rule on a layer with fewer groups)."""
+    _, layers, _ = prepared(load_model(model), plan.matmul, input_shape)
+    coverage = plan.coverage([layer.name for layer in layers])
+    if coverage.unused:
+        return coverage, []
+    _, assignments = assign_plan(plan, layers)
+    return coverage, [a.note for a in assignments.values() if a.note]
 
 
 def layer_assignment(rule, layer: ConvLayer) -> LayerAssignment:

@@ -17,6 +17,25 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("AXONNX_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _plans_meet_the_schema(monkeypatch):
+    """Every plan the loader accepts anywhere in the suite (files, dicts, model metadata)
+    also passes axonnx/plan.schema.json: the schema and the loader cannot drift apart."""
+    from axonnx.plan import Plan, schema_errors
+
+    load = Plan.from_dict.__func__
+    refused: list[str] = []
+
+    def checked(cls, data, source="plan"):
+        plan = load(cls, data, source)
+        refused.extend(f"{source}: {e}" for e in schema_errors(data))
+        return plan
+
+    monkeypatch.setattr(Plan, "from_dict", classmethod(checked))
+    yield
+    assert not refused, f"plans the loader accepts but the schema refuses: {refused}"
+
+
 # Conv geometries that cover explicit, asymmetric and auto pads, strides and dilations.
 GEOMETRIES = [
     dict(pads=[1, 1, 1, 1]),

@@ -1,5 +1,5 @@
 """Recovery on any model: --calib-data (axonnx.data.calibration) fed through the model's own
-input, measure_activations(inputs=...), the README's Python path, and --input-shape for
+input, measure_activations(inputs=...) (the README's Python path: tests/test_readme.py), --input-shape for
 models with dynamic sizes (inspect, energy)."""
 
 from __future__ import annotations
@@ -202,25 +202,6 @@ def test_calibration_errors(models, tmp_path):
         measure_activations(models["fixed"], inputs=[pixels((2, 3, 8, 8))])
     with pytest.raises(AxonnxError, match="onnxruntime cannot run"):  # odd H: conv shapes clash
         measure_activations(models["dynamic"], inputs=[{"x": pixels((1, 3, 2, 2))[:, :, :0]}])
-
-
-def test_readme_python_snippet_runs(models, tmp_path, monkeypatch):
-    """The README's Python path for custom preprocessing, run as written."""
-    from axonnx.plan import plan_from_options
-
-    text = (REPO / "README.md").read_text()
-    snippet = re.search(r"<!-- tested: tests/test_calibration.py -->\n```python\n(.*?)```",
-                        text, re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "model_int8.onnx").write_bytes(models["dynamic"].read_bytes())
-    (tmp_path / "calib").mkdir()
-    for k in range(3):
-        np.save(tmp_path / "calib" / f"{k}.npy", pixels((2, 3, 16, 16), k))
-    plan_from_options(llam="ROUP(1,4)").save(tmp_path / "plan.yaml")
-    exec(compile(snippet, "README.md", "exec"), {})
-    meta = {p.key: p.value for p in onnx.load("model_fixed.onnx").metadata_props}
-    assert '"calibration_images": 6' in meta["axonnx.recovery"]
-    assert '"calibration_source": "my data"' in meta["axonnx.recovery"]
 
 
 @pytest.mark.parametrize("command", ["inspect", "energy"])

@@ -93,22 +93,6 @@ def test_k_that_does_not_fit_the_layer_takes_the_first_classes():
                         WEIGHT, "conv1").note == ""
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"approach": "banana"}, "unknown approach"),
-    ({"approach": "llam", "multipliers": ["ROUP(1,4)", "ROUP(2,6)"]}, "exactly one"),
-    ({"approach": "flam"}, "one multiplier per class"),
-    ({"approach": "flam", "multipliers": ["ROUP(9,9)"]}, "perforation"),
-    ({"approach": "flam", "multipliers": ["FOO"]}, "unknown multiplier"),
-    ({"approach": "klms", "k": 3}, "k = 1 or 2"),
-    ({"approach": "klms", "k": 1, "keep": "left"}, "inside"),
-    ({"approach": "flam", "multipliers": ["SKIP", "ROUP(0,0)"], "fractions": [0.9, 0.9]}, "summing to 1"),
-    ({"approach": "flam", "multipliers": ["SKIP"], "colour": "red"}, "unknown key"),
-])
-def test_bad_rules(raw, message):
-    with pytest.raises(AxonnxError, match=message):
-        make_rule(raw, "plan.yaml, rule 1")
-
-
 def test_resolve_first_match_wins_and_unknown_layer_is_an_error():
     plan = Plan.from_dict({"layers": [
         {"match": "conv1", "approach": "exact"},

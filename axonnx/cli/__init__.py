@@ -10,6 +10,7 @@ from axonnx.cli import hw as _hw  # noqa: F401
 from axonnx.cli import inspect as _inspect  # noqa: F401
 from axonnx.cli import library as _library  # noqa: F401
 from axonnx.cli import multipliers as _multipliers  # noqa: F401
+from axonnx.cli import plan as _plan  # noqa: F401
 from axonnx.cli import transform as _transform  # noqa: F401
 from axonnx.cli import zoo as _zoo  # noqa: F401
 from axonnx.cli import analysis as _analysis  # noqa: F401
