@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include "roupconv/cpu.h"
 #include "roupconv/util.h"
@@ -329,6 +330,33 @@ struct Requantizer {
   }
 };
 constexpr int kPixels = 4;  // 8 accumulators of 16 registers
+using B = __m256i;
+inline B Lo8(B a, B b) { return _mm256_unpacklo_epi8(a, b); }
+inline B Hi8(B a, B b) { return _mm256_unpackhi_epi8(a, b); }
+inline B Lo16(B a, B b) { return _mm256_unpacklo_epi16(a, b); }
+inline B Hi16(B a, B b) { return _mm256_unpackhi_epi16(a, b); }
+inline B Lo32(B a, B b) { return _mm256_unpacklo_epi32(a, b); }
+inline B Hi32(B a, B b) { return _mm256_unpackhi_epi32(a, b); }
+inline B Lo64(B a, B b) { return _mm256_unpacklo_epi64(a, b); }
+inline B Hi64(B a, B b) { return _mm256_unpackhi_epi64(a, b); }
+inline B SetBytes(uint8_t v) { return _mm256_set1_epi8(static_cast<char>(v)); }
+inline B Xor(B a, B b) { return _mm256_xor_si256(a, b); }
+inline B LoadBytes(const uint8_t* p, int64_t n) {
+  if (n == 32) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  alignas(32) uint8_t tail[32] = {};
+  std::memcpy(tail, p, static_cast<size_t>(n));
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
+}
+inline void StoreBytes(uint8_t* p, B v, int64_t n) {
+  if (n == 32) return _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+  alignas(32) uint8_t tail[32];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(tail), v);
+  std::memcpy(p, tail, static_cast<size_t>(n));
+}
+inline void StoreGroups(B v, uint8_t* const* dst) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[0]), _mm256_castsi256_si128(v));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[1]), _mm256_extracti128_si256(v, 1));
+}
 #include "roupconv/depthwise_block.inc"
 }  // namespace avx2
 #pragma GCC pop_options
@@ -368,6 +396,26 @@ struct Requantizer {  // as avx2's
   }
 };
 constexpr int kPixels = 8;  // enough independent vpdpwssd chains to hide their latency
+using B = __m512i;
+inline B Lo8(B a, B b) { return _mm512_unpacklo_epi8(a, b); }
+inline B Hi8(B a, B b) { return _mm512_unpackhi_epi8(a, b); }
+inline B Lo16(B a, B b) { return _mm512_unpacklo_epi16(a, b); }
+inline B Hi16(B a, B b) { return _mm512_unpackhi_epi16(a, b); }
+inline B Lo32(B a, B b) { return _mm512_unpacklo_epi32(a, b); }
+inline B Hi32(B a, B b) { return _mm512_unpackhi_epi32(a, b); }
+inline B Lo64(B a, B b) { return _mm512_unpacklo_epi64(a, b); }
+inline B Hi64(B a, B b) { return _mm512_unpackhi_epi64(a, b); }
+inline B SetBytes(uint8_t v) { return _mm512_set1_epi8(static_cast<char>(v)); }
+inline B Xor(B a, B b) { return _mm512_xor_si512(a, b); }
+inline __mmask64 FirstBytes(int64_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; }
+inline B LoadBytes(const uint8_t* p, int64_t n) { return _mm512_maskz_loadu_epi8(FirstBytes(n), p); }
+inline void StoreBytes(uint8_t* p, B v, int64_t n) { _mm512_mask_storeu_epi8(p, FirstBytes(n), v); }
+inline void StoreGroups(B v, uint8_t* const* dst) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[0]), _mm512_castsi512_si128(v));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[1]), _mm512_extracti32x4_epi32(v, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[2]), _mm512_extracti32x4_epi32(v, 2));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[3]), _mm512_extracti32x4_epi32(v, 3));
+}
 #include "roupconv/depthwise_block.inc"
 }  // namespace avx512
 #pragma GCC pop_options
@@ -417,16 +465,13 @@ bool DepthwiseBlocksAvailable() {
 #endif
 }
 
-void DepthwiseBlockRun(const DepthwiseBlockArgs& a, int64_t block, int count, const uint8_t* const* src,
-                       uint8_t* const* y, int64_t oh0, int64_t oh1, DepthwiseScratch& s) {
+void DepthwiseBlockRun(const DepthwiseBlockArgs& a, int64_t n, int64_t b0, int64_t b1, int64_t oh0, int64_t oh1,
+                       DepthwiseScratch& s) {
 #ifdef AXONNX_X86
-  // Lanes past `count` read the first lane's plane (their weights are 0, their outputs dropped).
-  const uint8_t* lanes[kDepthwiseLanes];
-  for (int l = 0; l < kDepthwiseLanes; ++l) lanes[l] = src[l < count ? l : 0];
-  if (Cpu().avx512 && Cpu().vnni512) return avx512::BlockRun(a, block, count, lanes, y, oh0, oh1, s);
-  if (Cpu().avx2) return avx2::BlockRun(a, block, count, lanes, y, oh0, oh1, s);
+  if (Cpu().avx512 && Cpu().vnni512) return avx512::BlockRun(a, n, b0, b1, oh0, oh1, s);
+  if (Cpu().avx2) return avx2::BlockRun(a, n, b0, b1, oh0, oh1, s);
 #endif
-  (void)a, (void)block, (void)count, (void)src, (void)y, (void)oh0, (void)oh1, (void)s;
+  (void)a, (void)n, (void)b0, (void)b1, (void)oh0, (void)oh1, (void)s;
 }
 
 void DepthwiseRun(const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip, uint8_t pad,

@@ -68,15 +68,18 @@ struct DepthwiseBlockArgs {
   const int32_t* base;  // [M]
   const float* scale;   // [M]
   int zero_point, lo, hi;
+  const uint8_t* x;     // [N, C, H, W]; output channel m reads input channel m / Mg
+  uint8_t* y;           // [N, M, out_h, out_w]
+  int64_t C, M, Mg;
 };
 
 struct DepthwiseScratch;
 // Whether this CPU runs the block kernel (AVX2 or better, and not AXONNX_NO_AVX2).
 bool DepthwiseBlocksAvailable();
-// Output channels [block * 16, block * 16 + count) (count <= 16; lane l reads the input plane
-// src[l] and writes the output plane y[l]) for output rows [oh0, oh1).
-void DepthwiseBlockRun(const DepthwiseBlockArgs& a, int64_t block, int count, const uint8_t* const* src,
-                       uint8_t* const* y, int64_t oh0, int64_t oh1, DepthwiseScratch& s);
+// Image n's output channel blocks [b0, b1) (16 channels each, the last one what is left of M)
+// for output rows [oh0, oh1).
+void DepthwiseBlockRun(const DepthwiseBlockArgs& a, int64_t n, int64_t b0, int64_t b1, int64_t oh0, int64_t oh1,
+                       DepthwiseScratch& s);
 
 // Per-task buffers, grown as needed.
 struct DepthwiseScratch {
@@ -97,6 +100,7 @@ struct DepthwiseScratch {
   std::vector<uint8_t> block_index, block_out;
   std::vector<Line> block_planes;
   std::vector<int64_t> block_off;
+  std::vector<int32_t> block_dest;  // per input pixel of the band: its byte offset in block_index
 };
 
 // One input channel `xc` (H * W stored bytes) and the output channels it feeds:

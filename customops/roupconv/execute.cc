@@ -445,30 +445,22 @@ void RunDirectTask(void* self, size_t task) {
   }
 }
 
-// The channel-block kernel's tasks: (image, block of 16 output channels, band of output rows).
+// The channel-block kernel's tasks: (image, band of output rows, run of blocks of 16 output
+// channels).
 struct BlockJob {
   DepthwiseBlockArgs args;
   ScratchPool* pool;
-  const uint8_t* x;
-  uint8_t* y;
-  int64_t C, M, Mg, P, blocks, band, bands;
+  int64_t blocks, per_task, runs, band, bands;
   std::atomic<bool> failed{false};
   std::mutex mutex;
   std::string error;
 
   void Task(size_t task) {
-    const int64_t n = static_cast<int64_t>(task) / (blocks * bands), rest = static_cast<int64_t>(task) % (blocks * bands);
-    const int64_t b = rest / bands, oh0 = rest % bands * band, oh1 = std::min(args.g.out_h, oh0 + band);
-    const int64_t m0 = b * kDepthwiseLanes;
-    const int count = static_cast<int>(std::min<int64_t>(kDepthwiseLanes, M - m0));
-    const uint8_t* src[kDepthwiseLanes];
-    uint8_t* out[kDepthwiseLanes];
-    for (int l = 0; l < count; ++l) {
-      src[l] = x + (n * C + (m0 + l) / Mg) * args.g.H * args.g.W;  // output channel m reads channel m / Mg
-      out[l] = y + (n * M + m0 + l) * P;
-    }
+    const int64_t n = static_cast<int64_t>(task) / (bands * runs), rest = static_cast<int64_t>(task) % (bands * runs);
+    const int64_t oh0 = rest / runs * band, b0 = rest % runs * per_task;
     std::unique_ptr<Scratch> lease = pool->Acquire();
-    DepthwiseBlockRun(args, b, count, src, out, oh0, oh1, lease->direct);
+    DepthwiseBlockRun(args, n, b0, std::min(blocks, b0 + per_task), oh0, std::min(args.g.out_h, oh0 + band),
+                      lease->direct);
     pool->Release(std::move(lease));
   }
 };
@@ -537,17 +529,12 @@ void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, 
     BlockJob bj;
     bj.args = DepthwiseBlockArgs{job.geometry, &plan.blocks, transforms.data(), static_cast<int>(transforms.size()),
                                  x_flip_, static_cast<uint8_t>(in.x_zero_point ^ x_flip_), base.data(), scale.data(),
-                                 in.y_zero_point, y_lo, y_hi};
+                                 in.y_zero_point, y_lo, y_hi, in.x, y, in.x_shape[1], plan.M, plan.Mg};
     bj.pool = &pool_;
-    bj.x = in.x;
-    bj.y = y;
-    bj.C = in.x_shape[1];
-    bj.M = plan.M;
-    bj.Mg = plan.Mg;
-    bj.P = P;
     bj.blocks = CeilDiv(plan.M, kDepthwiseLanes);
     // Bands of output rows whose operand planes (64 bytes a position per term) stay in the L2
-    // cache; at least 8 tasks where the rows allow.
+    // cache; then at least 8 tasks where the rows allow, and runs of blocks for about 16 tasks
+    // (each task builds its band's layout once).
     const DepthwiseGeometry& g = job.geometry;
     const int64_t wp = (g.out_w - 1) * g.SW + (g.KW - 1) * g.DW + 1;
     const int64_t row_bytes = g.SH * wp * (64 * static_cast<int64_t>(transforms.size()) + 16) + 16 * g.out_w;
@@ -555,7 +542,9 @@ void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, 
     while (band > 1 && N * bj.blocks * CeilDiv(g.out_h, band) < 8) band = CeilDiv(band, 2);
     bj.band = CeilDiv(g.out_h, CeilDiv(g.out_h, band));  // balanced
     bj.bands = CeilDiv(g.out_h, bj.band);
-    const size_t tasks = static_cast<size_t>(N * bj.blocks * bj.bands);
+    bj.per_task = std::clamp<int64_t>(N * bj.bands * bj.blocks / 16, 1, bj.blocks);
+    bj.runs = CeilDiv(bj.blocks, bj.per_task);
+    const size_t tasks = static_cast<size_t>(N * bj.bands * bj.runs);
     if (tasks == 1) {
       RunDirectTask<BlockJob>(&bj, 0);
     } else {
