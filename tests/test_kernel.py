@@ -623,3 +623,68 @@ def test_imagenet_shapes_equal_oracle(switch):
         print("ok")
     """)
     run_in_dispatch_mode(script, switch, timeout=600)
+
+
+# ---- depthwise channel blocks: small planes, 16 output channels per vector -----------------------
+
+def depthwise_block_cases():
+    """(name, args, attrs): depthwise layers for the channel-block kernel: 7x7 and 14x14 planes,
+    stride 2, dilation, asymmetric pads, odd and even kernel widths, channel counts around
+    multiples of 16 (a last block of 1-15 lanes), channel multipliers 2 and 3 (blocks that cut a
+    group), two images, several output-row bands, uint8 and int8."""
+    rng = np.random.default_rng(22)
+    cases = []
+    for xdt in (np.uint8, np.int8):
+        def add(name, c, mult, hw, kernel, n=1, **attrs):
+            args = random_args(rng, xdt=xdt, wdt=np.int8, ydt=xdt, n=n, c=c, m=c * mult, hw=hw,
+                               kernel=kernel, per_channel=True, bias=True, group=c)
+            cases.append((f"{name}-{np.dtype(xdt).name}", args, dict(attrs, group=c)))
+        add("7x7", 40, 1, (7, 7), (3, 3), pads=[1, 1, 1, 1])
+        add("14x14-s2", 17, 1, (14, 14), (3, 3), n=2, pads=[0, 1, 1, 0], strides=[2, 2])
+        add("dil", 33, 1, (9, 8), (3, 3), pads=[2, 2, 2, 1], dilations=[2, 2])
+        add("mult2", 12, 2, (7, 7), (3, 3), pads=[1, 1, 1, 1])
+        add("mult3", 7, 3, (6, 5), (3, 3), pads=[1, 1, 1, 1], strides=[1, 2])
+        add("5x5", 16, 1, (11, 10), (5, 5), pads=[2, 2, 2, 2], strides=[2, 1])
+        add("2x4", 18, 1, (8, 9), (2, 4), pads=[0, 1, 1, 2])
+        add("1x1", 20, 1, (3, 5), (1, 1))
+        add("bands", 3, 1, (30, 23), (3, 3), pads=[1, 1, 1, 1])
+    return cases
+
+
+def check_depthwise_blocks():
+    """Every case under exact, ROUP(1,4), filter and per-position mixes of ROUP and SKIP (weight and
+    activation encoded, full-range weights with nonzero zero points) and a mix with a LUT (the
+    per-channel kernel), outputs spread over the range, 1 and 2 threads, equals the oracle."""
+    rng = np.random.default_rng(23)
+    mults = [parse(n) for n in IMAGENET_MULTS] + [small_error_lut(rng, "l", 3000)]
+    for name, args, attrs in depthwise_block_cases():
+        shape = args[3].shape
+        plans = [("exact", np.zeros(shape, np.uint8), "weight"),
+                 ("roup14", np.ones(shape, np.uint8), "weight"),
+                 ("filter", assignment(rng, "filter", 5, shape), "weight"),
+                 ("position", assignment(rng, "position", 5, shape), "weight"),
+                 ("position-act", assignment(rng, "position", 5, shape), "activation"),
+                 ("position+lut", assignment(rng, "position", len(mults), shape), "weight")]
+        for plan, index, encoded in plans:
+            kw = dict(multipliers=mults, index=index, encoded=encoded)
+            acc = roup_conv(*args, multipliers=mults, multiplier_index=index, encoded_operand=encoded,
+                            return_accumulator=True, **attrs)
+            args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
+            want = oracle(args, attrs, **kw)
+            for threads in (1, 2):
+                got = run_roupconv(args, attrs, threads=threads, **kw)
+                assert got.tobytes() == want.tobytes(), (name, plan, threads)
+
+
+@pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
+def test_depthwise_blocks_equal_oracle(switch):
+    """The channel-block depthwise kernel (AVX-512 VNNI; AVX2 with AXONNX_NO_VNNI) and the portable
+    per-channel one equal the oracle."""
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import test_kernel as t
+        t.check_depthwise_blocks()
+        print("ok")
+    """)
+    run_in_dispatch_mode(script, switch, timeout=600)

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 
 #include "roupconv/cpu.h"
+#include "roupconv/util.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define AXONNX_X86 1
@@ -270,7 +272,207 @@ __attribute__((target("avx512f,avx512bw,avx512vl,prefer-vector-width=512"))) voi
 }
 #endif
 
+
+#ifdef AXONNX_X86
+// ---- Channel blocks: depthwise_block.inc over each target's primitives -------------------------
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace avx2 {
+struct V {
+  __m256i a, b;  // lanes 0-7 / words 0-15, and the rest
+};
+inline V Load(const void* p) {
+  const __m256i* q = static_cast<const __m256i*>(p);
+  return {_mm256_loadu_si256(q), _mm256_loadu_si256(q + 1)};
+}
+inline void Store(void* p, V v) {
+  __m256i* q = static_cast<__m256i*>(p);
+  _mm256_storeu_si256(q, v.a);
+  _mm256_storeu_si256(q + 1, v.b);
+}
+inline V Dot(V acc, V x, V w) {
+  return {_mm256_add_epi32(acc.a, _mm256_madd_epi16(x.a, w.a)), _mm256_add_epi32(acc.b, _mm256_madd_epi16(x.b, w.b))};
+}
+inline V Widen(const uint8_t* lo, const uint8_t* hi) {
+  return {_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
+          _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)))};
+}
+inline V Interleave(V v) {
+  // unpack works within 128-bit halves: channels 0-3 | 8-11 and 4-7 | 12-15, then reordered.
+  const __m256i l = _mm256_unpacklo_epi16(v.a, v.b), h = _mm256_unpackhi_epi16(v.a, v.b);
+  return {_mm256_permute2x128_si256(l, h, 0x20), _mm256_permute2x128_si256(l, h, 0x31)};
+}
+inline V Set16(int x) { return {_mm256_set1_epi16(static_cast<short>(x)), _mm256_set1_epi16(static_cast<short>(x))}; }
+inline V Add16(V x, V y) { return {_mm256_add_epi16(x.a, y.a), _mm256_add_epi16(x.b, y.b)}; }
+inline V Sub16(V x, V y) { return {_mm256_sub_epi16(x.a, y.a), _mm256_sub_epi16(x.b, y.b)}; }
+inline V And16(V x, V y) { return {_mm256_and_si256(x.a, y.a), _mm256_and_si256(x.b, y.b)}; }
+inline V Sra16(V x, __m128i c) { return {_mm256_sra_epi16(x.a, c), _mm256_sra_epi16(x.b, c)}; }
+inline V Srl16(V x, __m128i c) { return {_mm256_srl_epi16(x.a, c), _mm256_srl_epi16(x.b, c)}; }
+inline V Sll16(V x, __m128i c) { return {_mm256_sll_epi16(x.a, c), _mm256_sll_epi16(x.b, c)}; }
+// RequantizeRows's formula, per lane: the same float products, clamp, cvtps2dq (half to even).
+struct Requantizer {
+  __m256 sa, sb, fmin, fmax;
+  __m256i zp;
+  Requantizer(const float* scale, int zero_point, int lo, int hi)
+      : sa(_mm256_loadu_ps(scale)), sb(_mm256_loadu_ps(scale + 8)),
+        fmin(_mm256_set1_ps(static_cast<float>(lo - zero_point))),
+        fmax(_mm256_set1_ps(static_cast<float>(hi - zero_point))), zp(_mm256_set1_epi32(zero_point)) {}
+  __m128i Bytes(V acc) const {
+    const __m256i qa = Quantize(acc.a, sa), qb = Quantize(acc.b, sb);
+    // Values in [lo, hi] fit int16 exactly; their low bytes, in lane order.
+    __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(qa, qb), 0xD8);
+    w = _mm256_and_si256(w, _mm256_set1_epi16(0xFF));
+    return _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+  }
+  __m256i Quantize(__m256i acc, __m256 scale) const {
+    const __m256 v = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), scale), fmin), fmax);
+    return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+  }
+};
+constexpr int kPixels = 4;  // 8 accumulators of 16 registers
+using B = __m256i;
+inline B Lo8(B a, B b) { return _mm256_unpacklo_epi8(a, b); }
+inline B Hi8(B a, B b) { return _mm256_unpackhi_epi8(a, b); }
+inline B Lo16(B a, B b) { return _mm256_unpacklo_epi16(a, b); }
+inline B Hi16(B a, B b) { return _mm256_unpackhi_epi16(a, b); }
+inline B Lo32(B a, B b) { return _mm256_unpacklo_epi32(a, b); }
+inline B Hi32(B a, B b) { return _mm256_unpackhi_epi32(a, b); }
+inline B Lo64(B a, B b) { return _mm256_unpacklo_epi64(a, b); }
+inline B Hi64(B a, B b) { return _mm256_unpackhi_epi64(a, b); }
+inline B SetBytes(uint8_t v) { return _mm256_set1_epi8(static_cast<char>(v)); }
+inline B Xor(B a, B b) { return _mm256_xor_si256(a, b); }
+inline B LoadBytes(const uint8_t* p, int64_t n) {
+  if (n == 32) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  alignas(32) uint8_t tail[32] = {};
+  std::memcpy(tail, p, static_cast<size_t>(n));
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(tail));
+}
+inline void StoreBytes(uint8_t* p, B v, int64_t n) {
+  if (n == 32) return _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v);
+  alignas(32) uint8_t tail[32];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(tail), v);
+  std::memcpy(p, tail, static_cast<size_t>(n));
+}
+inline void StoreGroups(B v, uint8_t* const* dst) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[0]), _mm256_castsi256_si128(v));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[1]), _mm256_extracti128_si256(v, 1));
+}
+#include "roupconv/depthwise_block.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni")
+namespace avx512 {
+using V = __m512i;
+inline V Load(const void* p) { return _mm512_loadu_si512(p); }
+inline void Store(void* p, V v) { _mm512_storeu_si512(p, v); }
+inline V Dot(V acc, V x, V w) { return _mm512_dpwssd_epi32(acc, x, w); }
+inline V Widen(const uint8_t* lo, const uint8_t* hi) {
+  return _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)),
+                                                _mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))));
+}
+inline V Interleave(V v) {
+  const __m512i order = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(order, v);
+}
+inline V Set16(int x) { return _mm512_set1_epi16(static_cast<short>(x)); }
+inline V Add16(V x, V y) { return _mm512_add_epi16(x, y); }
+inline V Sub16(V x, V y) { return _mm512_sub_epi16(x, y); }
+inline V And16(V x, V y) { return _mm512_and_si512(x, y); }
+inline V Sra16(V x, __m128i c) { return _mm512_sra_epi16(x, c); }
+inline V Srl16(V x, __m128i c) { return _mm512_srl_epi16(x, c); }
+inline V Sll16(V x, __m128i c) { return _mm512_sll_epi16(x, c); }
+struct Requantizer {  // as avx2's
+  __m512 scale, fmin, fmax;
+  __m512i zp;
+  Requantizer(const float* s, int zero_point, int lo, int hi)
+      : scale(_mm512_loadu_ps(s)), fmin(_mm512_set1_ps(static_cast<float>(lo - zero_point))),
+        fmax(_mm512_set1_ps(static_cast<float>(hi - zero_point))), zp(_mm512_set1_epi32(zero_point)) {}
+  __m128i Bytes(V acc) const {
+    const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale), fmin), fmax);
+    return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp));  // low bytes
+  }
+};
+constexpr int kPixels = 8;  // enough independent vpdpwssd chains to hide their latency
+using B = __m512i;
+inline B Lo8(B a, B b) { return _mm512_unpacklo_epi8(a, b); }
+inline B Hi8(B a, B b) { return _mm512_unpackhi_epi8(a, b); }
+inline B Lo16(B a, B b) { return _mm512_unpacklo_epi16(a, b); }
+inline B Hi16(B a, B b) { return _mm512_unpackhi_epi16(a, b); }
+inline B Lo32(B a, B b) { return _mm512_unpacklo_epi32(a, b); }
+inline B Hi32(B a, B b) { return _mm512_unpackhi_epi32(a, b); }
+inline B Lo64(B a, B b) { return _mm512_unpacklo_epi64(a, b); }
+inline B Hi64(B a, B b) { return _mm512_unpackhi_epi64(a, b); }
+inline B SetBytes(uint8_t v) { return _mm512_set1_epi8(static_cast<char>(v)); }
+inline B Xor(B a, B b) { return _mm512_xor_si512(a, b); }
+inline __mmask64 FirstBytes(int64_t n) { return n >= 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1; }
+inline B LoadBytes(const uint8_t* p, int64_t n) { return _mm512_maskz_loadu_epi8(FirstBytes(n), p); }
+inline void StoreBytes(uint8_t* p, B v, int64_t n) { _mm512_mask_storeu_epi8(p, FirstBytes(n), v); }
+inline void StoreGroups(B v, uint8_t* const* dst) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[0]), _mm512_castsi512_si128(v));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[1]), _mm512_extracti32x4_epi32(v, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[2]), _mm512_extracti32x4_epi32(v, 2));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[3]), _mm512_extracti32x4_epi32(v, 3));
+}
+#include "roupconv/depthwise_block.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+#endif  // AXONNX_X86
+
 }  // namespace
+
+DepthwisePacked PackDepthwise(const int32_t* const* weights, int nterms, int64_t M, int64_t KH, int64_t KW) {
+  DepthwisePacked p;
+  const int64_t KK = KH * KW;
+  for (int t = 0; t < nterms; ++t) {
+    for (int64_t e = 0; e < M * KK; ++e) {
+      if (weights[t][e] < -32768 || weights[t][e] > 32767) return p;  // never for the plan's terms
+    }
+  }
+  const int64_t blocks = CeilDiv(M, kDepthwiseLanes);
+  p.op_begin.push_back(0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int t = 0; t < nterms; ++t) {
+      for (int64_t i = 0; i < KH; ++i) {
+        for (int64_t k = 0; 2 * k < KW; ++k) {
+          int32_t words[kDepthwiseLanes] = {};
+          bool any = false;
+          for (int l = 0; l < kDepthwiseLanes && b * kDepthwiseLanes + l < M; ++l) {
+            const int32_t* w = weights[t] + (b * kDepthwiseLanes + l) * KK + i * KW;
+            const uint32_t w0 = static_cast<uint16_t>(w[2 * k]), w1 = 2 * k + 1 < KW ? static_cast<uint16_t>(w[2 * k + 1]) : 0;
+            words[l] = static_cast<int32_t>(w0 | w1 << 16);
+            any |= words[l] != 0;
+          }
+          if (!any) continue;
+          p.ops.push_back({t, static_cast<int32_t>(i), static_cast<int32_t>(k)});
+          p.words.insert(p.words.end(), words, words + kDepthwiseLanes);
+        }
+      }
+    }
+    p.op_begin.push_back(static_cast<int32_t>(p.ops.size()));
+  }
+  p.ok = nterms <= 16;
+  return p;
+}
+
+bool DepthwiseBlocksAvailable() {
+#ifdef AXONNX_X86
+  return Cpu().avx2;
+#else
+  return false;
+#endif
+}
+
+void DepthwiseBlockRun(const DepthwiseBlockArgs& a, int64_t n, int64_t b0, int64_t b1, int64_t oh0, int64_t oh1,
+                       DepthwiseScratch& s) {
+#ifdef AXONNX_X86
+  if (Cpu().avx512 && Cpu().vnni512) return avx512::BlockRun(a, n, b0, b1, oh0, oh1, s);
+  if (Cpu().avx2) return avx2::BlockRun(a, n, b0, b1, oh0, oh1, s);
+#endif
+  (void)a, (void)n, (void)b0, (void)b1, (void)oh0, (void)oh1, (void)s;
+}
 
 void DepthwiseRun(const DepthwiseGeometry& g, const uint8_t* xc, uint8_t flip, uint8_t pad,
                   const DepthwiseChannels& ch, DepthwiseScratch& scratch) {

@@ -432,6 +432,39 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
 
 namespace {
 
+// Runs task `task` of a direct job, keeping exceptions out of onnxruntime's thread pool.
+template <typename J>
+void RunDirectTask(void* self, size_t task) {
+  J* job = static_cast<J*>(self);
+  if (job->failed.load(std::memory_order_relaxed)) return;
+  try {
+    job->Task(task);
+  } catch (const std::exception& e) {
+    std::lock_guard<std::mutex> lock(job->mutex);
+    if (!job->failed.exchange(true)) job->error = e.what();
+  }
+}
+
+// The channel-block kernel's tasks: (image, band of output rows, run of blocks of 16 output
+// channels).
+struct BlockJob {
+  DepthwiseBlockArgs args;
+  ScratchPool* pool;
+  int64_t blocks, per_task, runs, band, bands;
+  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::string error;
+
+  void Task(size_t task) {
+    const int64_t n = static_cast<int64_t>(task) / (bands * runs), rest = static_cast<int64_t>(task) % (bands * runs);
+    const int64_t oh0 = rest / runs * band, b0 = rest % runs * per_task;
+    std::unique_ptr<Scratch> lease = pool->Acquire();
+    DepthwiseBlockRun(args, n, b0, std::min(blocks, b0 + per_task), oh0, std::min(args.g.out_h, oh0 + band),
+                      lease->direct);
+    pool->Release(std::move(lease));
+  }
+};
+
 // The direct kernel's tasks: (image, run of units), a unit one input channel (conv group) and up
 // to kUnitRows of its output channels.
 struct DirectJob {
@@ -472,17 +505,6 @@ struct DirectJob {
     }
     pool->Release(std::move(lease));
   }
-
-  static void Run(void* self, size_t task) {
-    DirectJob* job = static_cast<DirectJob*>(self);
-    if (job->failed.load(std::memory_order_relaxed)) return;
-    try {
-      job->Task(task);
-    } catch (const std::exception& e) {
-      std::lock_guard<std::mutex> lock(job->mutex);
-      if (!job->failed.exchange(true)) job->error = e.what();
-    }
-  }
 };
 
 }  // namespace
@@ -497,6 +519,40 @@ void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, 
   job.geometry = DepthwiseGeometry{in.x_shape[2], in.x_shape[3], plan.KH, plan.KW,
                                    conv_.strides[0], conv_.strides[1], conv_.dilations[0], conv_.dilations[1],
                                    geometry.pad_top, geometry.pad_left, geometry.out_h, geometry.out_w};
+  std::vector<XTransform> transforms;  // per term, for x's zero point
+  for (const WeightPlan::Term& term : plan.terms) {
+    transforms.push_back(term.transform);
+    transforms.back().zero = in.x_zero_point ^ x_flip_;
+  }
+  const int y_lo = IsSigned(y_type_) ? -128 : 0, y_hi = IsSigned(y_type_) ? 127 : 255;
+  if (plan.blocks.ok && DepthwiseBlocksAvailable() && N > 0 && P > 0) {
+    BlockJob bj;
+    bj.args = DepthwiseBlockArgs{job.geometry, &plan.blocks, transforms.data(), static_cast<int>(transforms.size()),
+                                 x_flip_, static_cast<uint8_t>(in.x_zero_point ^ x_flip_), base.data(), scale.data(),
+                                 in.y_zero_point, y_lo, y_hi, in.x, y, in.x_shape[1], plan.M, plan.Mg};
+    bj.pool = &pool_;
+    bj.blocks = CeilDiv(plan.M, kDepthwiseLanes);
+    // Bands of output rows whose operand planes (64 bytes a position per term) stay in the L2
+    // cache; then at least 8 tasks where the rows allow, and runs of blocks for about 16 tasks
+    // (each task builds its band's layout once).
+    const DepthwiseGeometry& g = job.geometry;
+    const int64_t wp = (g.out_w - 1) * g.SW + (g.KW - 1) * g.DW + 1;
+    const int64_t row_bytes = g.SH * wp * (64 * static_cast<int64_t>(transforms.size()) + 16) + 16 * g.out_w;
+    int64_t band = std::clamp<int64_t>(192 * 1024 / std::max<int64_t>(1, row_bytes), 1, g.out_h);
+    while (band > 1 && N * bj.blocks * CeilDiv(g.out_h, band) < 8) band = CeilDiv(band, 2);
+    bj.band = CeilDiv(g.out_h, CeilDiv(g.out_h, band));  // balanced
+    bj.bands = CeilDiv(g.out_h, bj.band);
+    bj.per_task = std::clamp<int64_t>(N * bj.bands * bj.blocks / 16, 1, bj.blocks);
+    bj.runs = CeilDiv(bj.blocks, bj.per_task);
+    const size_t tasks = static_cast<size_t>(N * bj.bands * bj.runs);
+    if (tasks == 1) {
+      RunDirectTask<BlockJob>(&bj, 0);
+    } else {
+      Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &RunDirectTask<BlockJob>, tasks, 0, &bj));
+    }
+    if (bj.failed) throw OpError(bj.error);
+    return;
+  }
   job.x = in.x;
   job.y = y;
   job.C = in.x_shape[1];
@@ -505,13 +561,10 @@ void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, 
   job.x_pad = in.x_zero_point ^ x_flip_;
   job.base = base.data();
   job.scale = scale.data();
-  for (const WeightPlan::Term& term : plan.terms) {
-    job.transforms.push_back(term.transform);
-    job.transforms.back().zero = job.x_pad;
-  }
+  job.transforms = transforms;
   job.y_zero_point = in.y_zero_point;
-  job.y_lo = IsSigned(y_type_) ? -128 : 0;
-  job.y_hi = IsSigned(y_type_) ? 127 : 255;
+  job.y_lo = y_lo;
+  job.y_hi = y_hi;
   // Units of up to 64 output channels; tasks of enough units for ~64K multiply-accumulates
   // each, and at least 16 tasks when the batch allows.
   job.unit_rows = std::min<int64_t>(plan.Mg, 64);
@@ -524,9 +577,9 @@ void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, 
   job.tasks_per_image = CeilDiv(job.units_per_image, per);
   const size_t tasks = static_cast<size_t>(N * job.tasks_per_image);
   if (tasks == 1) {
-    DirectJob::Run(&job, 0);
+    RunDirectTask<DirectJob>(&job, 0);
   } else {
-    Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &DirectJob::Run, tasks, 0, &job));
+    Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &RunDirectTask<DirectJob>, tasks, 0, &job));
   }
   if (job.failed) throw OpError(job.error);
 }

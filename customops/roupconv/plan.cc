@@ -156,6 +156,11 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
       term.weights = std::move(d);
       plan.terms.push_back(std::move(term));
     }
+    if (std::all_of(plan.lut_taps.begin(), plan.lut_taps.end(), [](const auto& t) { return t.empty(); })) {
+      std::vector<const int32_t*> weights;
+      for (const WeightPlan::Term& term : plan.terms) weights.push_back(term.weights.data());
+      plan.blocks = PackDepthwise(weights.data(), static_cast<int>(weights.size()), M, plan.KH, plan.KW);
+    }
     return plan;
   }
 

@@ -73,6 +73,7 @@ struct WeightPlan {
     std::vector<int32_t> weights;  // [M][KH * KW]
   };
   std::vector<Term> terms;
+  DepthwisePacked blocks;  // the terms' weights for the channel-block kernel
   std::vector<std::vector<LutTap>> lut_taps;  // per m: LUT positions and their error rows
   std::vector<int> lut_kind;                  // per m: GatherKind of its taps
   std::vector<int64_t> acc_bound;  // per m: the largest |accumulator| any activations give, bias aside
