@@ -11,6 +11,7 @@
 
 #include "common/kernel_info.h"
 #include "roupconv/roupconv.h"
+#include "roupmatmul/roupmatmul.h"
 
 namespace {
 
@@ -31,9 +32,8 @@ std::string InputName(const OrtApi& api, const OrtKernelInfo* info, size_t index
 }
 
 template <typename Kernel>
-LiteOp* MakeOp() {
-  LiteOp* op = Ort::Custom::CreateLiteCustomOp<Kernel>(
-      axonnx::roupconv::kOpName, "CPUExecutionProvider", kSinceVersion);
+LiteOp* MakeOp(const char* op_name = axonnx::roupconv::kOpName) {
+  LiteOp* op = Ort::Custom::CreateLiteCustomOp<Kernel>(op_name, "CPUExecutionProvider", kSinceVersion);
   op->CreateKernelV2 = [](const OrtCustomOp* self, const OrtApi* api, const OrtKernelInfo* info,
                           void** kernel) -> OrtStatusPtr {
     try {
@@ -49,13 +49,13 @@ LiteOp* MakeOp() {
     } catch (const std::exception& e) {
       return api->CreateStatus(ORT_INVALID_ARGUMENT, e.what());
     } catch (...) {
-      return api->CreateStatus(ORT_FAIL, "[ROUPConv] unknown error while creating the kernel");
+      return api->CreateStatus(ORT_FAIL, "[axonnx] unknown error while creating a kernel");
     }
   };
   return op;
 }
 
-// ROUPConv for every (x, w, y) element-type combination: onnxruntime picks the kernel whose
+// ROUPConv (and ROUPMatMul) for every (x, w, y) element-type combination: onnxruntime picks the kernel whose
 // types match the node, and infers y's type from it.
 const std::vector<std::unique_ptr<LiteOp>>& Ops() {
   using axonnx::roupconv::ROUPConv;
@@ -69,6 +69,17 @@ const std::vector<std::unique_ptr<LiteOp>>& Ops() {
     v.emplace_back(MakeOp<ROUPConv<int8_t, int8_t, uint8_t>>());
     v.emplace_back(MakeOp<ROUPConv<int8_t, uint8_t, int8_t>>());
     v.emplace_back(MakeOp<ROUPConv<int8_t, uint8_t, uint8_t>>());
+    // ROUPMatMul, the same eight (a, b, y) combinations.
+    using axonnx::roupmatmul::ROUPMatMul;
+    const char* mm = axonnx::roupmatmul::kOpName;
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, int8_t, uint8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, int8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, uint8_t, uint8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, uint8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, int8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, int8_t, uint8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, uint8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, uint8_t, uint8_t>>(mm));
     return v;
   }();
   return ops;

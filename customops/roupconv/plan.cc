@@ -57,6 +57,13 @@ void ROUPConvKernel::BuildLutRows() {
 
 WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
                                      const uint8_t* w_zero_point, size_t w_zero_point_size) const {
+  return BuildPlan(w, w_shape, w_zero_point, w_zero_point_size, conv_.group,
+                   index_ ? index_->data<uint8_t>() : nullptr);
+}
+
+WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
+                                     const uint8_t* w_zero_point, size_t w_zero_point_size,
+                                     int64_t group, const uint8_t* index) const {
   WeightPlan plan;
   plan.M = w_shape[0];
   plan.Cg = w_shape[1];
@@ -65,10 +72,9 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
   plan.K = plan.Cg * plan.KH * plan.KW;
   plan.Kp = RoundUp(plan.K, 2);
   plan.Kq = plan.KH * plan.KW * RoundUp(plan.Cg, kQuad);
-  plan.group = conv_.group;
+  plan.group = group;
   plan.Mg = plan.M / plan.group;
   const int64_t M = plan.M, K = plan.K;
-  const uint8_t* index = index_ ? index_->data<uint8_t>() : nullptr;
 
   // One GEMM per rounding width r (weight encoded) or per Booth digit j (activation encoded).
   const int slots = encode_activation_ ? kDigits : kBits + 1;

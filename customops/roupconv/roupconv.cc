@@ -95,11 +95,29 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
   }
 }
 
-std::string ROUPConvKernel::Prefix() const {
-  return std::string("[") + kOpName + "] node '" + node_name_ + "': ";
+ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
+                               ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
+                               ONNXTensorElementDataType y_type, const char* op_name)
+    : api_(api),
+      op_name_(op_name),
+      y_type_(y_type),
+      x_flip_(IsSigned(x_type) ? 0x80 : 0),
+      w_flip_(IsSigned(w_type) ? 0x80 : 0) {
+  KernelAttributes attrs(api, info);
+  node_name_ = attrs.node_name();
+  try {
+    ReadAttributes(attrs, /*conv_index=*/false);
+    BuildLutRows();
+  } catch (const std::exception& e) {
+    throw OpError(Prefix() + e.what());
+  }
 }
 
-void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs) {
+std::string ROUPConvKernel::Prefix() const {
+  return std::string("[") + op_name_ + "] node '" + node_name_ + "': ";
+}
+
+void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs, bool conv_index) {
   if (auto v = attrs.String("auto_pad")) {
     static const char* const kModes[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
     if (std::none_of(std::begin(kModes), std::end(kModes), [&](const char* m) { return *v == m; })) {
@@ -180,7 +198,7 @@ void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs) {
     if (index->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
       throw OpError(std::string("multiplier_index must be a uint8 tensor, got ") + TypeName(index->type));
     }
-    if (index->shape.size() != 4) {
+    if (conv_index && index->shape.size() != 4) {
       throw OpError("multiplier_index must have the weight's rank-4 shape, got " + ShapeString(index->shape));
     }
     const uint8_t* data = index->data<uint8_t>();

@@ -123,15 +123,24 @@ class ROUPConvKernel {
 
   std::string Prefix() const;
 
- private:
+  // For ops built on this kernel (ROUPMatMul): reads the node's multiplier attributes only,
+  // leaving multiplier_index's shape and the plans to the subclass.
+  ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info, ONNXTensorElementDataType x_type,
+                 ONNXTensorElementDataType w_type, ONNXTensorElementDataType y_type, const char* op_name);
+
   struct Geometry {
     int64_t pad_top = 0, pad_left = 0, out_h = 0, out_w = 0;
   };
-  void ReadAttributes(const KernelAttributes& attrs);
+  // conv_index: multiplier_index must have the rank-4 weight shape (ROUPConv's layout).
+  void ReadAttributes(const KernelAttributes& attrs, bool conv_index = true);
   void BuildLutRows();
   void CheckWeightShape(const std::vector<int64_t>& w_shape) const;
   WeightPlan BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
                        const uint8_t* w_zero_point, size_t w_zero_point_size) const;
+  // The same for a given group count and multiplier_index (weight-shaped, nullptr: all 0).
+  WeightPlan BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
+                       const uint8_t* w_zero_point, size_t w_zero_point_size, int64_t group,
+                       const uint8_t* index) const;
   void Check(const Inputs& in) const;
   std::vector<int64_t> OutputShape(const Inputs& in, Geometry* geometry) const;
   void Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
@@ -141,6 +150,7 @@ class ROUPConvKernel {
                      const std::vector<float>& scale, uint8_t* y) const;
 
   const OrtApi& api_;
+  const char* op_name_ = kOpName;
   std::string node_name_;
   ONNXTensorElementDataType y_type_;
   uint8_t x_flip_, w_flip_;  // XOR turning a stored byte into its table index (0x80 for int8)
