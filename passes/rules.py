@@ -10,8 +10,9 @@ from .qgemm import QGemmRule
 from .qlinear_matmul import QLinearMatMulRule
 from .qlinearconv import QLinearConvRule
 from .roupconv import ROUPConvRule
+from .roupmatmul import ROUPMatMulRule
 
-RULES = (QLinearConvRule(), QDQConvRule(), ROUPConvRule())
+RULES = (QLinearConvRule(), QDQConvRule(), ROUPConvRule(), ROUPMatMulRule())
 MATMUL_RULES = (QLinearMatMulRule(), QDQMatMulRule(), QGemmRule(), QDQGemmRule(),
                 MatMulIntegerRule())
 UNSUPPORTED_CONVS = {
