@@ -151,9 +151,17 @@ def _matmul_node(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str], as
     Gemm's transB, or a folded chain, gives another layout), the plan's conv-layout index
     goes back to the node's ``[..., K, N]`` layout (_layer.MatMulOperands)."""
     operands = layer.matmul
+    existing = {t.name: t for t in model.graph.initializer}
+    for slot in (1, 4, 6):  # float16 scales (QLinearMatMul), widened exactly
+        source = existing.get(inputs[slot])
+        if source is not None and source.data_type == onnx.TensorProto.FLOAT16:
+            wide = numpy_helper.to_array(source).astype(np.float32)
+            inputs[slot] = f"{source.name}_float32"
+            if inputs[slot] not in existing:
+                model.graph.initializer.append(numpy_helper.from_array(wide, inputs[slot]))
+                existing[inputs[slot]] = model.graph.initializer[-1]
     if layer.weight is not None:
         values = matmul_index(layer.weight, operands.index_shape)
-        existing = {t.name: t for t in model.graph.initializer}
         source = existing.get(operands.b)
         if source is None or tuple(source.dims) != values.shape or not np.array_equal(
                 numpy_helper.to_array(source), values):
