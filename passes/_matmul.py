@@ -80,6 +80,10 @@ def matmul_layer(node: onnx.NodeProto, index: GraphIndex, *, form: str, a: str, 
                                       "not along the output columns")
         matrices = np.swapaxes(weight, -1, -2) if trans_b else weight  # [..., K, N]
         k, n = matrices.shape[-2:]
+        if any(v is not None and v.size not in (1, n) for v in (b_scale, b_zp)):
+            return NoMatch(node.name, f"b's scale or zero point has {b_scale.size} values for "
+                                      f"{n} columns (per matrix of a rank-{weight.ndim} b?); "
+                                      "ROUPMatMul takes one per tensor or one per column")
         groups = int(np.prod(matrices.shape[:-2], dtype=np.int64))
         operands = MatMulOperands(a, b, tuple(matrices.shape), k)
         conv_weight, dynamic_shape, kind = conv_index(matrices), None, FULLY_CONNECTED_KIND
