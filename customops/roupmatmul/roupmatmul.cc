@@ -117,15 +117,17 @@ WeightPlan ROUPMatMulKernel::PlanB(const uint8_t* b, const std::vector<int64_t>&
     }
     const uint8_t* src = index_->data<uint8_t>();
     index.resize(w.size());
-    std::vector<int64_t> at(rank, 0);
-    for (int64_t e = 0; e < G * K * N; ++e) {
-      int64_t rest = e, off = 0;
-      for (size_t d = rank; d-- > 0;) {
-        off += (rest % b_shape[d]) * stride[d];
+    for (int64_t g = 0; g < G; ++g) {
+      int64_t rest = g, base = 0;  // matrix g's offset in the index
+      for (size_t d = rank - 2; d-- > 0;) {
+        base += (rest % b_shape[d]) * stride[d];
         rest /= b_shape[d];
       }
-      const int64_t g = e / (K * N), k = (e / N) % K, n = e % N;
-      index[static_cast<size_t>((g * N + n) * K + k)] = src[off];
+      uint8_t* out = index.data() + g * N * K;
+      for (int64_t k = 0; k < K; ++k) {
+        const uint8_t* row = src + base + k * stride[rank - 2];
+        for (int64_t n = 0; n < N; ++n) out[n * K + k] = row[n * stride[rank - 1]];
+      }
     }
   }
   std::vector<uint8_t> zero(static_cast<size_t>(zero_points == 1 ? 1 : G * N));
@@ -238,7 +240,9 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
 
   Inputs conv{};
   conv.x = x.data();
-  conv.x_shape = {conv_images, G * K, H, 1};
+  // The rows of A are the pixels of one image row (1 x H): 16 consecutive rows make a GEMM tile
+  // (as H x 1, each "row" of one pixel would fill a tile of its own).
+  conv.x_shape = {conv_images, G * K, 1, H};
   conv.x_scale = in.a_scale;
   conv.x_zero_point = in.a_zero_point;
   conv.w = nullptr;
@@ -260,8 +264,8 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   conv.y_scale = in.y_scale;
   conv.y_zero_point = in.y_zero_point;
   Geometry geometry;
-  geometry.out_h = H;
-  geometry.out_w = 1;
+  geometry.out_h = 1;
+  geometry.out_w = H;
   std::vector<uint8_t> conv_y(static_cast<size_t>(total * N * M));
   Execute(context, conv, *plan, geometry, conv_y.data());
 
