@@ -64,6 +64,7 @@ def roup_matmul(
     w_zero = _columns(b_zero_point if b_zero_point is not None else np.zeros((), b.dtype), n,
                       "b_zero_point")
     zx = np.zeros((), a.dtype) if a_zero_point is None else np.asarray(a_zero_point).reshape(())
+    bias = None if bias is None else np.asarray(bias).reshape(-1)  # [N] or QGemm's [1, N]
     integer_output = y_scale is None
     a_all = np.broadcast_to(a, batch + (m, k))
     b_all = np.broadcast_to(b, batch + (k, n))
