@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from axonnx.errors import AxonnxError
 from axonnx.ops.roupmatmul import conv_index
 
 from ._layer import (
@@ -17,8 +18,6 @@ from ._layer import (
 def column_values(values: np.ndarray, groups: int, columns: int, what: str, layer: str
                   ) -> np.ndarray:
     """Per-tensor or per-column values ([N]) for the G*N filters of a conv-layout weight."""
-    from axonnx.errors import AxonnxError
-
     values = np.asarray(values).reshape(-1)
     if values.size not in (1, columns):
         raise AxonnxError(f"layer {layer!r}: {what} has {values.size} values for {columns} "

@@ -167,6 +167,12 @@ def test_bad_nodes_and_inputs_fail_with_the_node_name():
         run_roupmatmul(args, [parse("ROUP(0,0)")], np.zeros((2, 3, 4, 5, 6), np.uint8))
     with pytest.raises(ORT_ERRORS, match=r"\[ROUPMatMul\] node 'mm': multiplier_index refers"):
         run_roupmatmul(args, [parse("ROUP(0,0)")], np.ones((1, 1), np.uint8))
+    node = make_roupmatmul_node(NAMES[:8], ["y"], name="mm", multipliers=[parse("ROUP(0,0)")],
+                                multiplier_index=np.zeros((1, 1), np.uint8))
+    node.attribute.append(helper.make_attribute("strides", [2, 2]))
+    args[8] = None
+    with pytest.raises(ORT_ERRORS, match=r"\[ROUPMatMul\] node 'mm': has conv attributes"):
+        run(model_of(node, args, False), args, False)
     args[0] = args[0][..., :0, :]  # M = 0: an empty output, no error
     assert run_roupmatmul(args, [parse("ROUP(0,0)")], np.zeros((1, 1), np.uint8)).size == 0
     a = np.zeros((4, 3), np.uint8)

@@ -56,6 +56,13 @@ ROUPMatMulKernel::ROUPMatMulKernel(const OrtApi& api, const OrtKernelInfo* info,
                       ") is required but the node leaves it out (an empty name)");
       }
     }
+    // The base kernel read any conv attributes: they have no meaning for a matrix product.
+    const roupconv::ConvAttributes plain;
+    if (conv_.auto_pad != plain.auto_pad || conv_.strides != plain.strides || conv_.dilations != plain.dilations ||
+        conv_.pads != plain.pads || !conv_.kernel_shape.empty() || conv_.group != plain.group) {
+      throw OpError("has conv attributes (auto_pad, dilations, group, kernel_shape, pads or strides); "
+                    "ROUPMatMul takes none: remove them");
+    }
     // A constant B (fully connected) is checked and planned now, once.
     std::optional<TensorValue> b = attrs.ConstantInput(3);
     std::optional<TensorValue> zb = attrs.ConstantInput(5);
