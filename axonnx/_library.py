@@ -115,7 +115,7 @@ def open_session(model: str | os.PathLike | bytes | onnx.ModelProto, *,
         raise
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = f" ({missing_library})" if missing_library and "ROUPConv" in message else ""
+        hint = f" ({missing_library})" if missing_library and ("ROUPConv" in message or "ROUPMatMul" in message) else ""
         raise AxonnxError(f"onnxruntime cannot load {what}: {message}{hint}") from None
 
 

@@ -1,4 +1,6 @@
 """Float ONNX graphs of two ImageNet CNN architectures, ResNet-50 (v1.5) and MobileNetV2,
+(and small test models: a text detector, a text recognizer, a transformer encoder with
+dynamic batch and sequence),
 with random weights and batch norm folded into the convs: shapes to transform and
 benchmark, built with onnx.helper (no downloads, no torch). Quantize them with
 ``axonnx.zoo.quantize_float`` or onnxruntime's ``quantize_static``.
@@ -234,6 +236,53 @@ def unet_decoder(width: int = 8, seed: int = 0, size: int | None = None) -> onnx
                               [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
                               [helper.make_tensor_value_info(prob, TensorProto.FLOAT, None)],
                               g.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def transformer_encoder(d: int = 64, heads: int = 4, layers: int = 2, hidden: int = 128,
+                        seed: int = 0) -> onnx.ModelProto:
+    """A pre-trained-shaped transformer encoder with dynamic batch and sequence: float input
+    [batch, seq, d] -> ``layers`` post-norm layers, each Q/K/V projections (MatMul + Add),
+    per head Q x K^T / sqrt(d/heads), softmax, x V, output projection, residual and
+    LayerNormalization, a ReLU FFN (d -> hidden -> d), residual and LayerNormalization:
+    [batch, seq, d]. Every reshape copies the dynamic dims (0), so any batch and sequence
+    length run; 8 matrix products per layer, 2 of them activation x activation."""
+    if d % heads:
+        raise AxonnxError(f"transformer_encoder: d ({d}) must divide into {heads} heads")
+    g = _Graph(seed)
+
+    def linear(v: str, cin: int, cout: int) -> str:
+        w = g.rng.standard_normal((cin, cout)) / np.sqrt(cin)
+        b = g.rng.standard_normal(cout) * 0.05
+        return g.node("Add", [g.node("MatMul", [v, g.const("lin_w", w.astype(np.float32))]),
+                              g.const("lin_b", b.astype(np.float32))])
+
+    def norm(v: str) -> str:
+        return g.node("LayerNormalization", [v, g.const("gamma", np.ones(d, np.float32)),
+                                             g.const("beta", np.zeros(d, np.float32))], axis=-1)
+
+    x = "input"
+    for _ in range(layers):
+        def split(v: str, perm: list[int]) -> str:  # [B, S, d] -> per head
+            r = g.node("Reshape", [v, g.const("shape", np.array([0, 0, heads, d // heads], np.int64))])
+            return g.node("Transpose", [r], perm=perm)
+
+        q = split(linear(x, d, d), [0, 2, 1, 3])   # [B, h, S, d/h]
+        kt = split(linear(x, d, d), [0, 2, 3, 1])  # [B, h, d/h, S]
+        v = split(linear(x, d, d), [0, 2, 1, 3])
+        scores = g.node("Mul", [g.node("MatMul", [q, kt]),
+                                g.const("scale", np.float32(1 / np.sqrt(d // heads)))])
+        context = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])
+        merged = g.node("Reshape", [g.node("Transpose", [context], perm=[0, 2, 1, 3]),
+                                    g.const("shape", np.array([0, 0, d], np.int64))])
+        x = norm(g.node("Add", [x, linear(merged, d, d)]))
+        x = norm(g.node("Add", [x, linear(g.node("Relu", [linear(x, d, hidden)]), hidden, d)]))
+    graph = helper.make_graph(
+        g.nodes, "transformer_encoder",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", "seq", d])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", "seq", d])], g.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     return model

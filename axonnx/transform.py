@@ -346,12 +346,12 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
     nodes = {n.name: n for n in work.graph.node}
     extra = [t for a in alone if a.node in nodes for t in _product_tensors(nodes[a.node])
              if t and t not in index.initializers]
-    shapes = tensor_shapes(work, [t for layer in layers for t in (layer.output, layer.pixel_tensor)]
-                           + extra, input_shape)
+    wanted = [t for layer in layers for t in layer.shape_tensors()] + extra
+    shapes = tensor_shapes(work, list(dict.fromkeys(wanted)), input_shape)
     infos = []
     for layer in layers:
         positions = int(np.prod(layer.weight_shape))
-        pixels = layer.pixels(shapes[layer.pixel_tensor])
+        pixels = layer.pixels(shapes)
         out_hw = ((pixels, 1) if layer.kind not in (CONV, TRANSPOSED_CONV)
                   else tuple(int(v) for v in shapes[layer.output][2:4]))
         weight_shape = layer.weight_shape

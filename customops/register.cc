@@ -12,6 +12,7 @@
 #include "common/kernel_info.h"
 #include "roupconv/roupconv.h"
 #include "roupconvtranspose/roupconvtranspose.h"
+#include "roupmatmul/roupmatmul.h"
 
 namespace {
 
@@ -49,13 +50,13 @@ LiteOp* MakeOp(const char* op_name = axonnx::roupconv::kOpName) {
     } catch (const std::exception& e) {
       return api->CreateStatus(ORT_INVALID_ARGUMENT, e.what());
     } catch (...) {
-      return api->CreateStatus(ORT_FAIL, "[ROUPConv*] unknown error while creating the kernel");
+      return api->CreateStatus(ORT_FAIL, "[axonnx] unknown error while creating a kernel");
     }
   };
   return op;
 }
 
-// ROUPConv for every (x, w, y) element-type combination: onnxruntime picks the kernel whose
+// ROUPConv (and ROUPMatMul) for every (x, w, y) element-type combination: onnxruntime picks the kernel whose
 // types match the node, and infers y's type from it.
 const std::vector<std::unique_ptr<LiteOp>>& Ops() {
   using axonnx::roupconv::ROUPConv;
@@ -80,6 +81,17 @@ const std::vector<std::unique_ptr<LiteOp>>& Ops() {
     v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, int8_t, uint8_t>>(kTranspose));
     v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, uint8_t, int8_t>>(kTranspose));
     v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, uint8_t, uint8_t>>(kTranspose));
+    // ROUPMatMul, the same eight (a, b, y) combinations.
+    using axonnx::roupmatmul::ROUPMatMul;
+    const char* mm = axonnx::roupmatmul::kOpName;
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, int8_t, uint8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, int8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, uint8_t, uint8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, uint8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, int8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, int8_t, uint8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, uint8_t, int8_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, uint8_t, uint8_t>>(mm));
     return v;
   }();
   return ops;

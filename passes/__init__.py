@@ -1,5 +1,5 @@
-"""Graph passes that rewrite quantized 2-D convolutions (and, when asked, quantized
-matrix products as 1x1 convolutions) into ``ROUPConv``.
+"""Graph passes that rewrite quantized 2-D convolutions into ``ROUPConv`` (and, when asked,
+quantized matrix products into ``ROUPMatMul``).
 
 Installed as ``axonnx.passes``. ``survey_convs`` finds the layers (QOperator, QDQ, or
 already rewritten), ``rewrite_to_roupconv`` replaces them given per-layer assignments;
@@ -10,7 +10,8 @@ returns a :class:`ConvLayer` or a :class:`NoMatch` with the reason it refused.
 """
 
 from ._layer import (
-    ATTENTION, CONV, FULLY_CONNECTED_KIND, TRANSPOSED_CONV, ConvLayer, GraphIndex, MatMulLowering, NoMatch,
+    ATTENTION, CONV, FULLY_CONNECTED_KIND, TRANSPOSED_CONV, ConvLayer, GraphIndex, MatMulOperands,
+    NoMatch,
 )
 from .canonicalize import Canonicalized, canonicalize, fold_constants, quantize_linear
 from .constants import ConstantEdit, edit_constants
@@ -21,10 +22,12 @@ from .qlinear_matmul import QLinearMatMulRule
 from .qlinearconv import QLinearConvRule
 from .rewrite import ConvSurvey, PassResult, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
 from .roupconv import ROUPConvRule, ROUPConvTransposeRule
+from .roupmatmul import ROUPMatMulRule
 
 __all__ = [
     "ATTENTION", "CONV", "TRANSPOSED_CONV", "QDQConvTransposeRule", "ROUPConvTransposeRule", "Canonicalized", "canonicalize", "fold_constants", "quantize_linear", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
-    "GraphIndex", "MatMulLowering", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule",
+    "GraphIndex", "MatMulOperands", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule",
     "QDQMatMulRule", "QGemmRule", "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule",
+    "ROUPMatMulRule",
     "edit_constants", "name_unnamed_nodes", "rewrite_to_roupconv", "survey_convs",
 ]

@@ -2,10 +2,10 @@
 :class:`NoMatch` carrying the reason it refused, so that ``axonnx inspect`` and the tests
 can say *why* a node was left alone; and the :class:`GraphIndex` the rules look things up in.
 
-Matrix products are convolutions too: ``Y[M,N] = A[M,K] B[K,N]`` is a 1x1 conv of
-``x = A^T`` as ``[1, K, M, 1]`` (K channels, M "pixels") with ``w = B^T`` as ``[N, K, 1, 1]``
-(one filter per output column); G batched products of two activations (attention) are
-a grouped 1x1 conv with group G, described by a :class:`MatMulLowering`.
+Matrix products become ``ROUPMatMul`` nodes, but the plan sees them in conv layout, as a
+1x1 conv: ``Y[M,N] = A[M,K] B[K,N]`` has filters = B's columns, so its weight is ``B^T`` as
+``[N, K, 1, 1]`` (G matrices of a constant B: ``[G*N, K, 1, 1]``); a :class:`MatMulOperands`
+says how the node's multiplier_index ([..., K, N]) maps to it.
 """
 
 from __future__ import annotations
@@ -40,16 +40,17 @@ class NoMatch:
 
 
 @dataclass(frozen=True)
-class MatMulLowering:
-    """How a matrix product becomes a 1x1 ROUPConv: ``a`` (quantized, [..., M, K]) is
-    reshaped to x = [1, G*K, M, 1]; a weight ``b`` that is not constant ([..., K, N], G
-    matrices) to w = [G*N, K, 1, 1]; the conv output [1, G*N, M, 1] back to [..., M, N]."""
+class MatMulOperands:
+    """A matrix product ``a [..., M, K] x b [..., K, N]`` as ROUPMatMul sees it. The plan's
+    conv-layout weight ``[G*N', K', 1, 1]`` is the node's multiplier_index of shape
+    ``index_shape`` = ``[..., K', N']`` (``axonnx.ops.roupmatmul.conv_index``): b's full shape
+    for a constant b; for an activation b (attention), one ``[K', N']`` shared by every batch
+    matrix, a dim that is not static being 1 (uniform along it)."""
 
     a: str
-    b: str | None  # the quantized second operand when it is not constant, else None
-    groups: int
-    k: int
-    n: int
+    b: str  # b's tensor; for a constant b the rewrite writes it as ``[..., K, N]``
+    index_shape: tuple[int, ...]
+    k: int | None  # the inner dim, None when not static (read from a's shape)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ConvLayer:
     maybe_dead_nodes: list[str] = field(default_factory=list)  # removed if unused after
     assignment: Assignment | None = None  # for ROUPConv nodes
     kind: str = CONV
-    matmul: MatMulLowering | None = None  # for matrix products not yet rewritten
+    matmul: MatMulOperands | None = None  # for matrix products (ROUPMatMul)
     dynamic_weight_shape: tuple[int, ...] | None = None  # the conv weight's, when not constant
 
     @property
@@ -79,21 +80,25 @@ class ConvLayer:
     def weight_dtype(self) -> np.dtype:
         return self.w_zero_point.dtype
 
-    @property
-    def pixel_tensor(self) -> str:
-        """The tensor whose shape says how often each weight position is used: the input of
-        a transposed conv (each input pixel meets every weight position once), else the
-        output."""
-        return self.inputs[0] if self.kind == TRANSPOSED_CONV else self.output
+    def shape_tensors(self) -> list[str]:
+        """The tensors whose shapes :meth:`pixels` reads."""
+        if self.kind == TRANSPOSED_CONV:
+            return [self.output, self.inputs[0]]
+        return [self.output] + ([self.matmul.a] if self.matmul is not None else [])
 
-    def pixels(self, shape) -> int:
-        """How often each weight position is used per sample, from the shape of
-        ``pixel_tensor`` at batch 1: H_out x W_out of a conv, H_in x W_in of a transposed
-        conv, the rows M of a matrix product (its [.., M, N] output, or [1, G*N, M, 1] once
-        rewritten, holds G*N values per row)."""
-        if self.matmul is None:  # a conv, or a rewritten product: [N, M, H, W]
-            return int(shape[2]) * int(shape[3])
-        return int(np.prod(shape)) // self.weight_shape[0]
+    def pixels(self, shapes: dict) -> int:
+        """How often each weight position is used per sample, from the measured shapes at
+        batch 1 (:meth:`shape_tensors`): H_out x W_out of a conv; H_in x W_in of a
+        transposed conv (each input pixel meets every weight position once); for a matrix
+        product its multiplications (output values x K) over the index's positions."""
+        if self.kind == TRANSPOSED_CONV:
+            input_shape = shapes[self.inputs[0]]
+            return int(input_shape[2]) * int(input_shape[3])
+        output_shape = shapes[self.output]
+        if self.matmul is None:  # a conv: [N, M, H, W]
+            return int(output_shape[2]) * int(output_shape[3])
+        k = self.matmul.k if self.matmul.k is not None else int(shapes[self.matmul.a][-1])
+        return int(np.prod(output_shape)) * k // int(np.prod(self.weight_shape))
 
     @property
     def real_weight(self) -> np.ndarray | None:

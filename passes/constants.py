@@ -1,4 +1,4 @@
-"""A pass that gives rewritten ROUPConv nodes new constants: tuned weights and shifted int32
+"""A pass that gives rewritten ROUPConv (and ROUPMatMul) nodes new constants: tuned weights and shifted int32
 biases (what accuracy recovery computes; ``axonnx.recovery`` decides the values, this pass
 only edits the graph). In place; a new initializer per changed input, never shared ones."""
 
@@ -11,6 +11,7 @@ import onnx
 from onnx import numpy_helper
 
 from axonnx.errors import AxonnxError
+from axonnx.ops.roupmatmul import OP_TYPE as MATMUL_OP, matmul_index
 
 from ._layer import GraphIndex
 from .rewrite import PassResult
@@ -42,6 +43,11 @@ def edit_constants(model: onnx.ModelProto, edits: dict[str, ConstantEdit]) -> Pa
             if found is None:
                 raise AxonnxError(f"layer {name!r}: its bias {node.input[8]!r} is not a constant")
             old = found.astype(np.int64)
+        columns = (index.constant(node.input[3]).shape[-1] if node.op_type == MATMUL_OP
+                   else len(old))
+        if len(edit.bias_delta) != columns:  # a ROUPMatMul's [N] bias, G matrices of b
+            raise AxonnxError(f"layer {name!r}: {len(edit.bias_delta)} bias corrections for a "
+                              f"bias of {columns} columns (b has several matrices)")
         new = old - np.asarray(edit.bias_delta, np.int64)
         if np.abs(new).max(initial=0) >= 2**31:
             raise AxonnxError(f"layer {name!r}: the corrected bias overflows int32")
@@ -59,7 +65,10 @@ def edit_constants(model: onnx.ModelProto, edits: dict[str, ConstantEdit]) -> Pa
     for name, edit in edits.items():
         node = nodes[name]
         if edit.weight is not None:
-            node.input[3] = add(f"{name}_tuned_weight", edit.weight)
+            weight = edit.weight
+            if node.op_type == MATMUL_OP:  # the plan's conv layout back to b's [..., K, N]
+                weight = matmul_index(weight, index.constant(node.input[3]).shape)
+            node.input[3] = add(f"{name}_tuned_weight", weight)
         if name in new_biases:
             while len(node.input) < 9:
                 node.input.append("")

@@ -12,5 +12,6 @@ class MatMulIntegerRule:
 
     def match(self, node: onnx.NodeProto, index: GraphIndex) -> NoMatch:
         return NoMatch(node.name, "MatMulInteger gives int32 accumulators (dynamic "
-                                  "quantization); ROUPConv requantizes to 8 bits, so it stays "
-                                  "exact: quantize statically (quantize_static) to approximate it")
+                                  "quantization); ROUPMatMul requantizes to 8 bits and has no "
+                                  "int32-output form, so it stays exact: quantize statically "
+                                  "(quantize_static) to approximate it")

@@ -1,5 +1,5 @@
 """QDQMatMulRule / QDQGemmRule: DequantizeLinear -> MatMul|Gemm -> QuantizeLinear, fully
-connected or activation x activation (attention: a grouped 1x1 ROUPConv)."""
+connected or activation x activation (attention), rewritten to ROUPMatMul."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ g (uint8[2, 4, 8] aq, uint8[2, 8, 4] bq) => (uint8[2, 4, 4] yq) {
 }
 """
 QUANT = {"as": np.float32(0.02), "za": np.uint8(3), "bs": np.float32(0.03), "zb": np.uint8(128),
+         "bs2": np.full(4, 0.03, np.float32),
          "ys": np.float32(0.4), "zy": np.uint8(10)}
 
 
-def test_attention_product_is_a_grouped_conv_and_bit_identical():
+def test_attention_product_is_bit_identical_for_any_batch_and_sequence():
     rng = np.random.default_rng(0)
     model = model_from_text(ATTENTION_GRAPH, QUANT)
     feeds = {"aq": rng.integers(0, 256, (2, 4, 8)).astype(np.uint8),
@@ -31,12 +32,25 @@ def test_attention_product_is_a_grouped_conv_and_bit_identical():
     matmul = next(n for n in model.graph.node if n.op_type == "MatMul")
     layer = QDQMatMulRule().match(matmul, GraphIndex(model.graph, model))
     assert layer.kind == ATTENTION and layer.weight is None
-    assert layer.attributes == {"group": 2} and layer.weight_shape == (8, 8, 1, 1)
+    # One [K, N] index for both batch matrices: N=4 filters of K=8.
+    assert layer.matmul.index_shape == (8, 4) and layer.weight_shape == (4, 8, 1, 1)
+    # Dynamic batch and sequence: the dims that are not static get one multiplier each.
+    dynamic = model_from_text(ATTENTION_GRAPH.replace("[2, 4, 8] aq", "[B, S, 8] aq")
+                              .replace("[2, 8, 4] bq", "[B, 8, S] bq")
+                              .replace("[2, 4, 4] yq", "[B, S, S] yq"), QUANT)
+    for shape in ((1, 5), (3, 17)):
+        b, s = shape
+        feeds = {"aq": rng.integers(0, 256, (b, s, 8)).astype(np.uint8),
+                 "bq": rng.integers(0, 256, (b, 8, s)).astype(np.uint8)}
+        assert exact_rewrite_is_identical(dynamic, feeds, matmul=True) == 1
+    matmul = next(n for n in dynamic.graph.node if n.op_type == "MatMul")
+    layer = QDQMatMulRule().match(matmul, GraphIndex(dynamic.graph, dynamic))
+    assert layer.matmul.index_shape == (8, 1) and layer.weight_shape == (1, 8, 1, 1)
 
 
 @pytest.mark.parametrize("rule, graph, reason", [
-    (QDQMatMulRule(), ATTENTION_GRAPH.replace("uint8[2, 8, 4] bq", "uint8[2, 8, N] bq")
-     .replace("uint8[2, 4, 4] yq", "uint8[2, 4, N] yq"), "has no static shape"),
+    (QDQMatMulRule(), ATTENTION_GRAPH.replace("bs, zb)", "bs2, zb)"),
+     "without a per-tensor scale and zero point for the second operand"),
     (QDQMatMulRule(), ATTENTION_GRAPH.replace("yq = QuantizeLinear (y, ys, zy)",
                                               "yq = QuantizeLinear (y, ys, zy)\n  z = Relu (y)")
      .replace("=> (uint8[2, 4, 4] yq)", "=> (uint8[2, 4, 4] yq, float[2, 4, 4] z)"),

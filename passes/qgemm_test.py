@@ -1,4 +1,4 @@
-"""QGemmRule: onnxruntime's QGemm (transB, int32 bias) becomes a 1x1 ROUPConv."""
+"""QGemmRule: onnxruntime's QGemm (transB, int32 bias) becomes a ROUPMatMul."""
 
 from __future__ import annotations
 

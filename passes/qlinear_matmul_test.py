@@ -1,4 +1,4 @@
-"""QLinearMatMulRule: a fully connected QLinearMatMul becomes a 1x1 ROUPConv."""
+"""QLinearMatMulRule: a fully connected QLinearMatMul becomes a ROUPMatMul."""
 
 from __future__ import annotations
 
@@ -32,10 +32,12 @@ def test_fully_connected_rewrites_bit_identically():
     assert np.array_equal(layer.weight[:, :, 0, 0], weight.T)
 
 
-def test_a_weight_of_rank_three_is_refused():
+def test_a_weight_of_rank_three_is_one_group_per_matrix():
     rng = np.random.default_rng(1)
     model = model_from_text(GRAPH.replace("uint8[4, 8] a", "uint8[2, 4, 8] a")
                             .replace("uint8[4, 5] y", "uint8[2, 4, 5] y"),
                             initializers(rng, (2, 8, 5)))
-    refused = QLinearMatMulRule().match(model.graph.node[0], GraphIndex(model.graph, model))
-    assert not refused and "the constant weight has rank 3" in refused.reason
+    a = rng.integers(0, 256, (2, 4, 8)).astype(np.uint8)
+    assert exact_rewrite_is_identical(model, {"a": a}, matmul=True) == 1
+    layer = QLinearMatMulRule().match(model.graph.node[0], GraphIndex(model.graph, model))
+    assert layer.weight.shape == (10, 8, 1, 1) and layer.matmul.index_shape == (2, 8, 5)

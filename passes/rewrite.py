@@ -16,6 +16,7 @@ from axonnx.errors import AxonnxError
 from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, OP_TYPE, make_roupconv_node
 from axonnx.ops.roupconvtranspose import OP_TYPE as TRANSPOSE_OP_TYPE
 from axonnx.ops.roupconvtranspose import from_conv_layout
+from axonnx.ops.roupmatmul import make_roupmatmul_node, matmul_index
 
 from .canonicalize import Canonicalized
 from ._layer import FULLY_CONNECTED_KIND, TRANSPOSED_CONV, ConvLayer, GraphIndex, NoMatch
@@ -119,22 +120,20 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
         # that QuantizeLinear behind an exact DequantizeLinear round trip for the neighbours'
         # QDQ groups was tried: onnxruntime left the extra pairs in uint8 models, e.g. 5 in
         # MobileNetV2, and it did not bring back the int8 fusions either.)
-        final = layer.output
-        before, after, output = [], [], final
         if layer.matmul is not None:
-            before, after, inputs, output = _lower_matmul(out, layer, inputs, final)
-        index, op_type = assignment.index, OP_TYPE
-        if layer.kind == TRANSPOSED_CONV:  # plans see the conv layout, the node its weight's
-            index = from_conv_layout(index, int(layer.attributes.get("group", 1)))
-            op_type = TRANSPOSE_OP_TYPE
-        node = make_roupconv_node(
-            inputs, [output], name=layer.name, multipliers=assignment.multipliers,
-            multiplier_index=index, encoded_operand=encoded_operand,
-            conv_attributes=layer.attributes, op_type=op_type,
-        )
-        by_anchor[layer.replaced_nodes[-1]] = before + [node] + after
-        for name in dict.fromkeys((output, final, layer.output)):  # a lowered product's, too
-            _declare_output_type(out, name, inputs[7], known.get(name))
+            node = _matmul_node(out, layer, inputs, assignment, encoded_operand)
+        else:
+            index, op_type = assignment.index, OP_TYPE
+            if layer.kind == TRANSPOSED_CONV:  # plans see the conv layout, the node its weight's
+                index = from_conv_layout(index, int(layer.attributes.get("group", 1)))
+                op_type = TRANSPOSE_OP_TYPE
+            node = make_roupconv_node(
+                inputs, [layer.output], name=layer.name, multipliers=assignment.multipliers,
+                multiplier_index=index, encoded_operand=encoded_operand,
+                conv_attributes=layer.attributes, op_type=op_type,
+            )
+        by_anchor[layer.replaced_nodes[-1]] = [node]
+        _declare_output_type(out, layer.output, inputs[7], known.get(layer.output))
 
     new_nodes = []
     for node in graph.node:
@@ -152,46 +151,38 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
     return PassResult(out, bool(layers))
 
 
-def _lower_matmul(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str], final: str):
-    """The nodes around a matrix product's ROUPConv (_layer.MatMulLowering): a [.., M, K]
-    -> x [1, G*K, M, 1]; a non-constant b [.., K, N] -> w [G*N, K, 1, 1]; the conv's
-    [1, G*N, M, 1] -> [G, M, N] -> a's leading dims + [N]. A constant weight becomes an
-    initializer of the conv's shape. Returns (before, after, conv inputs, conv output)."""
-    low, name = layer.matmul, layer.name
-    g, k, n = low.groups, low.k, low.n
-    graph = model.graph
-    nodes: list[onnx.NodeProto] = []
-
-    def const(suffix: str, values) -> str:
-        tensor = numpy_helper.from_array(np.asarray(values, np.int64), f"{name}/{suffix}")
-        graph.initializer.append(tensor)
-        return tensor.name
-
-    def op(op_type: str, ins: list[str], suffix: str, **attrs) -> str:
-        out_name = f"{name}/{suffix}"
-        nodes.append(onnx.helper.make_node(op_type, ins, [out_name], name=out_name, **attrs))
-        return out_name
-
-    def to_conv(source: str, role: str, first: list[int], last: list[int]) -> str:
-        # [.., R, C] -> [G, R, C] -> [G, C, R] -> conv layout
-        grouped = op("Reshape", [source, const(f"{role}_grouped_shape", first)], f"{role}_grouped")
-        swapped = op("Transpose", [grouped], f"{role}_transposed", perm=[0, 2, 1])
-        return op("Reshape", [swapped, const(f"{role}_conv_shape", last)], f"{role}_conv")
-
-    inputs[0] = to_conv(low.a, "x", [g, -1, k], [1, g * k, -1, 1])
-    if low.b is None:
-        graph.initializer.append(numpy_helper.from_array(layer.weight, inputs[3]))
-    else:
-        inputs[3] = to_conv(low.b, "w", [g, k, n], [g * n, k, 1, 1])
-    before, nodes[:] = list(nodes), []
-    conv_out = f"{name}/conv_output"
-    grouped = op("Reshape", [conv_out, const("y_grouped_shape", [g, n, -1])], "y_grouped")
-    rows = op("Transpose", [grouped], "y_rows", perm=[0, 2, 1])
-    leading = op("Slice", [op("Shape", [low.a], "a_shape"), const("zero", [0]),
-                           const("minus_one", [-1])], "a_leading")
-    shape = op("Concat", [leading, const("columns", [n])], "y_shape", axis=0)
-    nodes.append(onnx.helper.make_node("Reshape", [rows, shape], [final], name=f"{name}/y"))
-    return before, nodes, inputs, conv_out
+def _matmul_node(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str], assignment,
+                 encoded_operand: str) -> onnx.NodeProto:
+    """The ROUPMatMul of a matrix product: a constant b is written as ``[..., K, N]`` (a
+    Gemm's transB, or a folded chain, gives another layout), the plan's conv-layout index
+    goes back to the node's ``[..., K, N]`` layout (_layer.MatMulOperands)."""
+    operands = layer.matmul
+    existing = {t.name: t for t in model.graph.initializer}
+    for slot in (1, 4, 6):  # float16 scales (QLinearMatMul), widened exactly
+        source = existing.get(inputs[slot])
+        if source is not None and source.data_type == onnx.TensorProto.FLOAT16:
+            wide = numpy_helper.to_array(source).astype(np.float32)
+            inputs[slot] = f"{source.name}_float32"
+            if inputs[slot] not in existing:
+                model.graph.initializer.append(numpy_helper.from_array(wide, inputs[slot]))
+                existing[inputs[slot]] = model.graph.initializer[-1]
+    if layer.weight is not None:
+        values = matmul_index(layer.weight, operands.index_shape)
+        source = existing.get(operands.b)
+        if source is None or tuple(source.dims) != values.shape or not np.array_equal(
+                numpy_helper.to_array(source), values):
+            taken = set(existing) | {t for n in model.graph.node for t in n.output}
+            name = f"{layer.name}_b_matrix"
+            while name in taken:
+                name += "_"
+            model.graph.initializer.append(numpy_helper.from_array(values, name))
+            inputs[3] = name
+        else:
+            inputs[3] = operands.b
+    return make_roupmatmul_node(
+        inputs, [layer.output], name=layer.name, multipliers=assignment.multipliers,
+        multiplier_index=matmul_index(assignment.index, operands.index_shape),
+        encoded_operand=encoded_operand)
 
 
 def _inferred_value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:

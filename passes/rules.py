@@ -10,9 +10,10 @@ from .qgemm import QGemmRule
 from .qlinear_matmul import QLinearMatMulRule
 from .qlinearconv import QLinearConvRule
 from .roupconv import ROUPConvRule, ROUPConvTransposeRule
+from .roupmatmul import ROUPMatMulRule
 
 RULES = (QLinearConvRule(), QDQConvRule(), ROUPConvRule(), QDQConvTransposeRule(),
-         ROUPConvTransposeRule())
+         ROUPConvTransposeRule(), ROUPMatMulRule())
 MATMUL_RULES = (QLinearMatMulRule(), QDQMatMulRule(), QGemmRule(), QDQGemmRule(),
                 MatMulIntegerRule())
 UNSUPPORTED_CONVS = {

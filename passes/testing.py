@@ -35,7 +35,7 @@ def exact_rewrite_is_identical(model: onnx.ModelProto, feeds: dict[str, np.ndarr
                                matmul: bool = False) -> int:
     """Rewrite every layer the rules match with an all-exact assignment, check the model and
     compare its outputs with the original's byte for byte (graph optimisations off, so that
-    onnxruntime's fusions do not differ between the two). Returns the number rewritten."""
+    onnxruntime's fusions do not differ between the two). Returns the number of ROUPConv/ROUPMatMul nodes."""
     from axonnx._library import InferenceSession
 
     import onnxruntime as ort
@@ -54,4 +54,4 @@ def exact_rewrite_is_identical(model: onnx.ModelProto, feeds: dict[str, np.ndarr
     want = InferenceSession(model, options).run(None, feeds)
     got = InferenceSession(rewritten, options).run(None, feeds)
     assert all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in zip(want, got))
-    return sum(n.op_type == "ROUPConv" for n in rewritten.graph.node)
+    return sum(n.op_type in ("ROUPConv", "ROUPMatMul") for n in rewritten.graph.node)

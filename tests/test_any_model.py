@@ -122,7 +122,7 @@ def _biases(path: Path) -> dict[str, bytes]:
     model = onnx.load(str(path))
     values = {t.name: numpy_helper.to_array(t).tobytes() for t in model.graph.initializer}
     return {n.name: values.get(n.input[8], b"") if len(n.input) > 8 else b""  # none: zero
-            for n in model.graph.node if n.op_type == "ROUPConv"}
+            for n in model.graph.node if n.op_type in ("ROUPConv", "ROUPMatMul")}
 
 
 def test_matmul_bias_correction_changes_fully_connected_biases_and_helps(zoo, tmp_path):

@@ -1,4 +1,4 @@
-"""Quantized matrix products (fully connected and attention) as 1x1 ROUPConv: a small int8
+"""Quantized matrix products (fully connected and attention) as ROUPMatMul: a small int8
 transformer encoder block, quantized by onnxruntime, transformed and compared."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from axonnx.cli import app
 from axonnx.energy import energy_report
 from axonnx.errors import AxonnxError
 from axonnx.model import with_outputs
-from axonnx.ops.roupconv import OP_TYPE, conv_attributes, read_assignment, roup_conv
+from axonnx.ops.roupconv import read_assignment
+from axonnx.ops.roupmatmul import OP_TYPE, roup_matmul
 from axonnx.passes import ATTENTION, FULLY_CONNECTED_KIND, survey_convs
 from axonnx.plan import Plan, plan_from_options
 from axonnx.transform import inspect_model, plan_of, prepared, transform_model
@@ -44,7 +45,7 @@ def encoders(tmp_path_factory):
                                                fmt=form[0], activation=form[1],
                                                per_channel=form[2]))
               for form in FORMS}
-    for fmt in ("qdq", "qoperator"):  # two heads: grouped 1x1 convs (group 2)
+    for fmt in ("qdq", "qoperator"):  # two heads: batched attention products
         models[(fmt, "heads")] = onnx.load(quantize_encoder(
             build_encoder(heads=2), root / f"{fmt}-heads", fmt=fmt))
     return models
@@ -87,8 +88,8 @@ def test_exact_plan_gives_identical_output_bytes(encoders, form):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (name, optimize)
 
 
-def roupconv_io(model, feeds):
-    """Every ROUPConv's inputs and output, as onnxruntime computes them."""
+def roupmatmul_io(model, feeds):
+    """Every ROUPMatMul's inputs and output, as onnxruntime computes them."""
     nodes = [n for n in model.graph.node if n.op_type == OP_TYPE]
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     names = list(dict.fromkeys(i for n in nodes for i in list(n.input) + [n.output[0]]
@@ -104,13 +105,13 @@ def test_approximate_plan_equals_the_oracle(encoders, form):
     rewritten = transform_model(original, APPROXIMATE)
     exact = transform_model(original, Plan(matmul=True))
     differ = 0
-    for (node, inputs, got), (_, _, exact_out) in zip(roupconv_io(rewritten, sample()),
-                                                      roupconv_io(exact, sample())):
+    for (node, inputs, got), (_, _, exact_out) in zip(roupmatmul_io(rewritten, sample()),
+                                                      roupmatmul_io(exact, sample())):
         assignment = read_assignment(node)
         assert len(assignment.multipliers) == 3 or base(node.name) == "head", node.name
-        want = roup_conv(*inputs, multipliers=assignment.multipliers,
-                         multiplier_index=assignment.index,
-                         encoded_operand=assignment.encoded_operand, **conv_attributes(node))
+        want = roup_matmul(*inputs, multipliers=assignment.multipliers,
+                           multiplier_index=assignment.index,
+                           encoded_operand=assignment.encoded_operand)
         assert want.dtype == got.dtype and want.tobytes() == got.tobytes(), node.name
         differ += got.tobytes() != exact_out.tobytes()
     assert differ >= 5  # the plan does change the products
@@ -120,9 +121,9 @@ def test_attention_layers_are_ranked_by_index_and_klms_leaves_them_exact(encoder
     original = encoders[("qdq", "int8", True)]
     rewritten = transform_model(original, APPROXIMATE)
     nodes = {base(n.name): read_assignment(n) for n in rewritten.graph.node if n.op_type == OP_TYPE}
-    qk = nodes["qk"]  # w = K^T as [N=8 keys, K=16, 1, 1]: filters 0-2, 3-4, 5-7 by index
-    assert qk.index.shape == (8, 16, 1, 1)
-    assert [qk.multipliers[i].name for i in qk.index[:, 0, 0, 0]] == (
+    qk = nodes["qk"]  # b = K^T [K=16, N=8 keys]: columns (filters) 0-2, 3-4, 5-7 by index
+    assert qk.index.shape == (16, 8)
+    assert [qk.multipliers[i].name for i in qk.index[0, :]] == (
         ["ROUP(0,0)"] * 3 + ["ROUP(1,4)"] * 2 + ["ROUP(2,6)"] * 3)
     meta = {p.key: json.loads(p.value) for p in rewritten.metadata_props if p.key == "axonnx.notes"}
     assert any("ranks by index" in note for note in meta["axonnx.notes"])
@@ -183,21 +184,21 @@ def test_cli_inspect_and_energy_label_the_kinds(encoders, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
-def test_two_attention_heads_are_grouped_convs(encoders, fmt):
+def test_two_attention_heads_are_batched_products(encoders, fmt):
     original = encoders[(fmt, "heads")]
     rewritten = transform_model(original, Plan(matmul=True))
-    groups = {base(n.name): next((a.i for a in n.attribute if a.name == "group"), 1)
-              for n in rewritten.graph.node if n.op_type == OP_TYPE}
-    assert groups["qk"] == groups["pv"] == 2 and groups["fc1"] == 1
+    indexes = {base(n.name): read_assignment(n).index.shape
+               for n in rewritten.graph.node if n.op_type == OP_TYPE}
+    assert indexes["qk"] == (8, 8) and indexes["pv"] == (8, 8)  # one [K, N] for both heads
     for optimize in (False, True):
         want = session(original, optimize).run(None, sample())[0]
         got = session(rewritten, optimize).run(None, sample())[0]
         assert want.tobytes() == got.tobytes(), optimize
     approximate = transform_model(original, APPROXIMATE)
-    for node, inputs, got in roupconv_io(approximate, sample()):
+    for node, inputs, got in roupmatmul_io(approximate, sample()):
         assignment = read_assignment(node)
-        want = roup_conv(*inputs, multipliers=assignment.multipliers,
-                         multiplier_index=assignment.index, **conv_attributes(node))
+        want = roup_matmul(*inputs, multipliers=assignment.multipliers,
+                           multiplier_index=assignment.index)
         assert want.tobytes() == got.tobytes(), node.name
     info = inspect_model(approximate)
     assert {base(layer.name): layer.macs_per_image for layer in info.layers
@@ -243,11 +244,16 @@ def reasons(model) -> dict[str, str]:
 
 
 def test_refusals_say_why():
-    assert "no static shape" in reasons(qdq_product("MatMul", b_constant=False))["product"]
-    assert "broadcast" in reasons(_broadcast())["product"]
     assert "transA" in reasons(qdq_product("Gemm", b_constant=True, dims=(8, 4), transA=1))["product"]
     assert "alpha" in reasons(qdq_product("Gemm", b_constant=True, dims=(4, 8), alpha=0.5))["product"]
-    assert survey_convs(qdq_product("MatMul", b_constant=True), matmul=True).layers  # accepted
+    assert "1-D first operand" in reasons(qdq_product("MatMul", b_constant=True, dims=(8,)))["product"]
+    half = qdq_product("MatMul", b_constant=True)
+    half.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.float16(0.05), "s"))
+    assert "float16, not float32" in reasons(half)["product"]
+    # Accepted: a constant b, an activation b of dynamic batch, and broadcast batch dims.
+    for model in (qdq_product("MatMul", b_constant=True), qdq_product("MatMul", b_constant=False),
+                  _broadcast()):
+        assert survey_convs(model, matmul=True).layers
     integer = helper.make_model(helper.make_graph(
         [helper.make_node("MatMulInteger", ["a", "b"], ["y"], name="mmi"),
          helper.make_node("ConvTranspose", ["x", "w"], ["t"], name="deconv")], "g",

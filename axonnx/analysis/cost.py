@@ -18,8 +18,9 @@ def output_pixels(work, layers) -> dict[str, int]:
     once on zeros."""
     from axonnx.model import tensor_shapes
 
-    shapes = tensor_shapes(work, [layer.pixel_tensor for layer in layers])
-    return {layer.name: layer.pixels(shapes[layer.pixel_tensor]) for layer in layers}
+    shapes = tensor_shapes(work, list(dict.fromkeys(t for layer in layers
+                                                    for t in layer.shape_tensors())))
+    return {layer.name: layer.pixels(shapes) for layer in layers}
 
 
 @dataclass

@@ -54,7 +54,7 @@ CalibDataOption = Annotated[Optional[Path], typer.Option(
     "or .npz files (fed as they are); at most --calib samples are used.")]
 MatMulOption = Annotated[bool, typer.Option(
     "--matmul", help="Also the quantized matrix products (MatMul/Gemm: fully connected and "
-    "attention layers), as 1x1 ROUPConv; without it they stay exact.")]
+    "attention layers), as ROUPMatMul; without it they stay exact.")]
 InputShapeOption = Annotated[Optional[str], typer.Option(
     "--input-shape", help="The input shape of a model with dynamic sizes, e.g. 1,3,224,224 "
     "(multiplications are counted at this size).")]

@@ -3,6 +3,7 @@
 // Booth digit, its rows packed for the u8 x s8 GEMM or the int16 one. Built once for a constant
 // weight.
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <limits>
 
@@ -57,7 +58,7 @@ void ROUPConvKernel::BuildLutRows() {
 
 WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
                                      const uint8_t* w_zero_point, size_t w_zero_point_size,
-                                     const uint8_t* index, bool allow_direct) const {
+                                     int64_t group, const uint8_t* index, bool allow_direct) const {
   WeightPlan plan;
   plan.M = w_shape[0];
   plan.Cg = w_shape[1];
@@ -66,7 +67,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
   plan.K = plan.Cg * plan.KH * plan.KW;
   plan.Kp = RoundUp(plan.K, 2);
   plan.Kq = plan.KH * plan.KW * RoundUp(plan.Cg, kQuad);
-  plan.group = conv_.group;
+  plan.group = group;
   plan.Mg = plan.M / plan.group;
   const int64_t M = plan.M, K = plan.K;
 
@@ -78,6 +79,31 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     if (d.empty()) d.assign(static_cast<size_t>(M * K), 0);
     return d[static_cast<size_t>(m * K + k)];
   };
+
+  // Each ROUP multiplier's terms (slot, value) for every zero-point-free weight b in [-256, 255],
+  // computed once and looked up per weight: activation weights are planned on every run.
+  struct Terms {
+    int count = 0;
+    std::array<int, kDigits> slot{}, value{};
+  };
+  std::vector<std::vector<Terms>> roup_terms(multipliers_.size());
+  for (size_t c = 0; c < multipliers_.size(); ++c) {
+    const Multiplier& mult = multipliers_[c];
+    if (mult.kind != MultiplierKind::kRoup) continue;
+    roup_terms[c].resize(512);
+    for (int b = -256; b < 256; ++b) {
+      Terms& t = roup_terms[c][static_cast<size_t>(b + 256)];
+      for (int j = mult.perforation; j < kDigits; ++j) {
+        const int slot = encode_activation_ ? j : mult.width[j];
+        const int value = encode_activation_ ? RoundHalfUp(b, mult.width[j]) * (1 << WeightDigitExponent(j))
+                                             : BoothDigit(b, j) * (1 << (2 * j));
+        if (value) {
+          t.slot[static_cast<size_t>(t.count)] = slot;
+          t.value[static_cast<size_t>(t.count++)] = value;
+        }
+      }
+    }
+  }
 
   plan.lut_taps.resize(static_cast<size_t>(M));
   for (int64_t m = 0; m < M; ++m) {
@@ -106,17 +132,13 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
                    ? lut_planes8_[static_cast<size_t>(mult.lut)].data() + v * kTableSize
                    : nullptr});
           break;
-        case MultiplierKind::kRoup:
-          for (int j = mult.perforation; j < kDigits; ++j) {
-            if (encode_activation_) {
-              const int rounded = RoundHalfUp(b, mult.width[j]);
-              if (rounded) cell(j, m, k) += rounded * (1 << WeightDigitExponent(j));
-            } else {
-              const int d = BoothDigit(b, j);
-              if (d) cell(mult.width[j], m, k) += d * (1 << (2 * j));
-            }
-          }
+        case MultiplierKind::kRoup: {
+          // Weight encoded: Booth digit j of b joins the GEMM of its rounding width; activation
+          // encoded: round_{r_j}(b) joins the GEMM of digit j (roup_terms).
+          const Terms& t = roup_terms[index ? index[m * K + k] : 0][static_cast<size_t>(b + 256)];
+          for (int i = 0; i < t.count; ++i) cell(t.slot[static_cast<size_t>(i)], m, k) += t.value[static_cast<size_t>(i)];
           break;
+        }
       }
     }
   }
@@ -133,7 +155,12 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
   for (int slot = 0; slot < slots; ++slot) {
     const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
     const int64_t operand = encode_activation_ ? int64_t{2} << (2 * slot - WeightDigitExponent(slot)) : 256;
-    for (size_t i = 0; i < d.size(); ++i) plan.acc_bound[i / static_cast<size_t>(K)] += operand * std::abs(d[i]);
+    if (d.empty()) continue;
+    for (int64_t m = 0; m < M; ++m) {  // no division per weight: plans are built per run for activations
+      int64_t sum = 0;
+      for (int64_t k = 0; k < K; ++k) sum += std::abs(d[static_cast<size_t>(m * K + k)]);
+      plan.acc_bound[static_cast<size_t>(m)] += operand * sum;
+    }
   }
   for (int64_t m = 0; m < M; ++m) {
     for (const LutTap& tap : plan.lut_taps[static_cast<size_t>(m)]) {
@@ -207,9 +234,11 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
         // In the u8 GEMM's order k' = (i * KW + j) * Cq + c (Im2Col::Quads), zero-padded.
         const int64_t cq = plan.Kq / (plan.KH * plan.KW);
         std::vector<int32_t> reordered(static_cast<size_t>(plan.Kq), 0);
-        for (int64_t k = 0; k < K; ++k) {
-          const int64_t c = k / (plan.KH * plan.KW), tap = k % (plan.KH * plan.KW);
-          reordered[static_cast<size_t>(tap * cq + c)] = row[k] / (1 << h);  // exact
+        const int64_t taps = plan.KH * plan.KW;
+        for (int64_t c = 0, k = 0; c < plan.Cg; ++c) {
+          for (int64_t tap = 0; tap < taps; ++tap, ++k) {
+            reordered[static_cast<size_t>(tap * cq + c)] = row[k] >> h;  // exact: 2^h divides row[k]
+          }
         }
         bool fits = true;
         int32_t sum = 0;

@@ -95,9 +95,28 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
                         std::to_string(m) + "), got shape " + ShapeString(zw->shape));
         }
         constant_plan_ = std::make_shared<const WeightPlan>(
-            BuildPlan(w->data<uint8_t>(), w->shape, zw->data<uint8_t>(), zw->size(), IndexData()));
+            BuildPlan(w->data<uint8_t>(), w->shape, zw->data<uint8_t>(), zw->size(), conv_.group,
+                      IndexData()));
       }
     }
+  } catch (const std::exception& e) {
+    throw OpError(Prefix() + e.what());
+  }
+}
+
+ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
+                               ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
+                               ONNXTensorElementDataType y_type, const char* op_name)
+    : api_(api),
+      y_type_(y_type),
+      op_name_(op_name),
+      x_flip_(IsSigned(x_type) ? 0x80 : 0),
+      w_flip_(IsSigned(w_type) ? 0x80 : 0) {
+  KernelAttributes attrs(api, info);
+  node_name_ = attrs.node_name();
+  try {
+    ReadAttributes(attrs, /*conv_index=*/false);
+    BuildLutRows();
   } catch (const std::exception& e) {
     throw OpError(Prefix() + e.what());
   }
@@ -107,7 +126,7 @@ std::string ROUPConvKernel::Prefix() const {
   return std::string("[") + op_name_ + "] node '" + node_name_ + "': ";
 }
 
-void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs) {
+void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs, bool conv_index) {
   if (auto v = attrs.String("auto_pad")) {
     static const char* const kModes[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
     if (std::none_of(std::begin(kModes), std::end(kModes), [&](const char* m) { return *v == m; })) {
@@ -188,7 +207,7 @@ void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs) {
     if (index->type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) {
       throw OpError(std::string("multiplier_index must be a uint8 tensor, got ") + TypeName(index->type));
     }
-    if (index->shape.size() != 4) {
+    if (conv_index && index->shape.size() != 4) {
       throw OpError("multiplier_index must have the weight's rank-4 shape, got " + ShapeString(index->shape));
     }
     const uint8_t* data = index->data<uint8_t>();
@@ -311,7 +330,8 @@ void ROUPConvKernel::Run(OrtKernelContext* context, const Inputs& in,
     if (in.w_zero_point_size != 1 && in.w_zero_point_size != static_cast<size_t>(in.w_shape[0])) {
       throw OpError("w_zero_point does not match the weight");
     }
-    const WeightPlan plan = BuildPlan(in.w, in.w_shape, in.w_zero_point, in.w_zero_point_size, IndexData());
+    const WeightPlan plan = BuildPlan(in.w, in.w_shape, in.w_zero_point, in.w_zero_point_size, conv_.group,
+                                      IndexData());
     Execute(context, in, plan, geometry, y);
   }
 }

@@ -130,14 +130,21 @@ class ROUPConvKernel {
 
   std::string Prefix() const;
 
+  // For ops built on this kernel whose multiplier_index is not the rank-4 conv weight's shape
+  // (ROUPMatMul): reads the node's multiplier attributes only, leaving the index's shape and the
+  // plans to the subclass.
+  ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info, ONNXTensorElementDataType x_type,
+                 ONNXTensorElementDataType w_type, ONNXTensorElementDataType y_type, const char* op_name);
+
   struct Geometry {
     int64_t pad_top = 0, pad_left = 0, out_h = 0, out_w = 0;
   };
-  // `index`: the multiplier of each weight position (w's layout; nullptr: all multiplier 0).
-  // Without `allow_direct` a depthwise weight runs on the GEMMs too (Execute's acc_out needs them).
+  // The plan of weight `w` run as `group` conv groups; `index`: the multiplier of each weight
+  // position (w's layout; nullptr: all multiplier 0). Without `allow_direct` a depthwise weight
+  // runs on the GEMMs too (Execute's acc_out needs them).
   WeightPlan BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
-                       const uint8_t* w_zero_point, size_t w_zero_point_size, const uint8_t* index,
-                       bool allow_direct = true) const;
+                       const uint8_t* w_zero_point, size_t w_zero_point_size, int64_t group,
+                       const uint8_t* index, bool allow_direct = true) const;
   // Runs the convolution conv_ describes. With `acc_out`, the int32 accumulators (bias and the
   // GEMMs' offset terms included) are written there as [N, M, out_h * out_w] instead of being
   // requantized into y; the plan must not be direct.
@@ -147,11 +154,12 @@ class ROUPConvKernel {
   const OrtApi& api_;
   ONNXTensorElementDataType y_type_;
   ConvAttributes conv_;
-  std::optional<TensorValue> index_;        // multiplier_index (uint8, weight-shaped)
+  std::optional<TensorValue> index_;        // multiplier_index (uint8)
   const uint8_t* IndexData() const { return index_ ? index_->data<uint8_t>() : nullptr; }
 
  private:
-  void ReadAttributes(const KernelAttributes& attrs);
+  // conv_index: multiplier_index must have the rank-4 weight shape (ROUPConv's layout).
+  void ReadAttributes(const KernelAttributes& attrs, bool conv_index = true);
   void BuildLutRows();
   void CheckWeightShape(const std::vector<int64_t>& w_shape) const;
   void Check(const Inputs& in) const;

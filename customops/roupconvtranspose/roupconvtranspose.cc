@@ -118,7 +118,7 @@ WeightPlan ROUPConvTransposeKernel::Plan(const uint8_t* w, const std::vector<int
     zw1.resize(static_cast<size_t>(M1));
     for (int64_t row = 0; row < M1; ++row) zw1[static_cast<size_t>(row)] = w_zero_point[row / KK];  // o = g * Og + o_local
   }
-  return BuildPlan(w1.data(), {M1, Cg, 1, 1}, zw1.data(), zw1.size(), index ? index1.data() : nullptr,
+  return BuildPlan(w1.data(), {M1, Cg, 1, 1}, zw1.data(), zw1.size(), G, index ? index1.data() : nullptr,
                    /*allow_direct=*/false);
 }
 

@@ -1,0 +1,113 @@
+// ROUPMatMul (domain com.axonnx, version 1): QLinearMatMul whose multiplications are done by a
+// per-position multiplier of B (docs/roupmatmul-op.md). The numpy oracle axonnx/ops/roupmatmul.py
+// is the specification.
+//
+// Every batch matrix product A_i B_i is a 1x1 ROUPConv (x = A_i^T as K channels of M pixels,
+// w = B_i^T, one filter per column), and the distinct matrices of B are that conv's groups: the
+// op transposes A into that layout, runs ROUPConv's plan and GEMMs (roupconv/), and transposes
+// the result back. A constant B is planned once, at session creation; an activation B (attention)
+// on every run, for whatever batch and sequence length it has.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "roupconv/roupconv.h"
+
+namespace axonnx::roupmatmul {
+
+inline constexpr const char* kOpName = "ROUPMatMul";
+
+class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
+ public:
+  ROUPMatMulKernel(const OrtApi& api, const OrtKernelInfo* info, ONNXTensorElementDataType a_type,
+                   ONNXTensorElementDataType b_type, ONNXTensorElementDataType y_type);
+
+ protected:
+  struct MatInputs {
+    const uint8_t* a;
+    std::vector<int64_t> a_shape;
+    float a_scale;
+    uint8_t a_zero_point;  // stored byte
+    const uint8_t* b;
+    std::vector<int64_t> b_shape;
+    const float* b_scale;
+    size_t b_scale_size;
+    const uint8_t* b_zero_point;
+    size_t b_zero_point_size;
+    float y_scale;
+    int y_zero_point;
+    const int32_t* bias;  // nullptr when absent
+    size_t bias_size;
+  };
+  // Checks the inputs and computes y; throws OpError (without the node prefix) for bad inputs.
+  void RunMatMul(OrtKernelContext* context, const MatInputs& in,
+                 const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const;
+
+ private:
+  void CheckB(const std::vector<int64_t>& b_shape, size_t zero_points) const;
+  roupconv::WeightPlan PlanB(const uint8_t* b, const std::vector<int64_t>& b_shape,
+                             const uint8_t* zero_point, size_t zero_points) const;
+
+  std::shared_ptr<const roupconv::WeightPlan> constant_b_plan_;
+  std::vector<int64_t> constant_b_shape_;
+};
+
+template <typename TA, typename TB, typename TY>
+struct ROUPMatMul : ROUPMatMulKernel {
+  ROUPMatMul(const OrtApi* api, const OrtKernelInfo* info)
+      : ROUPMatMulKernel(*api, info, roupconv::ElementTypeOf(TA{}), roupconv::ElementTypeOf(TB{}),
+                         roupconv::ElementTypeOf(TY{})) {}
+
+  Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<TA>& a,
+                      const Ort::Custom::Tensor<float>& a_scale,
+                      const Ort::Custom::Tensor<TA>& a_zero_point,
+                      const Ort::Custom::Tensor<TB>& b, const Ort::Custom::Tensor<float>& b_scale,
+                      const Ort::Custom::Tensor<TB>& b_zero_point,
+                      const Ort::Custom::Tensor<float>& y_scale,
+                      const Ort::Custom::Tensor<TY>& y_zero_point,
+                      std::optional<const Ort::Custom::Tensor<int32_t>*> bias,
+                      Ort::Custom::Tensor<TY>& y) {
+    try {
+      const auto scalar = [](const Ort::Custom::TensorBase& t, const char* name) {
+        if (t.NumberOfElement() != 1) {
+          throw OpError(std::string(name) + " must be a scalar (per-tensor), got shape " +
+                        ShapeString(t.Shape()));
+        }
+      };
+      scalar(a_scale, "a_scale");
+      scalar(a_zero_point, "a_zero_point");
+      scalar(y_scale, "y_scale");
+      scalar(y_zero_point, "y_zero_point");
+      MatInputs in{};
+      in.a = reinterpret_cast<const uint8_t*>(a.Data());
+      in.a_shape = a.Shape();
+      in.a_scale = *a_scale.Data();
+      in.a_zero_point = static_cast<uint8_t>(*a_zero_point.Data());
+      in.b = reinterpret_cast<const uint8_t*>(b.Data());
+      in.b_shape = b.Shape();
+      in.b_scale = b_scale.Data();
+      in.b_scale_size = static_cast<size_t>(b_scale.NumberOfElement());
+      in.b_zero_point = reinterpret_cast<const uint8_t*>(b_zero_point.Data());
+      in.b_zero_point_size = static_cast<size_t>(b_zero_point.NumberOfElement());
+      in.y_scale = *y_scale.Data();
+      in.y_zero_point = static_cast<int>(*y_zero_point.Data());
+      if (bias.has_value() && *bias) {
+        in.bias = (*bias)->Data();
+        in.bias_size = static_cast<size_t>((*bias)->NumberOfElement());
+      }
+      RunMatMul(context, in, [&y](const std::vector<int64_t>& shape) {
+        return reinterpret_cast<uint8_t*>(y.Allocate(shape));
+      });
+      return Ort::Status(nullptr);
+    } catch (const std::exception& e) {
+      return Ort::Status((Prefix() + e.what()).c_str(), ORT_INVALID_ARGUMENT);
+    }
+  }
+};
+
+}  // namespace axonnx::roupmatmul
