@@ -101,20 +101,24 @@ def test_random_cases_equal_the_oracle():
 def check_bert_like_shapes() -> None:
     """Larger products in every kernel path: a fully connected [2, 37, 96] x [96, 80] (u8 GEMM
     rows, int16 rows for 9-bit b - zb, LUT rows of every width) and attention [2, 3, 37, 32] x
-    [2, 3, 32, 37], exact, ROUP(1,4) and a per-position mix, 2 threads."""
+    [2, 3, 32, 37] (s8 and u8 b, zero points far from the middle: 9-bit rows split in two),
+    exact, ROUP(1,4) and a per-position mix, 2 threads."""
     rng = np.random.default_rng(5)
     mults = [parse(s) for s in ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)", "SKIP")]
     mults += [small_error_lut(rng, "l8", 100), small_error_lut(rng, "l16", 3000),
               small_error_lut(rng, "l32", 2**20)]
-    for adt, a_shape, b_shape, b_input in ((np.uint8, (2, 37, 96), (96, 80), False),
-                                           (np.int8, (2, 37, 96), (96, 80), False),
-                                           (np.int8, (2, 3, 37, 32), (2, 3, 32, 37), True)):
+    for adt, bdt, a_shape, b_shape, b_input in (
+            (np.uint8, np.int8, (2, 37, 96), (96, 80), False),
+            (np.int8, np.int8, (2, 37, 96), (96, 80), False),
+            (np.int8, np.int8, (2, 3, 37, 32), (2, 3, 32, 37), True),
+            (np.uint8, np.uint8, (2, 3, 37, 32), (2, 3, 32, 37), True)):
         ai = np.iinfo(adt)
         a = rng.integers(ai.min, ai.max + 1, a_shape).astype(adt)
-        b = rng.integers(-128, 128, b_shape).astype(np.int8)
+        b = rng.integers(np.iinfo(bdt).min, np.iinfo(bdt).max + 1, b_shape).astype(bdt)
         n = b_shape[-1]
+        zb = (rng.integers(-3, 3, n) if bdt == np.int8 else rng.choice([0, 40, 128, 250], n))
         args = [a, np.float32(0.02), np.asarray(3, adt), b, np.full(n, 0.01, np.float32),
-                rng.integers(-3, 3, n).astype(np.int8), np.float32(8.0), np.asarray(0, adt),
+                zb.astype(bdt), np.float32(8.0), np.asarray(0, adt),
                 rng.integers(-500, 500, n).astype(np.int32)]
         for index in (np.zeros((1, 1), np.uint8), np.ones((1, 1), np.uint8),
                       rng.integers(0, len(mults), b_shape[-2:]).astype(np.uint8)):

@@ -56,6 +56,26 @@ void ROUPConvKernel::BuildLutRows() {
   }
 }
 
+XTransform ROUPConvKernel::SlotTransform(int slot) const {
+  XTransform t;
+  t.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
+  t.param = slot;
+  if (encode_activation_) t.shift = 2 * slot - WeightDigitExponent(slot);
+  return t;
+}
+
+int64_t ROUPConvKernel::SlotOperandBound(int slot) const {
+  // A rounded 9-bit activation, or a Booth digit (|d| <= 2) times 2^shift.
+  return encode_activation_ ? int64_t{2} << (2 * slot - WeightDigitExponent(slot)) : 256;
+}
+
+std::pair<int, int> ROUPConvKernel::RoupTerm(const Multiplier& mult, int j, int b) const {
+  // Weight encoded: Booth digit j of b joins the GEMM of its rounding width; activation
+  // encoded: round_{r_j}(b) joins the GEMM of digit j.
+  if (encode_activation_) return {j, RoundHalfUp(b, mult.width[j]) * (1 << WeightDigitExponent(j))};
+  return {mult.width[j], BoothDigit(b, j) * (1 << (2 * j))};
+}
+
 WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t>& w_shape,
                                      const uint8_t* w_zero_point, size_t w_zero_point_size,
                                      int64_t group, const uint8_t* index, bool allow_direct) const {
@@ -72,7 +92,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
   const int64_t M = plan.M, K = plan.K;
 
   // One GEMM per rounding width r (weight encoded) or per Booth digit j (activation encoded).
-  const int slots = encode_activation_ ? kDigits : kBits + 1;
+  const int slots = Slots();
   std::vector<std::vector<int32_t>> dense(static_cast<size_t>(slots));
   const auto cell = [&](int slot, int64_t m, int64_t k) -> int32_t& {
     std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
@@ -94,9 +114,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     for (int b = -256; b < 256; ++b) {
       Terms& t = roup_terms[c][static_cast<size_t>(b + 256)];
       for (int j = mult.perforation; j < kDigits; ++j) {
-        const int slot = encode_activation_ ? j : mult.width[j];
-        const int value = encode_activation_ ? RoundHalfUp(b, mult.width[j]) * (1 << WeightDigitExponent(j))
-                                             : BoothDigit(b, j) * (1 << (2 * j));
+        const auto [slot, value] = RoupTerm(mult, j, b);
         if (value) {
           t.slot[static_cast<size_t>(t.count)] = slot;
           t.value[static_cast<size_t>(t.count++)] = value;
@@ -154,7 +172,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
   plan.acc_bound.assign(static_cast<size_t>(M), 0);
   for (int slot = 0; slot < slots; ++slot) {
     const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
-    const int64_t operand = encode_activation_ ? int64_t{2} << (2 * slot - WeightDigitExponent(slot)) : 256;
+    const int64_t operand = SlotOperandBound(slot);
     if (d.empty()) continue;
     for (int64_t m = 0; m < M; ++m) {  // no division per weight: plans are built per run for activations
       int64_t sum = 0;
@@ -177,9 +195,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
       std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
       if (d.empty() || std::all_of(d.begin(), d.end(), [](int32_t v) { return v == 0; })) continue;
       WeightPlan::Term term;
-      term.transform.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
-      term.transform.param = slot;
-      if (encode_activation_) term.transform.shift = 2 * slot - WeightDigitExponent(slot);
+      term.transform = SlotTransform(slot);
       term.weights = std::move(d);
       plan.terms.push_back(std::move(term));
     }
@@ -207,9 +223,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     const std::vector<int32_t>& d = dense[static_cast<size_t>(slot)];
     if (d.empty()) continue;
     WeightPlan::Gemm gemm;
-    gemm.transform.kind = encode_activation_ ? XTransform::Kind::kDigit : XTransform::Kind::kRound;
-    gemm.transform.param = slot;
-    if (encode_activation_) gemm.transform.shift = 2 * slot - WeightDigitExponent(slot);
+    gemm.transform = SlotTransform(slot);
     const size_t groups = static_cast<size_t>(plan.group);
     gemm.rows.resize(groups);
     gemm.weights.resize(groups);

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <onnxruntime_cxx_api.h>
@@ -150,6 +151,15 @@ class ROUPConvKernel {
   // requantized into y; the plan must not be direct.
   void Execute(OrtKernelContext* context, const Inputs& in, const WeightPlan& plan,
                const Geometry& geometry, uint8_t* y, int32_t* acc_out = nullptr) const;
+
+  // GEMM slot `slot` of a plan (a rounding width r, or a Booth digit j when the activation is
+  // encoded): its activation transform, and the largest |operand| it gives.
+  XTransform SlotTransform(int slot) const;
+  int64_t SlotOperandBound(int slot) const;
+  int Slots() const { return encode_activation_ ? kDigits : kBits + 1; }
+  // Booth digit j of the zero-point-free weight b under ROUP multiplier `mult`: its slot and value.
+  std::pair<int, int> RoupTerm(const Multiplier& mult, int j, int b) const;
+  const std::vector<Multiplier>& multipliers() const { return multipliers_; }
 
   const OrtApi& api_;
   ONNXTensorElementDataType y_type_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "roupconv/gemm_u8.h"
 #include "roupconv/requantize.h"
 #include "roupconv/util.h"
 
@@ -40,9 +41,34 @@ void Transpose(const uint8_t* src, int64_t rows, int64_t cols, int64_t ld_src, u
 ROUPMatMulKernel::ROUPMatMulKernel(const OrtApi& api, const OrtKernelInfo* info,
                                    ONNXTensorElementDataType a_type, ONNXTensorElementDataType b_type,
                                    ONNXTensorElementDataType y_type)
-    : ROUPConvKernel(api, info, a_type, b_type, y_type, kOpName) {
+    : ROUPConvKernel(api, info, a_type, b_type, y_type, kOpName),
+      b_flip_(roupconv::IsSigned(b_type) ? 0x80 : 0) {
   KernelAttributes attrs(api, info);
   try {
+    // The lean plan's tables: per ROUP multiplier, each slot's value for every b (BuildPlan's terms).
+    slot_tables_.resize(multipliers().size());
+    for (size_t c = 0; c < multipliers().size(); ++c) {
+      const roupconv::Multiplier& mult = multipliers()[c];
+      if (mult.kind != roupconv::MultiplierKind::kRoup) continue;
+      std::vector<SlotTable> dense(static_cast<size_t>(Slots()));
+      for (int slot = 0; slot < Slots(); ++slot) dense[static_cast<size_t>(slot)] = {slot, {}};
+      for (int b = -256; b < 256; ++b) {
+        for (int j = mult.perforation; j < roupconv::kDigits; ++j) {
+          const auto [slot, value] = RoupTerm(mult, j, b);
+          dense[static_cast<size_t>(slot)].value[static_cast<size_t>(b + 256)] += static_cast<int16_t>(value);
+        }
+      }
+      for (const SlotTable& t : dense) {
+        if (std::any_of(t.value.begin(), t.value.end(), [](int16_t v) { return v != 0; })) slot_tables_[c].push_back(t);
+      }
+    }
+    const uint8_t* index = IndexData();
+    const size_t index_size = index_ ? index_->size() : 1;
+    const int first = index ? index[0] : 0;
+    if ((!index || std::all_of(index, index + index_size, [first](uint8_t v) { return v == first; })) &&
+        multipliers()[static_cast<size_t>(first)].kind != roupconv::MultiplierKind::kLut) {
+      uniform_multiplier_ = first;
+    }
     static const char* const kRequired[] = {"a", "a_scale", "a_zero_point", "b", "b_scale",
                                             "b_zero_point", "y_scale", "y_zero_point"};
     if (attrs.InputCount() < 8) {
@@ -143,6 +169,139 @@ WeightPlan ROUPMatMulKernel::PlanB(const uint8_t* b, const std::vector<int64_t>&
                    index_ ? index.data() : nullptr);
 }
 
+std::unique_ptr<ROUPMatMulKernel::RunBuffers> ROUPMatMulKernel::AcquireBuffers() const {
+  std::lock_guard<std::mutex> lock(buffers_mutex_);
+  if (free_buffers_.empty()) return std::make_unique<RunBuffers>();
+  std::unique_ptr<RunBuffers> buffers = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return buffers;
+}
+
+void ROUPMatMulKernel::ReleaseBuffers(std::unique_ptr<RunBuffers> buffers) const {
+  std::lock_guard<std::mutex> lock(buffers_mutex_);
+  free_buffers_.push_back(std::move(buffers));
+}
+
+void ROUPMatMulKernel::PlanBLean(const uint8_t* b, int64_t G, int64_t K, int64_t N, const uint8_t* zero_point,
+                                 size_t zero_points, RunBuffers& buffers) const {
+  using roupconv::kQuad;
+  WeightPlan& plan = buffers.plan;
+  const int64_t M = G * N, Kq = roupconv::RoundUp(K, kQuad);
+  plan.M = M;
+  plan.Cg = plan.K = K;
+  plan.KH = plan.KW = 1;
+  plan.Kp = roupconv::RoundUp(K, 2);
+  plan.Kq = Kq;
+  plan.group = G;
+  plan.Mg = N;
+  plan.direct = false;
+  plan.terms.clear();
+  plan.quad_order.resize(static_cast<size_t>(Kq / kQuad));
+  for (size_t q = 0; q < plan.quad_order.size(); ++q) plan.quad_order[q] = static_cast<int32_t>(q);  // one tap
+  plan.lut_taps.assign(static_cast<size_t>(M), {});
+  plan.lut_kind.assign(static_cast<size_t>(M), roupconv::GatherKind(nullptr, 0));
+  plan.acc_bound.assign(static_cast<size_t>(M), 0);
+
+  // Per slot two GEMMs: rows 2^h W' with W' int8, and the low bits of rows split in two (below).
+  const std::vector<SlotTable>& tables = slot_tables_[static_cast<size_t>(uniform_multiplier_)];
+  plan.gemms.resize(2 * tables.size());
+  for (size_t ti = 0; ti < tables.size(); ++ti) {
+    for (size_t part = 0; part < 2; ++part) {
+      WeightPlan::Gemm& gemm = plan.gemms[2 * ti + part];
+      gemm.transform = SlotTransform(tables[ti].slot);
+      for (auto* v : {&gemm.rows, &gemm.rows8, &gemm.shift8, &gemm.rowsum8}) {
+        v->resize(static_cast<size_t>(G));
+        for (auto& x : *v) x.clear();
+      }
+      gemm.weights.resize(static_cast<size_t>(G));
+      for (auto& x : gemm.weights) x.clear();
+      gemm.weights8.resize(static_cast<size_t>(G));
+      for (auto& x : gemm.weights8) x.clear();
+    }
+  }
+  // zero[n]: 256 minus column n's zero-point index, so that value[index + zero[n]] is its term.
+  buffers.zero.resize(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) buffers.zero[static_cast<size_t>(n)] = 256 - (zero_point[zero_points == 1 ? 0 : n] ^ b_flip_);
+  buffers.values.assign(static_cast<size_t>(N * Kq), 0);  // [n][Kq]: B's column n, k-padded
+  int16_t* values = buffers.values.data();
+  const int32_t* zero = buffers.zero.data();
+
+  for (size_t ti = 0; ti < tables.size(); ++ti) {
+    const int16_t* table = tables[ti].value.data();
+    const int64_t bound = SlotOperandBound(tables[ti].slot);
+    WeightPlan::Gemm &main = plan.gemms[2 * ti], &low = plan.gemms[2 * ti + 1];
+    const int log_scale = roupconv::U8LogScale(main.transform);
+    const int max_pair = roupconv::MaxPairSum(roupconv::U8Bound(main.transform));
+    for (int64_t g = 0; g < G; ++g) {
+      const uint8_t* bg = b + g * K * N;
+      for (int64_t k = 0; k < K; ++k) {
+        const uint8_t* row = bg + k * N;
+        for (int64_t n = 0; n < N; ++n) values[n * Kq + k] = table[(row[n] ^ b_flip_) + zero[n]];
+      }
+      const size_t gs = static_cast<size_t>(g);
+      for (int64_t n = 0; n < N; ++n) {
+        const int16_t* r = values + n * Kq;
+        int bits = 0;
+        int64_t magnitude = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          bits |= r[k];
+          magnitude += std::abs(r[k]);
+        }
+        if (!bits) continue;
+        plan.acc_bound[static_cast<size_t>(g * N + n)] += bound * magnitude;
+        const int h = __builtin_ctz(static_cast<unsigned>(bits));  // the row is 2^h times an odd-entried row
+        // The u8 GEMM takes r >> h when its pairs fit int8 (and MaxPairSum); a row of 9-bit values
+        // (a zero point away from the middle) as v = 2 (v >> 1) + (v & 1), v = r >> h: two int8 rows.
+        bool fits = true, splits = true;
+        for (int64_t k = 0; k < Kq && splits; k += 2) {
+          const int v0 = r[k] >> h, v1 = r[k + 1] >> h;
+          fits = fits && v0 >= -128 && v0 <= 127 && v1 >= -128 && v1 <= 127 && std::abs(v0) + std::abs(v1) <= max_pair;
+          const int w0 = v0 >> 1, w1 = v1 >> 1;
+          splits = v0 >= -256 && v0 <= 255 && v1 >= -256 && v1 <= 255 && std::abs(w0) + std::abs(w1) <= max_pair;
+        }
+        const auto emit = [&](WeightPlan::Gemm& gemm, int down, bool odd_part) {
+          std::vector<int8_t>& out = gemm.weights8[gs];
+          const size_t at = out.size();
+          out.resize(at + static_cast<size_t>(Kq));
+          int32_t sum = 0;
+          for (int64_t k = 0; k < Kq; ++k) {
+            const int v = r[k] >> h;
+            const int w = odd_part ? v & 1 : v >> down;
+            out[at + static_cast<size_t>(k)] = static_cast<int8_t>(w);
+            sum += w;
+          }
+          gemm.rows8[gs].push_back(static_cast<int32_t>(n));
+          gemm.shift8[gs].push_back(h + down + log_scale);
+          gemm.rowsum8[gs].push_back(sum);
+        };
+        if (fits) {
+          emit(main, 0, false);
+        } else if (splits) {
+          emit(main, 1, false);
+          emit(low, 0, true);
+        } else {  // the int16 GEMM
+          main.rows[gs].push_back(static_cast<int32_t>(n));
+          main.weights[gs].insert(main.weights[gs].end(), r, r + plan.Kp);
+        }
+      }
+    }
+  }
+  // Drop the GEMMs with no rows: Execute maps the activations once per GEMM.
+  const auto empty = [](const WeightPlan::Gemm& gemm) {
+    const auto none = [](const auto& groups) {
+      return std::all_of(groups.begin(), groups.end(), [](const auto& v) { return v.empty(); });
+    };
+    return none(gemm.rows8) && none(gemm.rows);
+  };
+  size_t kept = 0;
+  for (size_t gi = 0; gi < plan.gemms.size(); ++gi) {
+    if (empty(plan.gemms[gi])) continue;
+    if (kept != gi) std::swap(plan.gemms[kept], plan.gemms[gi]);
+    ++kept;
+  }
+  plan.gemms.resize(kept);
+}
+
 void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
                                  const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const {
   const std::vector<int64_t>&as = in.a_shape, &bs = in.b_shape;
@@ -202,11 +361,21 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
     return;
   }
 
-  WeightPlan run_plan;
+  // Buffers kept across runs; returned to the pool however this run ends.
+  struct Lease {
+    const ROUPMatMulKernel* kernel;
+    std::unique_ptr<RunBuffers> buffers;
+    ~Lease() { kernel->ReleaseBuffers(std::move(buffers)); }
+  } lease{this, AcquireBuffers()};
+  RunBuffers& buffers = *lease.buffers;
   const WeightPlan* plan = constant_b_plan_.get();
   if (!plan) {
-    run_plan = PlanB(in.b, bs, in.b_zero_point, in.b_zero_point_size);
-    plan = &run_plan;
+    if (uniform_multiplier_ >= 0) {
+      PlanBLean(in.b, Product(bs, 0, bs.size() - 2), K, N, in.b_zero_point, in.b_zero_point_size, buffers);
+    } else {
+      buffers.plan = PlanB(in.b, bs, in.b_zero_point, in.b_zero_point_size);
+    }
+    plan = &buffers.plan;
   }
 
   // Each output matrix o is (image, group g): g the matrix of B it uses, the image counting the
@@ -234,7 +403,8 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   }
   const bool fold = G == 1;
   const int64_t H = fold ? images * M : M, conv_images = fold ? 1 : images;
-  std::vector<uint8_t> x(static_cast<size_t>(total * K * M));
+  std::vector<uint8_t>& x = buffers.x;
+  x.resize(static_cast<size_t>(total * K * M));
   for (int64_t o = 0; o < total; ++o) {
     const uint8_t* a = in.a + a_of[static_cast<size_t>(o)] * M * K;
     const int64_t slot = slot_of[static_cast<size_t>(o)];
@@ -273,7 +443,8 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   Geometry geometry;
   geometry.out_h = 1;
   geometry.out_w = H;
-  std::vector<uint8_t> conv_y(static_cast<size_t>(total * N * M));
+  std::vector<uint8_t>& conv_y = buffers.y;
+  conv_y.resize(static_cast<size_t>(total * N * M));
   Execute(context, conv, *plan, geometry, conv_y.data());
 
   for (int64_t o = 0; o < total; ++o) {

@@ -9,9 +9,11 @@
 // on every run, for whatever batch and sequence length it has.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,12 +51,37 @@ class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
                  const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const;
 
  private:
+  // A run's plan of an activation B and its buffers, kept for the next runs.
+  struct RunBuffers {
+    roupconv::WeightPlan plan;
+    std::vector<uint8_t> x, y;
+    std::vector<int16_t> values;
+    std::vector<int32_t> zero;
+  };
+  std::unique_ptr<RunBuffers> AcquireBuffers() const;
+  void ReleaseBuffers(std::unique_ptr<RunBuffers> buffers) const;
+
   void CheckB(const std::vector<int64_t>& b_shape, size_t zero_points) const;
   roupconv::WeightPlan PlanB(const uint8_t* b, const std::vector<int64_t>& b_shape,
                              const uint8_t* zero_point, size_t zero_points) const;
+  // PlanB's result for a B whose positions all use multiplier uniform_multiplier_ (no LUT), built
+  // straight into the u8 GEMM's layout with one table lookup per position and slot: an
+  // activation B (attention) is planned on every run.
+  void PlanBLean(const uint8_t* b, int64_t G, int64_t K, int64_t N, const uint8_t* zero_point,
+                 size_t zero_points, RunBuffers& buffers) const;
 
   std::shared_ptr<const roupconv::WeightPlan> constant_b_plan_;
   std::vector<int64_t> constant_b_shape_;
+  uint8_t b_flip_;  // XOR turning a stored byte of b into its index (0x80 for int8)
+  // Per multiplier: its nonzero slots, each with its value for every zero-point-free b + 256.
+  struct SlotTable {
+    int slot;
+    std::array<int16_t, 512> value;
+  };
+  std::vector<std::vector<SlotTable>> slot_tables_;
+  int uniform_multiplier_ = -1;  // the multiplier of every position of B, when one (not a LUT) is
+  mutable std::mutex buffers_mutex_;
+  mutable std::vector<std::unique_ptr<RunBuffers>> free_buffers_;
 };
 
 template <typename TA, typename TB, typename TY>
