@@ -5,6 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "roupconv/gemm_u8.h"
 #include "roupconv/requantize.h"
 #include "roupconv/util.h"
@@ -21,14 +25,37 @@ int64_t Product(const std::vector<int64_t>& dims, size_t begin, size_t end) {
   return p;
 }
 
-// dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols, in 32 x 32 blocks.
+#ifdef __SSE2__
+// A 16 x 16 byte block: four rounds of out[2i + h] = unpack{lo,hi}(in[i], in[i + 8]), each
+// rotating the 8-bit (row, column) address left by one bit; four rotations swap row and column.
+void Transpose16(const uint8_t* src, int64_t ld_src, uint8_t* dst, int64_t ld_dst) {
+  __m128i a[16], b[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * ld_src));
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 8; ++i) {
+      b[2 * i] = _mm_unpacklo_epi8(a[i], a[i + 8]);
+      b[2 * i + 1] = _mm_unpackhi_epi8(a[i], a[i + 8]);
+    }
+    std::copy(b, b + 16, a);
+  }
+  for (int i = 0; i < 16; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i * ld_dst), a[i]);
+}
+#endif
+
+// dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols, in 16 x 16 blocks.
 void Transpose(const uint8_t* src, int64_t rows, int64_t cols, int64_t ld_src, uint8_t* dst,
                int64_t ld_dst) {
-  constexpr int64_t kBlock = 32;
+  constexpr int64_t kBlock = 16;
   for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
     const int64_t r1 = std::min(rows, r0 + kBlock);
     for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
       const int64_t c1 = std::min(cols, c0 + kBlock);
+#ifdef __SSE2__
+      if (r1 - r0 == kBlock && c1 - c0 == kBlock) {
+        Transpose16(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
+        continue;
+      }
+#endif
       for (int64_t c = c0; c < c1; ++c) {
         for (int64_t r = r0; r < r1; ++r) dst[c * ld_dst + r] = src[r * ld_src + c];
       }
