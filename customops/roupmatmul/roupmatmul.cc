@@ -251,19 +251,28 @@ void ROUPMatMulKernel::PlanBLean(const uint8_t* b, int64_t G, int64_t K, int64_t
   for (int64_t n = 0; n < N; ++n) buffers.zero[static_cast<size_t>(n)] = 256 - (zero_point[zero_points == 1 ? 0 : n] ^ b_flip_);
   buffers.values.assign(static_cast<size_t>(N * Kq), 0);  // [n][Kq]: B's column n, k-padded
   int16_t* values = buffers.values.data();
+  buffers.bt.resize(static_cast<size_t>(K * N));
   const int32_t* zero = buffers.zero.data();
 
   for (size_t ti = 0; ti < tables.size(); ++ti) {
     const int16_t* table = tables[ti].value.data();
+    bool identity = true;
+    for (int v = 0; v < 512 && identity; ++v) identity = table[v] == v - 256;
     const int64_t bound = SlotOperandBound(tables[ti].slot);
     WeightPlan::Gemm &main = plan.gemms[2 * ti], &low = plan.gemms[2 * ti + 1];
     const int log_scale = roupconv::U8LogScale(main.transform);
     const int max_pair = roupconv::MaxPairSum(roupconv::U8Bound(main.transform));
     for (int64_t g = 0; g < G; ++g) {
-      const uint8_t* bg = b + g * K * N;
-      for (int64_t k = 0; k < K; ++k) {
-        const uint8_t* row = bg + k * N;
-        for (int64_t n = 0; n < N; ++n) values[n * Kq + k] = table[(row[n] ^ b_flip_) + zero[n]];
+      Transpose(b + g * K * N, K, N, N, buffers.bt.data(), K);  // [n][k]: rows read contiguously
+      for (int64_t n = 0; n < N; ++n) {
+        const uint8_t* in = buffers.bt.data() + n * K;
+        int16_t* out = values + n * Kq;
+        const int32_t z = zero[n];
+        if (identity) {  // value = b (exact plans): vectorizes
+          for (int64_t k = 0; k < K; ++k) out[k] = static_cast<int16_t>((in[k] ^ b_flip_) + z - 256);
+        } else {
+          for (int64_t k = 0; k < K; ++k) out[k] = table[(in[k] ^ b_flip_) + z];
+        }
       }
       const size_t gs = static_cast<size_t>(g);
       for (int64_t n = 0; n < N; ++n) {
@@ -279,13 +288,17 @@ void ROUPMatMulKernel::PlanBLean(const uint8_t* b, int64_t G, int64_t K, int64_t
         const int h = __builtin_ctz(static_cast<unsigned>(bits));  // the row is 2^h times an odd-entried row
         // The u8 GEMM takes r >> h when its pairs fit int8 (and MaxPairSum); a row of 9-bit values
         // (a zero point away from the middle) as v = 2 (v >> 1) + (v & 1), v = r >> h: two int8 rows.
-        bool fits = true, splits = true;
-        for (int64_t k = 0; k < Kq && splits; k += 2) {
+        // Branch-free scans (they vectorize): the range of v, and the largest pair sums.
+        int lo = 0, hi = 0, pair = 0, half_pair = 0;
+        for (int64_t k = 0; k < Kq; k += 2) {
           const int v0 = r[k] >> h, v1 = r[k + 1] >> h;
-          fits = fits && v0 >= -128 && v0 <= 127 && v1 >= -128 && v1 <= 127 && std::abs(v0) + std::abs(v1) <= max_pair;
-          const int w0 = v0 >> 1, w1 = v1 >> 1;
-          splits = v0 >= -256 && v0 <= 255 && v1 >= -256 && v1 <= 255 && std::abs(w0) + std::abs(w1) <= max_pair;
+          lo = std::min(lo, std::min(v0, v1));
+          hi = std::max(hi, std::max(v0, v1));
+          pair = std::max(pair, std::abs(v0) + std::abs(v1));
+          half_pair = std::max(half_pair, std::abs(v0 >> 1) + std::abs(v1 >> 1));
         }
+        const bool fits = lo >= -128 && hi <= 127 && pair <= max_pair;
+        const bool splits = lo >= -256 && hi <= 255 && half_pair <= max_pair;
         const auto emit = [&](WeightPlan::Gemm& gemm, int down, bool odd_part) {
           std::vector<int8_t>& out = gemm.weights8[gs];
           const size_t at = out.size();

@@ -54,7 +54,7 @@ class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
   // A run's plan of an activation B and its buffers, kept for the next runs.
   struct RunBuffers {
     roupconv::WeightPlan plan;
-    std::vector<uint8_t> x, y;
+    std::vector<uint8_t> x, y, bt;  // bt: a matrix of B transposed
     std::vector<int16_t> values;
     std::vector<int32_t> zero;
   };
