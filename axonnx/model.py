@@ -269,6 +269,17 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def example_shape(inp: ModelInput) -> str:
+    """An --input-shape for ``inp`` to suggest: its fixed dims, 1 for a dynamic batch, 224
+    for the dynamic spatial dims of an image ([N, C, H, W]) and 128 for any other (a
+    sequence)."""
+    if inp.dims is None:
+        return "1,3,224,224"
+    image = len(inp.dims) == 4
+    return ",".join(str(d) if d is not None else "1" if i == 0 else "224" if image else "128"
+                    for i, d in enumerate(inp.dims))
+
+
 def concrete_inputs(model: onnx.ModelProto, batch: int = 1,
                     input_shape: str | tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
     """Zero-filled inputs: a symbolic leading (batch) dim becomes ``batch``; any other
@@ -282,9 +293,9 @@ def concrete_inputs(model: onnx.ModelProto, batch: int = 1,
     for inp in inputs:
         if inp.dims is None or any(d is None for d in inp.dims[1:]):
             raise AxonnxError(f"input {inp.name!r} has a dynamic shape ({inp.describe()}); "
-                              "axonnx needs fixed spatial sizes to count multiplications: pass "
-                              "--input-shape, e.g. --input-shape 1,3,224,224 (input_shape= in "
-                              "Python)")
+                              "axonnx needs fixed sizes to count multiplications: pass "
+                              f"--input-shape, e.g. --input-shape {example_shape(inp)} "
+                              "(input_shape= in Python)")
         dims = [batch if d is None else d for d in inp.dims]
         feeds[inp.name] = np.zeros(dims, dtype=inp.dtype)
     return feeds

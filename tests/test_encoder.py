@@ -5,6 +5,10 @@ an approximate plan equals the oracle, and inspect counts the multiplications.""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -12,7 +16,9 @@ import pytest
 from onnx import numpy_helper
 
 from axonnx import InferenceSession
+from axonnx.analysis.cost import PlanCost
 from axonnx.architectures import transformer_encoder
+from axonnx.errors import AxonnxError
 from axonnx.model import with_outputs
 from axonnx.ops.roupconv import read_assignment
 from axonnx.ops.roupmatmul import OP_TYPE, roup_matmul
@@ -124,3 +130,39 @@ def test_inspect_counts_the_multiplications_at_an_input_shape(encoders):
     _, layers, _ = prepared(encoders[("qdq", "sym-int8")], matmul=True)
     assert [layer.matmul.index_shape for layer in layers if layer.kind == ATTENTION] == [
         (D // HEADS, 1), (1, D // HEADS)] * 2
+
+
+def test_a_missing_input_shape_suggests_one_of_the_models_rank(encoders):
+    with pytest.raises(AxonnxError, match=rf"--input-shape 1,128,{D} "):
+        inspect_model(encoders[("qdq", "uint8")], matmul=True)
+
+
+def test_sensitivity_and_explore_count_the_products_at_the_input_shape(encoders, tmp_path):
+    """On the dynamic encoder, `axonnx sensitivity` and a tiny `axonnx explore` (--matmul,
+    label-free metric) score plans over every product, multiplications counted at
+    --input-shape; the Python API takes it too."""
+    model = encoders[("qdq", "uint8")]
+    onnx.save(model, tmp_path / "encoder.onnx")
+    np.savez(tmp_path / "inputs.npz", input=inputs(4, 12)["input"])
+    products = [layer.name for layer in prepared(model, matmul=True)[1]]
+    assert len(products) == 16
+    common = [str(tmp_path / "encoder.onnx"), "--data", str(tmp_path / "inputs.npz"), "--matmul",
+              "--metric", "snr", "--input-shape", f"4,12,{D}", "--workers", "1"]
+
+    def axonnx(*args):
+        done = subprocess.run([sys.executable, "-P", "-m", "axonnx", *args], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    axonnx("sensitivity", *common, "--out", str(tmp_path / "sens"), "--multipliers", "ROUP(1,4)")
+    result = json.loads((tmp_path / "sens" / "sensitivity_single.json").read_text())
+    assert result["layers"] == products
+    axonnx("explore", *common, "--out", str(tmp_path / "explore"), "--approach", "llam",
+           "--multipliers", "ROUP(0,0),ROUP(1,4)", "--pop", "4", "--gens", "1")
+    run = json.loads((tmp_path / "explore" / "run.json").read_text())
+    assert run["space"]["layers"] == products
+
+    seq = 9
+    pixels = PlanCost.for_model(model, matmul=True, input_shape=f"1,{seq},{D}").pixels
+    # A weight position is used once per row of a: seq rows, times the heads in attention.
+    assert sorted(pixels.values()) == [seq] * 12 + [HEADS * seq] * 4

@@ -34,12 +34,14 @@ class PlanCost:
     formats: dict[str, dict[str, str]] | None = None
 
     @classmethod
-    def for_model(cls, model, table=None, matmul: bool = False) -> "PlanCost":
+    def for_model(cls, model, table=None, matmul: bool = False, input_shape=None) -> "PlanCost":
+        """``input_shape`` fixes a dynamic input's dims (e.g. batch and sequence), at which
+        the multiplications are counted."""
         from axonnx.model import load_model
         from axonnx.passes import GraphIndex
         from axonnx.transform import operand_formats, prepared
 
-        work, layers, _ = prepared(load_model(model), matmul)
+        work, layers, _ = prepared(load_model(model), matmul, input_shape)
         index = GraphIndex(work.graph)
         formats = {encoded: {layer.name: operand_formats(layer, index, encoded) for layer in layers}
                    for encoded in ("weight", "activation")}

@@ -257,13 +257,15 @@ def prepare_out(out: Path, config: ExploreConfig) -> dict | None:
 def explore(model, config: ExploreConfig, out: str | Path, *, search_data, report_data=None,
             calibration=None, backend: Backend | None = None,
             energy_table=None, progress: Callable | None = None,
-            stop_after: int | None = None) -> ExploreResult:
+            stop_after: int | None = None, input_shape=None) -> ExploreResult:
     """Run (or resume) one exploration. ``search_data`` is scored during the search;
     ``report_data`` (if given; disjoint from it, :func:`axonnx.data.load.search_and_report`)
     re-scores the Pareto set at the end. ``calibration`` (a Dataset) feeds the recovery
     statistics.
     ``progress(kind, advance, total)`` is called as work completes. ``stop_after`` ends the
-    call after that many generations of this call (the run stays resumable)."""
+    call after that many generations of this call (the run stays resumable). ``input_shape``
+    (e.g. ``"1,128,768"``): where the model's input has dynamic dims, the size at which
+    multiplications are counted."""
     from axonnx.analysis.cost import PlanCost
     from axonnx.model import load_model
     from axonnx.transform import prepared
@@ -273,8 +275,8 @@ def explore(model, config: ExploreConfig, out: str | Path, *, search_data, repor
     out = Path(out)
     state = prepare_out(out, config)
     model = load_model(model)
-    _, layers, _ = prepared(model, config.matmul)
-    cost = PlanCost.for_model(model, energy_table, config.matmul)
+    _, layers, _ = prepared(model, config.matmul, input_shape)
+    cost = PlanCost.for_model(model, energy_table, config.matmul, input_shape)
     notes: list[str] = []
     subs = None
     if config.approach != "klms":  # never offer a multiplier dominated on a layer's formats

@@ -61,9 +61,11 @@ class SensitivityResult:
 def sensitivity(model, multipliers: list[str], mode: str, data, *, metric=None, backend=None,
                 energy_table=None, recovery: str = "none", stats=None,
                 encoded_operand: str = "weight", matmul: bool = False,
-                progress: Callable | None = None) -> SensitivityResult:
+                progress: Callable | None = None, input_shape=None) -> SensitivityResult:
     """Score every (multiplier, m) plan on ``data`` (a Dataset, a CIFAR Split, ...) with
-    ``metric`` (default: top1 with labels, else a label-free one; :mod:`axonnx.metrics`)."""
+    ``metric`` (default: top1 with labels, else a label-free one; :mod:`axonnx.metrics`).
+    ``input_shape`` (e.g. ``"1,128,768"``): where the model's input has dynamic dims, the
+    size at which multiplications are counted."""
     from axonnx.analysis.cost import PlanCost
     from axonnx.analysis.evaluation import Backend, Workload, worker_threads
     from axonnx.model import load_model
@@ -76,7 +78,7 @@ def sensitivity(model, multipliers: list[str], mode: str, data, *, metric=None, 
         raise AxonnxError("give at least one multiplier (--multipliers)")
     check_encoded_operand(encoded_operand)
     loaded = load_model(model)
-    _, layers, _ = prepared(loaded, matmul)
+    _, layers, _ = prepared(loaded, matmul, input_shape)
     names = [layer.name for layer in layers]
     if not names:
         raise AxonnxError("the model has no quantized layer to approximate")
@@ -92,7 +94,7 @@ def sensitivity(model, multipliers: list[str], mode: str, data, *, metric=None, 
     workload = Workload.create(loaded, data, metric=metric, recovery=recovery, stats=stats,
                                threads=threads)
     info = workload.metric_info
-    cost = PlanCost.for_model(loaded, energy_table, matmul)
+    cost = PlanCost.for_model(loaded, energy_table, matmul, input_shape)
 
     jobs: list[tuple[str, int, Plan | None]] = [("", 0, None)]
     for mult in canonical:
