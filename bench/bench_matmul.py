@@ -2,6 +2,7 @@
 ROUP(1,4) >= 0.45x of plain onnxruntime on the same quantized model, 2 threads).
 
     .venv/bin/python -P bench/bench_matmul.py [--seq 128] [--repeat 20] [--batch 1]
+        [--threads 2] [--cpu-time]
 
 The layer is axonnx.architectures.transformer_encoder(d=768, heads=12, layers=1,
 hidden=3072): Q/K/V/output projections 768x768, FFN 768x3072 and 3072x768, and the two
@@ -37,8 +38,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time runs by this process's CPU time (with --threads 1: steady on "
+                             "a loaded machine, where wall-clock time is not)")
     args = parser.parse_args()
 
+    clock = time.process_time if args.cpu_time else time.perf_counter
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch, args.seq, 768)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,10 +66,10 @@ def main() -> None:
             times = {name: [] for name in sessions}
             for round_ in range(args.repeat + 3):
                 for name, session in sessions.items():
-                    start = time.perf_counter()
+                    start = clock()
                     session.run(None, {"input": x})
                     if round_ >= 3:  # warm-up rounds
-                        times[name].append(time.perf_counter() - start)
+                        times[name].append(clock() - start)
             medians = {name: statistics.median(t) for name, t in times.items()}
             print(f"{form}: plain {medians['plain'] * 1e3:.1f} ms; " + "; ".join(
                 f"{name} {medians[name] * 1e3:.1f} ms ({medians['plain'] / medians[name]:.2f}x)"
