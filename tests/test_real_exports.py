@@ -107,7 +107,8 @@ def test_summary_counts_exact_plans_as_exact_and_lists_what_was_left_alone(expor
     assert text.exit_code == 0, text.output
     assert "approximated: 1 conv layer" in text.output
     assert "4 conv layers, 1 transposed conv layer, 1 fully connected layer" in text.output
-    assert "conv layers as ROUPConv" not in text.output
+    # Each layer is named by the op it became: 5 convs, the transposed conv, the product.
+    assert "layers rewritten: 5 as ROUPConv, 1 as ROUPConvTranspose, 1 as ROUPMatMul" in text.output
 
 
 def test_energy_totals_include_exact_multiplications_and_agree_to_the_last_digit(exports):

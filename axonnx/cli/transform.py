@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -16,6 +18,7 @@ from axonnx.cli._options import (
     PreprocessOption, SampleOption, SkipFirstOption, data_options,
 )
 from axonnx.errors import AxonnxError
+from axonnx.ops.roupconv import DOMAIN
 
 
 def build_plan(model, plan_file, *, skip_first: bool, encoded_operand: str,
@@ -140,8 +143,11 @@ def transform_command(
                    "warnings": warnings, "summary": summary.as_dict(),
                    "recovery": None if verdict is None else verdict.as_dict()})
         return
-    rewritten = len(summary.approximated) + len(summary.exact)
-    stderr.print(f"wrote {written}: {rewritten} layers as ROUPConv (plan digest "
+    # Name the ops the layers became: a matrix product is a ROUPMatMul, a transposed conv a
+    # ROUPConvTranspose.
+    ops = Counter(n.op_type for n in out_model.graph.node if n.domain == DOMAIN)
+    rewritten = ", ".join(f"{count} as {op}" for op, count in sorted(ops.items())) or "none"
+    stderr.print(f"wrote {written}: layers rewritten: {rewritten} (plan digest "
                  f"{resolved.digest()})", soft_wrap=True, highlight=False)
     for line in summary.lines():
         stderr.print(line, soft_wrap=True, highlight=False, markup=False)
