@@ -27,6 +27,8 @@ struct Scratch {
   std::vector<int32_t> quad_off;  // per k-quad: its byte offset in `quads`
   std::vector<int32_t> row_of;    // a task's GEMM rows, relative to its first output channel
   std::vector<int32_t> natural_off;  // Im2Col::QuadOffsets, before the plan's quad order
+  std::vector<int64_t> lut_off;      // per k: its row's offset in `index`
+  std::vector<int32_t> lut_err;      // implicit tasks: the LUT errors of real output pixels
   DepthwiseScratch direct;
 };
 
@@ -48,6 +50,13 @@ ScratchPool::~ScratchPool() = default;
 
 namespace {
 
+// Each k's row offset in a row-major im2col of `cols` columns (LutErrorAdd's `off`).
+const int64_t* RowOffsets(int64_t K, int64_t cols, std::vector<int64_t>& off) {
+  off.resize(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) off[static_cast<size_t>(k)] = k * cols;
+  return off.data();
+}
+
 struct Job {
   const WeightPlan* plan;
   ScratchPool* pool;
@@ -65,7 +74,7 @@ struct Job {
   uint8_t x_flip, x_pad;
   std::vector<int32_t> base;   // per m: the bias and the u8 GEMMs' offset terms
   std::vector<U8Operand> operands;  // per GEMM: its u8 activation operand for x's zero point
-  std::vector<char> needs_quads, needs_rows;  // per conv group: u8 rows; int16 rows or LUT taps
+  std::vector<char> needs_quads, needs_rows, has_lut;  // per conv group: u8 rows; int16 rows; LUT taps
   // Per conv group: the first GEMM with u8 rows (-1: none), which stores init[i] (the base of its
   // row i) plus its sums, and the rows it leaves out (filled with their base first).
   std::vector<int> first_gemm;
@@ -119,8 +128,8 @@ struct Job {
                  static_cast<size_t>(cols));
       }
       // int16 rows and LUT taps read the indices row by row.
+      if (needs_rows[gs] || has_lut[gs]) im2col(xg, p.Cg, p0, p1, cols, x_flip, x_pad, index, scratch.band);
       if (needs_rows[gs]) {
-        im2col(xg, p.Cg, p0, p1, cols, x_flip, x_pad, index, scratch.band);
         for (const WeightPlan::Gemm& gemm : p.gemms) {
           const std::vector<int32_t>& rows = gemm.rows[gs];
           if (rows.empty()) continue;
@@ -132,13 +141,10 @@ struct Job {
                   static_cast<int>(p.Kp), scratch.packed.data(), static_cast<int>(cols), acc,
                   static_cast<size_t>(cols));
         }
-        for (int64_t ml = 0; ml < p.Mg; ++ml) {
-          const std::vector<LutTap>& taps = p.lut_taps[static_cast<size_t>(g * p.Mg + ml)];
-          if (!taps.empty()) {
-            GatherAdd(taps.data(), taps.size(), p.lut_kind[static_cast<size_t>(g * p.Mg + ml)], index,
-                      static_cast<size_t>(cols), static_cast<int>(cols), acc + ml * cols);
-          }
-        }
+      }
+      if (has_lut[gs]) {
+        LutErrorAdd(p.luts, g * p.Mg, (g + 1) * p.Mg, index, RowOffsets(p.K, cols, scratch.lut_off),
+                    static_cast<int>(cols), acc, static_cast<size_t>(cols));
       }
       for (int64_t ml = 0; ml < p.Mg; ++ml) {
         const int64_t m = g * p.Mg + ml;
@@ -209,6 +215,24 @@ struct Job {
                  scratch.row_of.data(), gemm.shift8[gs].data() + i0,
                  first_gemm[gs] == static_cast<int>(gi) ? init[gs].data() + i0 : nullptr, static_cast<int>(p.Kq), b,
                  scratch.quad_off.data(), kTile * kQuad, static_cast<int>(cols), acc, static_cast<size_t>(cols));
+      }
+      if (has_lut[gs] && p.luts.any(g * p.Mg + m0, g * p.Mg + m1)) {
+        // LUT errors: over the real output pixels of the rows (a row-major im2col), then added to
+        // the virtual rows of the accumulators.
+        const int64_t q0 = oh0 * out_w, n = nrows_out * out_w, lcols = RoundUp(n, kTile);
+        scratch.index.resize(static_cast<size_t>(p.K * lcols));
+        im2col(xg, p.Cg, q0, q0 + n, lcols, x_flip, x_pad, scratch.index.data(), scratch.band);
+        scratch.lut_err.assign(static_cast<size_t>((m1 - m0) * lcols), 0);
+        int32_t* err = scratch.lut_err.data();
+        LutErrorAdd(p.luts, g * p.Mg + m0, g * p.Mg + m1, scratch.index.data(),
+                    RowOffsets(p.K, lcols, scratch.lut_off), static_cast<int>(n), err, static_cast<size_t>(lcols));
+        for (int64_t ml = 0; ml < m1 - m0; ++ml) {
+          for (int64_t r = 0; r < nrows_out; ++r) {
+            int32_t* a = acc + ml * cols + r * shape.wv;
+            const int32_t* e = err + ml * lcols + r * out_w;
+            for (int64_t ow = 0; ow < out_w; ++ow) a[ow] += e[ow];
+          }
+        }
       }
       for (int64_t ml = m0; ml < m1; ++ml) {
         const int64_t m = g * p.Mg + ml;
@@ -325,13 +349,14 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
   }
   job.needs_quads.assign(static_cast<size_t>(plan.group), 0);
   job.needs_rows.assign(static_cast<size_t>(plan.group), 0);
+  job.has_lut.assign(static_cast<size_t>(plan.group), 0);
   for (int64_t g = 0; g < plan.group; ++g) {
     const size_t gs = static_cast<size_t>(g);
     for (const WeightPlan::Gemm& gemm : plan.gemms) {
       job.needs_quads[gs] |= !gemm.rows8[gs].empty();
       job.needs_rows[gs] |= !gemm.rows[gs].empty();
     }
-    for (int64_t ml = 0; ml < plan.Mg; ++ml) job.needs_rows[gs] |= !plan.lut_taps[static_cast<size_t>(g * plan.Mg + ml)].empty();
+    job.has_lut[gs] = plan.luts.any(g * plan.Mg, (g + 1) * plan.Mg);
   }
   job.y_zero_point = in.y_zero_point;
   job.y_lo = IsSigned(y_type_) ? -128 : 0;
@@ -371,7 +396,10 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     const int64_t wv = geometry.out_w + ((plan.KW - 1) * conv_.dilations[1]) / conv_.strides[1];
     const int64_t bytes_per_column = 4 * plan.Mg + 8 * cq * conv_.strides[0] * conv_.strides[1];
     const int64_t target = std::clamp<int64_t>(192 * 1024 / bytes_per_column, 4 * kTile, 4096);
-    chunk = std::clamp<int64_t>(target / wv, 1, geometry.out_h);
+    // LUT errors look up 64 columns at a time and reuse each table row over a task's columns:
+    // runs of up to 256 real pixels, split over channels before pixels.
+    const bool lut = plan.luts.any();
+    chunk = std::clamp<int64_t>(lut ? 256 / geometry.out_w : target / wv, 1, geometry.out_h);
     chunk = CeilDiv(geometry.out_h, CeilDiv(geometry.out_h, chunk));  // balanced runs
     // At least 8 tasks where the layer allows: split the pixels while a task keeps 256 virtual
     // pixels or more, then the output channels (blocks of >= 32, the packed weights of a block
@@ -379,7 +407,7 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     int64_t mblock = plan.Mg;
     const auto count = [&] { return N * CeilDiv(geometry.out_h, chunk) * CeilDiv(plan.Mg, mblock); };
     while (count() < 8) {
-      if (chunk > 1 && chunk * wv > 256) {
+      if (!lut && chunk > 1 && chunk * wv > 256) {
         chunk = CeilDiv(chunk, 2);
       } else if (mblock >= 64) {
         mblock = RoundUp(CeilDiv(mblock, 2), 16);
@@ -499,7 +527,7 @@ struct DirectJob {
       for (size_t t = 0; t < nterms; ++t) weights_of[t] = p.terms[t].weights.data() + m0 * KK;
       for (int64_t i = 0; i < count; ++i) outs[static_cast<size_t>(i)] = y + (n * p.M + m0 + i) * P;
       DepthwiseChannels ch{transforms.data(), weights_of.data(), static_cast<int>(nterms),
-                           p.lut_taps.data() + m0, base + m0, scale + m0, y_zero_point, y_lo, y_hi,
+                           p.luts.any() ? &p.luts : nullptr, m0, base + m0, scale + m0, y_zero_point, y_lo, y_hi,
                            outs.data(), static_cast<int>(count)};
       DepthwiseRun(geometry, x + (n * C + g) * geometry.H * geometry.W, x_flip, x_pad, ch, lease->direct);
     }
