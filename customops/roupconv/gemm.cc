@@ -178,33 +178,47 @@ AXONNX_VBMI inline __m512i LookupBytes(__m512i t0, __m512i t1, __m512i t2, __m51
 }
 
 // Error rows that fit int8 (int16), as one byte plane (two) held in four (eight) registers, looked
-// up for kParts x 64 columns per tap. A plane's looked-up bytes are summed as uint16 words
-// (word w: byte 2w + 256 byte 2w + 1) beside the sum of their odd bytes alone; for up to 256 taps
-// (kLutSlice) each column's byte sum fits uint16, so even = words - 256 odd (mod 2^16) is exact.
-// acc += even/odd bytes' sums - 128 taps (one plane: the row + 128), or low + 256 (high - 128 taps).
-template <int kPlanes, int kParts>
-AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const int32_t* rows, size_t ntaps,
-                                 const uint8_t* index, const int64_t* off, const __mmask64* mask, int c0,
-                                 int32_t* acc) {
+// up for kParts x 64 columns per tap, for kChannels output channels with the same taps' k (the
+// activation bytes and their top-bit mask shared). A plane's looked-up bytes are summed as uint16
+// words (word w: byte 2w + 256 byte 2w + 1) beside the sum of their odd bytes alone; for up to 256
+// taps (kLutSlice) each column's byte sum fits uint16, so even = words - 256 odd (mod 2^16) is
+// exact. acc += the bytes' sums - 128 taps (one plane: the row + 128), or low + 256 (high - 128 taps).
+template <int kPlanes, int kParts, int kChannels>
+AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const int32_t* const* rows,
+                                 size_t ntaps, const uint8_t* index, const int64_t* off, const __mmask64* mask,
+                                 int c0, int32_t* const* acc) {
   const __m512i zero = _mm512_setzero_si512();
-  __m512i words[kParts][kPlanes], odd[kParts][kPlanes];
-  for (int b = 0; b < kParts; ++b) {
-    for (int j = 0; j < kPlanes; ++j) words[b][j] = odd[b][j] = zero;
+  __m512i words[kChannels][kParts][kPlanes], odd[kChannels][kParts][kPlanes];
+  for (int h = 0; h < kChannels; ++h) {
+    for (int b = 0; b < kParts; ++b) {
+      for (int j = 0; j < kPlanes; ++j) words[h][b][j] = odd[h][b][j] = zero;
+    }
   }
   for (size_t i = 0; i < ntaps; ++i) {
-    const uint8_t* p = planes + static_cast<size_t>(rows[i]) * (kPlanes * kTableSize);
-    __m512i t[kPlanes][4];
-    for (int j = 0; j < kPlanes; ++j) {
-      for (int q = 0; q < 4; ++q) t[j][q] = _mm512_loadu_si512(p + j * kTableSize + 64 * q);
+    if (kParts == 1 && i + 8 < ntaps) {
+      // One lookup per row load: start the table rows a few taps ahead (they often miss L1).
+      for (int h = 0; h < kChannels; ++h) {
+        const char* p = reinterpret_cast<const char*>(planes) + static_cast<size_t>(rows[h][i + 8]) * (kPlanes * kTableSize);
+        for (int q = 0; q < 4 * kPlanes; ++q) _mm_prefetch(p + 64 * q, _MM_HINT_T0);
+      }
+    }
+    __m512i t[kChannels][kPlanes][4];
+    for (int h = 0; h < kChannels; ++h) {
+      const uint8_t* p = planes + static_cast<size_t>(rows[h][i]) * (kPlanes * kTableSize);
+      for (int j = 0; j < kPlanes; ++j) {
+        for (int q = 0; q < 4; ++q) t[h][j][q] = _mm512_load_si512(p + j * kTableSize + 64 * q);
+      }
     }
     const uint8_t* src = index + off[ks[i]] + c0;
     for (int b = 0; b < kParts; ++b) {
       const __m512i u = _mm512_maskz_loadu_epi8(mask[b], src + 64 * b);
       const __mmask64 top = _mm512_movepi8_mask(u);
-      for (int j = 0; j < kPlanes; ++j) {
-        const __m512i v = LookupBytes(t[j][0], t[j][1], t[j][2], t[j][3], u, top);
-        words[b][j] = _mm512_add_epi16(words[b][j], v);
-        odd[b][j] = _mm512_add_epi16(odd[b][j], _mm512_srli_epi16(v, 8));
+      for (int h = 0; h < kChannels; ++h) {
+        for (int j = 0; j < kPlanes; ++j) {
+          const __m512i v = LookupBytes(t[h][j][0], t[h][j][1], t[h][j][2], t[h][j][3], u, top);
+          words[h][b][j] = _mm512_add_epi16(words[h][b][j], v);
+          odd[h][b][j] = _mm512_add_epi16(odd[h][b][j], _mm512_srli_epi16(v, 8));
+        }
       }
     }
   }
@@ -213,34 +227,39 @@ AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const
   const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);    // columns 0..31 of a part
   const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);  // columns 32..63
   const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * ntaps));
-  for (int b = 0; b < kParts; ++b) {
-    __m512i sums[kPlanes][2];
-    for (int j = 0; j < kPlanes; ++j) {
-      const __m512i even = _mm512_sub_epi16(words[b][j], _mm512_slli_epi16(odd[b][j], 8));
-      const __m512i lo = _mm512_unpacklo_epi16(even, odd[b][j]), hi = _mm512_unpackhi_epi16(even, odd[b][j]);
-      sums[j][0] = _mm512_permutex2var_epi64(lo, first, hi);
-      sums[j][1] = _mm512_permutex2var_epi64(lo, second, hi);
-    }
-    for (int q = 0; q < 4; ++q) {  // 16 columns each
-      const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
-      if (!lanes) break;
-      __m512i v[kPlanes];
+  for (int h = 0; h < kChannels; ++h) {
+    for (int b = 0; b < kParts; ++b) {
+      __m512i sums[kPlanes][2];
       for (int j = 0; j < kPlanes; ++j) {
-        v[j] = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(sums[j][q / 2], 1)
-                                           : _mm512_castsi512_si256(sums[j][q / 2]));
+        const __m512i w = words[h][b][j], o = odd[h][b][j];
+        const __m512i even = _mm512_sub_epi16(w, _mm512_slli_epi16(o, 8));
+        const __m512i lo = _mm512_unpacklo_epi16(even, o), hi = _mm512_unpackhi_epi16(even, o);
+        sums[j][0] = _mm512_permutex2var_epi64(lo, first, hi);
+        sums[j][1] = _mm512_permutex2var_epi64(lo, second, hi);
       }
-      const __m512i add = kPlanes == 1 ? _mm512_sub_epi32(v[0], bias)
-                                       : _mm512_add_epi32(v[0], _mm512_slli_epi32(_mm512_sub_epi32(v[kPlanes - 1], bias), 8));
-      int32_t* o = acc + c0 + 64 * b + 16 * q;
-      _mm512_mask_storeu_epi32(o, lanes, _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, o), add));
+      for (int q = 0; q < 4; ++q) {  // 16 columns each
+        const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
+        if (!lanes) break;
+        __m512i v[kPlanes];
+        for (int j = 0; j < kPlanes; ++j) {
+          v[j] = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(sums[j][q / 2], 1)
+                                             : _mm512_castsi512_si256(sums[j][q / 2]));
+        }
+        const __m512i add = kPlanes == 1 ? _mm512_sub_epi32(v[0], bias)
+                                         : _mm512_add_epi32(v[0], _mm512_slli_epi32(_mm512_sub_epi32(v[kPlanes - 1], bias), 8));
+        int32_t* o = acc[h] + c0 + 64 * b + 16 * q;
+        _mm512_mask_storeu_epi32(o, lanes, _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, o), add));
+      }
     }
   }
 }
 
-template <int kPlanes>
-AXONNX_VBMI void ErrorPlanesAvx512(const uint8_t* planes, const int32_t* ks, const int32_t* rows, size_t ntaps,
-                                   const uint8_t* index, const int64_t* off, int cols, int32_t* acc) {
-  constexpr int kParts = kPlanes == 1 ? 4 : 2;  // sums and table rows within the 32 registers
+// planes: 64-byte aligned rows.
+template <int kPlanes, int kChannels>
+AXONNX_VBMI void ErrorPlanesAvx512(const uint8_t* planes, const int32_t* ks, const int32_t* const* rows,
+                                   size_t ntaps, const uint8_t* index, const int64_t* off, int cols,
+                                   int32_t* const* acc) {
+  constexpr int kParts = kPlanes * kChannels == 1 ? 4 : 2;  // sums and table rows within the 32 registers
   for (int c0 = 0; c0 < cols; c0 += 64 * kParts) {
     __mmask64 mask[kParts];
     int parts = 0;
@@ -250,10 +269,10 @@ AXONNX_VBMI void ErrorPlanesAvx512(const uint8_t* planes, const int32_t* ks, con
       if (n > 0) parts = b + 1;
     }
     switch (parts) {  // no lookups for the parts past the last column
-      case 4: ErrorPlanesPart<kPlanes, kParts>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
-      case 3: ErrorPlanesPart<kPlanes, kParts < 3 ? kParts : 3>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
-      case 2: ErrorPlanesPart<kPlanes, 2>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
-      default: ErrorPlanesPart<kPlanes, 1>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      case 4: ErrorPlanesPart<kPlanes, kParts, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      case 3: ErrorPlanesPart<kPlanes, kParts < 3 ? kParts : 3, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      case 2: ErrorPlanesPart<kPlanes, 2, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      default: ErrorPlanesPart<kPlanes, 1, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
     }
   }
 }
@@ -339,6 +358,7 @@ void FinishLutTaps(LutTaps& taps, const std::vector<int64_t>& count, int64_t K) 
   taps.start.assign(M + 1, 0);
   taps.slice.assign(M * stride, 0);
   taps.kind.assign(M, 0);
+  taps.same_k.assign(M, 0);
   for (size_t m = 0; m < M; ++m) {
     const int64_t b = taps.start[m], e = b + count[m];
     taps.start[m + 1] = e;
@@ -347,6 +367,8 @@ void FinishLutTaps(LutTaps& taps, const std::vector<int64_t>& count, int64_t K) 
       while (i < e && taps.k[static_cast<size_t>(i)] < kLutSlice * s) ++i;
       taps.slice[m * stride + static_cast<size_t>(s)] = s == taps.slices ? e : i;
     }
+    taps.same_k[m] = m > 0 && count[m] == count[m - 1] &&
+                     std::equal(taps.k.begin() + b, taps.k.begin() + e, taps.k.begin() + taps.start[m - 1]);
     uint8_t fits = 3;
     for (int64_t t = b; t < e; ++t) fits &= taps.tables.fits[taps.row[static_cast<size_t>(t)]];
     taps.kind[m] = !Cpu().vbmi ? 0 : (fits & 2) ? 2 : (fits & 1) ? 1 : 0;
@@ -363,24 +385,32 @@ void LutErrorAdd(const LutTaps& taps, int64_t m0, int64_t m1, const uint8_t* ind
       const size_t n = static_cast<size_t>(sl[1] - sl[0]);
       if (n == 0) continue;
       const int32_t* ks = taps.k.data() + sl[0];
-      const int32_t* rows = taps.row.data() + sl[0];
-      int32_t* a = acc + static_cast<size_t>(m - m0) * ld_acc;
+      const int32_t* rows[2] = {taps.row.data() + sl[0], nullptr};
+      int32_t* a[2] = {acc + static_cast<size_t>(m - m0) * ld_acc, nullptr};
 #ifdef AXONNX_X86
       const int kind = taps.kind[static_cast<size_t>(m)];
+      if (kind == 2 && m + 1 < m1 && taps.same_k[static_cast<size_t>(m) + 1] && taps.kind[static_cast<size_t>(m) + 1] == 2) {
+        // Two channels with the same taps' k: one activation load for both.
+        rows[1] = taps.row.data() + sl[stride];
+        a[1] = a[0] + ld_acc;
+        ErrorPlanesAvx512<1, 2>(taps.tables.planes8, ks, rows, n, index, off, cols, a);
+        ++m;
+        continue;
+      }
       if (kind == 2) {
-        ErrorPlanesAvx512<1>(taps.tables.planes8, ks, rows, n, index, off, cols, a);
+        ErrorPlanesAvx512<1, 1>(taps.tables.planes8, ks, rows, n, index, off, cols, a);
         continue;
       }
       if (kind == 1) {
-        ErrorPlanesAvx512<2>(taps.tables.planes16, ks, rows, n, index, off, cols, a);
+        ErrorPlanesAvx512<2, 1>(taps.tables.planes16, ks, rows, n, index, off, cols, a);
         continue;
       }
       if (kAvx2) {
-        ErrorRowsAvx2(taps.tables.rows32, ks, rows, n, index, off, cols, a);
+        ErrorRowsAvx2(taps.tables.rows32, ks, rows[0], n, index, off, cols, a[0]);
         continue;
       }
 #endif
-      ErrorRowsPortable(taps.tables.rows32, ks, rows, n, index, off, cols, a);
+      ErrorRowsPortable(taps.tables.rows32, ks, rows[0], n, index, off, cols, a[0]);
     }
   }
 }

@@ -40,7 +40,7 @@ void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
 // LUT error rows: row r (a LUT's ordinal * 256 + the weight index) maps the activation index u to
 // the error T[a][b] - a*b. rows32 holds every row; planes16 (two byte planes: the low bytes, the
 // high bytes + 128) and planes8 (the row + 128) hold the rows that fit int16 and int8 (other rows'
-// bytes there are meaningless: `fits` says which).
+// bytes there are meaningless: `fits` says which), 64-byte aligned.
 struct LutTables {
   const int32_t* rows32 = nullptr;    // [R][256]
   const uint8_t* planes16 = nullptr;  // [R][512]
@@ -60,6 +60,7 @@ struct LutTaps {
   std::vector<int64_t> slice;
   int64_t slices = 0;
   std::vector<int8_t> kind;  // per m: the loop its rows allow (2: all int8, 1: all int16, 0: other)
+  std::vector<char> same_k;  // per m: its taps' k are those of m - 1
   bool any() const { return !k.empty(); }
   bool any(int64_t m0, int64_t m1) const { return start[static_cast<size_t>(m1)] > start[static_cast<size_t>(m0)]; }
 };

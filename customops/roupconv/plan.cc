@@ -17,8 +17,9 @@ void ROUPConvKernel::BuildLutRows() {
   // (v, u) otherwise, each taken in its domain (signed: index - 128; unsigned: index).
   const size_t R = lut_tables_.size() * kTableSize;
   lut_rows_.assign(R * kTableSize, 0);
-  lut_planes16_.assign(R * 2 * kTableSize, 0);
-  lut_planes8_.assign(R * kTableSize, 0);
+  lut_bytes_.assign(R * 3 * kTableSize + 64, 0);
+  lut_planes16_ = lut_bytes_.data() + (-reinterpret_cast<uintptr_t>(lut_bytes_.data()) & 63);
+  lut_planes8_ = lut_planes16_ + R * 2 * kTableSize;
   lut_fits_.assign(R, 3);
   lut_worst_.assign(R, 0);
   for (size_t l = 0; l < lut_tables_.size(); ++l) {
@@ -71,7 +72,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     return d[static_cast<size_t>(m * K + k)];
   };
 
-  plan.luts.tables = LutTables{lut_rows_.data(), lut_planes16_.data(), lut_planes8_.data(), lut_fits_.data()};
+  plan.luts.tables = LutTables{lut_rows_.data(), lut_planes16_, lut_planes8_, lut_fits_.data()};
   std::vector<int64_t> lut_count(static_cast<size_t>(M), 0);
   for (int64_t m = 0; m < M; ++m) {
     const int zw = w_zero_point[w_zero_point_size == 1 ? 0 : m] ^ w_flip_;  // its weight index
