@@ -183,37 +183,49 @@ AXONNX_VBMI inline __m512i LookupBytes(__m512i t0, __m512i t1, __m512i t2, __m51
 // words (word w: byte 2w + 256 byte 2w + 1) beside the sum of their odd bytes alone; for up to 256
 // taps (kLutSlice) each column's byte sum fits uint16, so even = words - 256 odd (mod 2^16) is
 // exact. acc += the bytes' sums - 128 taps (one plane: the row + 128), or low + 256 (high - 128 taps).
+// The small loops are unrolled by force: otherwise GCC keeps the sums and table rows in memory.
 template <int kPlanes, int kParts, int kChannels>
 AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const int32_t* const* rows,
                                  size_t ntaps, const uint8_t* index, const int64_t* off, const __mmask64* mask,
                                  int c0, int32_t* const* acc) {
   const __m512i zero = _mm512_setzero_si512();
   __m512i words[kChannels][kParts][kPlanes], odd[kChannels][kParts][kPlanes];
+  #pragma GCC unroll 8
   for (int h = 0; h < kChannels; ++h) {
+    #pragma GCC unroll 8
     for (int b = 0; b < kParts; ++b) {
+      #pragma GCC unroll 8
       for (int j = 0; j < kPlanes; ++j) words[h][b][j] = odd[h][b][j] = zero;
     }
   }
   for (size_t i = 0; i < ntaps; ++i) {
     if (kParts == 1 && i + 8 < ntaps) {
       // One lookup per row load: start the table rows a few taps ahead (they often miss L1).
+      #pragma GCC unroll 8
       for (int h = 0; h < kChannels; ++h) {
         const char* p = reinterpret_cast<const char*>(planes) + static_cast<size_t>(rows[h][i + 8]) * (kPlanes * kTableSize);
+        #pragma GCC unroll 8
         for (int q = 0; q < 4 * kPlanes; ++q) _mm_prefetch(p + 64 * q, _MM_HINT_T0);
       }
     }
     __m512i t[kChannels][kPlanes][4];
+    #pragma GCC unroll 8
     for (int h = 0; h < kChannels; ++h) {
       const uint8_t* p = planes + static_cast<size_t>(rows[h][i]) * (kPlanes * kTableSize);
+      #pragma GCC unroll 8
       for (int j = 0; j < kPlanes; ++j) {
+        #pragma GCC unroll 8
         for (int q = 0; q < 4; ++q) t[h][j][q] = _mm512_load_si512(p + j * kTableSize + 64 * q);
       }
     }
     const uint8_t* src = index + off[ks[i]] + c0;
+    #pragma GCC unroll 8
     for (int b = 0; b < kParts; ++b) {
       const __m512i u = _mm512_maskz_loadu_epi8(mask[b], src + 64 * b);
       const __mmask64 top = _mm512_movepi8_mask(u);
+      #pragma GCC unroll 8
       for (int h = 0; h < kChannels; ++h) {
+        #pragma GCC unroll 8
         for (int j = 0; j < kPlanes; ++j) {
           const __m512i v = LookupBytes(t[h][j][0], t[h][j][1], t[h][j][2], t[h][j][3], u, top);
           words[h][b][j] = _mm512_add_epi16(words[h][b][j], v);
@@ -227,9 +239,12 @@ AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const
   const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);    // columns 0..31 of a part
   const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);  // columns 32..63
   const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * ntaps));
+  #pragma GCC unroll 8
   for (int h = 0; h < kChannels; ++h) {
+    #pragma GCC unroll 8
     for (int b = 0; b < kParts; ++b) {
       __m512i sums[kPlanes][2];
+      #pragma GCC unroll 8
       for (int j = 0; j < kPlanes; ++j) {
         const __m512i w = words[h][b][j], o = odd[h][b][j];
         const __m512i even = _mm512_sub_epi16(w, _mm512_slli_epi16(o, 8));
@@ -237,10 +252,12 @@ AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const
         sums[j][0] = _mm512_permutex2var_epi64(lo, first, hi);
         sums[j][1] = _mm512_permutex2var_epi64(lo, second, hi);
       }
+      #pragma GCC unroll 8
       for (int q = 0; q < 4; ++q) {  // 16 columns each
         const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
         if (!lanes) break;
         __m512i v[kPlanes];
+        #pragma GCC unroll 8
         for (int j = 0; j < kPlanes; ++j) {
           v[j] = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(sums[j][q / 2], 1)
                                              : _mm512_castsi512_si256(sums[j][q / 2]));
