@@ -71,6 +71,8 @@ struct Job {
   std::vector<uint8_t> bands;        // per (image, run): band_slots slots of band_bytes
   size_t band_bytes = 0, band_slots = 1;
   std::vector<size_t> band_slot;     // per GEMM: its slot (0: the band itself)
+  std::vector<uint8_t> lut_index;    // LUT taps: per (image, run), the row-major im2col of its pixels
+  size_t lut_bytes = 0;
   uint8_t x_flip, x_pad;
   std::vector<int32_t> base;   // per m: the bias and the u8 GEMMs' offset terms
   std::vector<U8Operand> operands;  // per GEMM: its u8 activation operand for x's zero point
@@ -181,8 +183,8 @@ struct Job {
       scratch.quad_off[i] = scratch.natural_off[static_cast<size_t>(p.quad_order[i])];
     }
     // With shared bands (BandTask), this task's band and its mapped copies.
-    const uint8_t* shared_band =
-        shared ? bands.data() + static_cast<size_t>(n * chunks + oh0 / chunk) * band_slots * band_bytes : nullptr;
+    const size_t run = static_cast<size_t>(n * chunks + oh0 / chunk);
+    const uint8_t* shared_band = shared && !bands.empty() ? bands.data() + run * band_slots * band_bytes : nullptr;
     int32_t* acc = scratch.acc.data();  // row ml - m0
     const int64_t out_w = im2col.out_w;
     for (int64_t g = 0; g < p.group; ++g) {
@@ -219,12 +221,11 @@ struct Job {
       if (has_lut[gs] && p.luts.any(g * p.Mg + m0, g * p.Mg + m1)) {
         // LUT errors: over the real output pixels of the rows (a row-major im2col), then added to
         // the virtual rows of the accumulators.
-        const int64_t q0 = oh0 * out_w, n = nrows_out * out_w, lcols = RoundUp(n, kTile);
-        scratch.index.resize(static_cast<size_t>(p.K * lcols));
-        im2col(xg, p.Cg, q0, q0 + n, lcols, x_flip, x_pad, scratch.index.data(), scratch.band);
+        const int64_t n = nrows_out * out_w, lcols = RoundUp(n, kTile);
+        const uint8_t* index = shared ? lut_index.data() + run * lut_bytes : LutIndex(xg, oh0, nrows_out, scratch);
         scratch.lut_err.assign(static_cast<size_t>((m1 - m0) * lcols), 0);
         int32_t* err = scratch.lut_err.data();
-        LutErrorAdd(p.luts, g * p.Mg + m0, g * p.Mg + m1, scratch.index.data(),
+        LutErrorAdd(p.luts, g * p.Mg + m0, g * p.Mg + m1, index,
                     RowOffsets(p.K, lcols, scratch.lut_off), static_cast<int>(n), err, static_cast<size_t>(lcols));
         for (int64_t ml = 0; ml < m1 - m0; ++ml) {
           for (int64_t r = 0; r < nrows_out; ++r) {
@@ -250,21 +251,36 @@ struct Job {
     pool->Release(std::move(lease));
   }
 
+  // The row-major im2col of output rows [oh0, oh0 + nrows) of one image (conv group) for its LUT
+  // taps, RoundUp(nrows * out_w, kTile) columns.
+  const uint8_t* LutIndex(const uint8_t* xg, int64_t oh0, int64_t nrows, Scratch& scratch, uint8_t* out = nullptr) {
+    const int64_t q0 = oh0 * im2col.out_w, n = nrows * im2col.out_w, lcols = RoundUp(n, kTile);
+    if (!out) {
+      scratch.index.resize(static_cast<size_t>(plan->K * lcols));
+      out = scratch.index.data();
+    }
+    im2col(xg, plan->Cg, q0, q0 + n, lcols, x_flip, x_pad, out, scratch.band);
+    return out;
+  }
+
   // Shared bands: the band of (image, output-row run) `task` and its copies mapped through each
-  // GEMM's table, built once for all of the run's output-channel blocks.
+  // GEMM's table, and the run's LUT im2col, built once for all of the run's output-channel blocks.
   void BandTask(size_t task) {
     const WeightPlan& p = *plan;
     const int64_t n = static_cast<int64_t>(task) / chunks, oh0 = (static_cast<int64_t>(task) % chunks) * chunk;
     const int64_t nrows_out = std::min(out_h - oh0, chunk);
     const Im2Col::BandShape shape = im2col.Shape(p.Cg, nrows_out);
-    uint8_t* band = bands.data() + task * band_slots * band_bytes;
     std::unique_ptr<Scratch> lease = pool->Acquire();
-    im2col.Band(x + n * C * im2col.H * im2col.W, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, band, lease->band);
-    for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
-      if (band_slot[gi] > 0) {
-        ApplyTable(operands[gi], band, static_cast<size_t>(shape.words * kQuad), band + band_slot[gi] * band_bytes);
+    if (!bands.empty()) {
+      uint8_t* band = bands.data() + task * band_slots * band_bytes;
+      im2col.Band(x + n * C * im2col.H * im2col.W, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, band, lease->band);
+      for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
+        if (band_slot[gi] > 0) {
+          ApplyTable(operands[gi], band, static_cast<size_t>(shape.words * kQuad), band + band_slot[gi] * band_bytes);
+        }
       }
     }
+    if (!lut_index.empty()) LutIndex(x + n * C * im2col.H * im2col.W, oh0, nrows_out, *lease, lut_index.data() + task * lut_bytes);
     pool->Release(std::move(lease));
   }
 
@@ -433,14 +449,20 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     for (int32_t q : plan.quad_order) job.packed_off.push_back(static_cast<int32_t>(q * kTile * kQuad));
   }
   const size_t tasks = static_cast<size_t>(N * job.chunks * job.mblocks);
-  if (implicit && job.mblocks > 1 && plan.group == 1 && job.needs_quads[0]) {
+  if (implicit && job.mblocks > 1 && plan.group == 1 && (job.needs_quads[0] || job.has_lut[0])) {
     job.shared = true;
-    job.band_slot.assign(plan.gemms.size(), 0);
-    for (size_t gi = 0; gi < plan.gemms.size(); ++gi) {
-      if (!job.operands[gi].identity) job.band_slot[gi] = job.band_slots++;
+    if (job.needs_quads[0]) {
+      job.band_slot.assign(plan.gemms.size(), 0);
+      for (size_t gi = 0; gi < plan.gemms.size(); ++gi) {
+        if (!job.operands[gi].identity) job.band_slot[gi] = job.band_slots++;
+      }
+      job.band_bytes = static_cast<size_t>(RoundUp(job.im2col.Shape(plan.Cg, job.chunk).words * kQuad, 64));
+      job.bands.resize(static_cast<size_t>(N * job.chunks) * job.band_slots * job.band_bytes);
     }
-    job.band_bytes = static_cast<size_t>(RoundUp(job.im2col.Shape(plan.Cg, job.chunk).words * kQuad, 64));
-    job.bands.resize(static_cast<size_t>(N * job.chunks) * job.band_slots * job.band_bytes);
+    if (job.has_lut[0]) {
+      job.lut_bytes = static_cast<size_t>(RoundUp(plan.K * RoundUp(job.chunk * geometry.out_w, kTile), 64));
+      job.lut_index.resize(static_cast<size_t>(N * job.chunks) * job.lut_bytes);
+    }
     const size_t band_tasks = static_cast<size_t>(N * job.chunks);
     if (band_tasks == 1) {
       Job::RunBand(&job, 0);
