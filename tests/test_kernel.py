@@ -688,3 +688,61 @@ def test_depthwise_blocks_equal_oracle(switch):
         print("ok")
     """)
     run_in_dispatch_mode(script, switch, timeout=600)
+
+
+# ---- LUT errors: byte planes in registers, k slices, channel pairs ---------------------------------
+
+def lut_error_cases():
+    """(name, args, attrs): layers for the LUT error kernels: K past one 256-k slice (a partial last
+    slice), column runs of 1-4 parts of 64 and a tail, strided 3x3, 1x1, a 7x7 plane, depthwise (the
+    per-channel kernel), uint8 and int8 activations, weight zero points zero and not."""
+    rng = np.random.default_rng(24)
+    cases = []
+    for xdt in (np.uint8, np.int8):
+        def add(name, c, m, hw, kernel, group=1, symmetric=True, **attrs):
+            args = random_args(rng, xdt=xdt, wdt=np.int8, ydt=xdt, n=1, c=c, m=m, hw=hw, kernel=kernel,
+                               per_channel=True, bias=True, group=group, zero_weight_zero_point=symmetric)
+            cases.append((f"{name}-{np.dtype(xdt).name}", args, dict(attrs, group=group)))
+        add("3x3-slices", 72, 12, (7, 7), (3, 3), pads=[1, 1, 1, 1])
+        add("1x1-partial-slice", 300, 10, (5, 6), (1, 1), symmetric=False)
+        add("3x3-s2", 20, 9, (20, 19), (3, 3), pads=[1, 1, 1, 1], strides=[2, 2])
+        add("1x1-many-columns", 16, 6, (17, 16), (1, 1))
+        add("dw", 10, 10, (11, 13), (3, 3), group=10, pads=[1, 1, 1, 1], symmetric=False)
+    return cases
+
+
+def check_lut_errors():
+    """Every case under a uniform LUT whose error rows fit int8 (adjacent channels share their taps),
+    int16, and neither; a filter-level mix of the three with ROUP(0,0); a per-position mix of ROUP,
+    SKIP and the LUTs; 1 and 2 threads; equals the oracle."""
+    rng = np.random.default_rng(25)
+    luts = [small_error_lut(rng, "l8", 120), small_error_lut(rng, "l16", 3000),
+            small_error_lut(rng, "l32", 2**20)]
+    mults = luts + [parse("ROUP(0,0)"), parse("ROUP(1,4)"), parse("SKIP")]
+    for name, args, attrs in lut_error_cases():
+        shape = args[3].shape
+        plans = [(f"uniform-{lut.name}", np.full(shape, i, np.uint8)) for i, lut in enumerate(luts)]
+        plans += [("filter", assignment(rng, "filter", 4, shape)),
+                  ("position", assignment(rng, "position", len(mults), shape))]
+        for plan, index in plans:
+            kw = dict(multipliers=mults, index=index, encoded="weight")
+            acc = roup_conv(*args, multipliers=mults, multiplier_index=index, return_accumulator=True, **attrs)
+            args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
+            want = oracle(args, attrs, **kw)
+            for threads in (1, 2):
+                got = run_roupconv(args, attrs, threads=threads, **kw)
+                assert got.tobytes() == want.tobytes(), (name, plan, threads)
+
+
+@pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
+def test_lut_errors_equal_oracle(switch):
+    """The LUT error kernels (AVX-512 VBMI byte planes; AVX2 gathers with AXONNX_NO_VNNI; portable
+    loops) equal the oracle."""
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import test_kernel as t
+        t.check_lut_errors()
+        print("ok")
+    """)
+    run_in_dispatch_mode(script, switch, timeout=600)

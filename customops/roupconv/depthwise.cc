@@ -243,12 +243,9 @@ __attribute__((always_inline)) inline void RunImpl(const DepthwiseGeometry& g, c
       }
     }
   luts:
-    if (ch.taps) {
-      for (const LutTap& tap : ch.taps[m]) {
-        const uint8_t* __restrict src = s.index.data() + s.tap_off[static_cast<size_t>(tap.k)];
-        const int32_t* __restrict row = tap.row;
-        for (int64_t p = 0; p < n; ++p) acc[p] += row[src[p]];
-      }
+    if (ch.luts) {
+      LutErrorAdd(*ch.luts, ch.lut_m0 + m, ch.lut_m0 + m + 1, s.index.data(), s.tap_off.data(),
+                  static_cast<int>(n), acc, 0);
     }
     RequantizeRows(acc, static_cast<size_t>(l.wv), static_cast<int>(g.out_h), static_cast<int>(g.out_w),
                    ch.scale[m], ch.zero_point, ch.lo, ch.hi, ch.y[m], static_cast<size_t>(g.out_w));

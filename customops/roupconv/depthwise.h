@@ -106,14 +106,15 @@ struct DepthwiseScratch {
 // One input channel `xc` (H * W stored bytes) and the output channels it feeds:
 //   y_m = requantize(base[m] + sum_t sum_tap W_t[m][tap] T_t(u) + sum_tap lut error, scale[m])
 // for the `count` channels whose decomposed weights are weights[t] + m * KH * KW (m = 0..count-1,
-// relative), LUT taps taps[m] (k = i * KW + j), and outputs y[m] (out_h * out_w bytes each).
+// relative), LUT taps those of channel lut_m0 + m in luts (k = i * KW + j), and outputs y[m] (out_h * out_w bytes each).
 // T_t(u) = transforms[t].Apply(u) for the activation index u; `pad` is the index of x's zero point and
 // `flip` turns a stored byte into its index.
 struct DepthwiseChannels {
   const XTransform* transforms;  // [nterms], zero set to x's zero point's index
   const int32_t* const* weights; // [nterms] -> [count][KH * KW]
   int nterms;
-  const std::vector<LutTap>* taps;  // [count] (nullptr: none)
+  const LutTaps* luts;              // nullptr: none
+  int64_t lut_m0;                   // the first channel's index in luts
   const int32_t* base;              // [count]
   const float* scale;               // [count]
   int zero_point, lo, hi;

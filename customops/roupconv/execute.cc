@@ -27,6 +27,8 @@ struct Scratch {
   std::vector<int32_t> quad_off;  // per k-quad: its byte offset in `quads`
   std::vector<int32_t> row_of;    // a task's GEMM rows, relative to its first output channel
   std::vector<int32_t> natural_off;  // Im2Col::QuadOffsets, before the plan's quad order
+  std::vector<int64_t> lut_off;      // per k: its row's offset in `index`
+  std::vector<int32_t> lut_err;      // implicit tasks: the LUT errors of real output pixels
   DepthwiseScratch direct;
 };
 
@@ -48,6 +50,13 @@ ScratchPool::~ScratchPool() = default;
 
 namespace {
 
+// Each k's row offset in a row-major im2col of `cols` columns (LutErrorAdd's `off`).
+const int64_t* RowOffsets(int64_t K, int64_t cols, std::vector<int64_t>& off) {
+  off.resize(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) off[static_cast<size_t>(k)] = k * cols;
+  return off.data();
+}
+
 struct Job {
   const WeightPlan* plan;
   ScratchPool* pool;
@@ -62,10 +71,12 @@ struct Job {
   std::vector<uint8_t> bands;        // per (image, run): band_slots slots of band_bytes
   size_t band_bytes = 0, band_slots = 1;
   std::vector<size_t> band_slot;     // per GEMM: its slot (0: the band itself)
+  std::vector<uint8_t> lut_index;    // LUT taps: per (image, run), the row-major im2col of its pixels
+  size_t lut_bytes = 0;
   uint8_t x_flip, x_pad;
   std::vector<int32_t> base;   // per m: the bias and the u8 GEMMs' offset terms
   std::vector<U8Operand> operands;  // per GEMM: its u8 activation operand for x's zero point
-  std::vector<char> needs_quads, needs_rows;  // per conv group: u8 rows; int16 rows or LUT taps
+  std::vector<char> needs_quads, needs_rows, has_lut;  // per conv group: u8 rows; int16 rows; LUT taps
   // Per conv group: the first GEMM with u8 rows (-1: none), which stores init[i] (the base of its
   // row i) plus its sums, and the rows it leaves out (filled with their base first).
   std::vector<int> first_gemm;
@@ -119,8 +130,8 @@ struct Job {
                  static_cast<size_t>(cols));
       }
       // int16 rows and LUT taps read the indices row by row.
+      if (needs_rows[gs] || has_lut[gs]) im2col(xg, p.Cg, p0, p1, cols, x_flip, x_pad, index, scratch.band);
       if (needs_rows[gs]) {
-        im2col(xg, p.Cg, p0, p1, cols, x_flip, x_pad, index, scratch.band);
         for (const WeightPlan::Gemm& gemm : p.gemms) {
           const std::vector<int32_t>& rows = gemm.rows[gs];
           if (rows.empty()) continue;
@@ -132,13 +143,10 @@ struct Job {
                   static_cast<int>(p.Kp), scratch.packed.data(), static_cast<int>(cols), acc,
                   static_cast<size_t>(cols));
         }
-        for (int64_t ml = 0; ml < p.Mg; ++ml) {
-          const std::vector<LutTap>& taps = p.lut_taps[static_cast<size_t>(g * p.Mg + ml)];
-          if (!taps.empty()) {
-            GatherAdd(taps.data(), taps.size(), p.lut_kind[static_cast<size_t>(g * p.Mg + ml)], index,
-                      static_cast<size_t>(cols), static_cast<int>(cols), acc + ml * cols);
-          }
-        }
+      }
+      if (has_lut[gs]) {
+        LutErrorAdd(p.luts, g * p.Mg, (g + 1) * p.Mg, index, RowOffsets(p.K, cols, scratch.lut_off),
+                    static_cast<int>(cols), acc, static_cast<size_t>(cols));
       }
       for (int64_t ml = 0; ml < p.Mg; ++ml) {
         const int64_t m = g * p.Mg + ml;
@@ -175,8 +183,8 @@ struct Job {
       scratch.quad_off[i] = scratch.natural_off[static_cast<size_t>(p.quad_order[i])];
     }
     // With shared bands (BandTask), this task's band and its mapped copies.
-    const uint8_t* shared_band =
-        shared ? bands.data() + static_cast<size_t>(n * chunks + oh0 / chunk) * band_slots * band_bytes : nullptr;
+    const size_t run = static_cast<size_t>(n * chunks + oh0 / chunk);
+    const uint8_t* shared_band = shared && !bands.empty() ? bands.data() + run * band_slots * band_bytes : nullptr;
     int32_t* acc = scratch.acc.data();  // row ml - m0
     const int64_t out_w = im2col.out_w;
     for (int64_t g = 0; g < p.group; ++g) {
@@ -210,6 +218,23 @@ struct Job {
                  first_gemm[gs] == static_cast<int>(gi) ? init[gs].data() + i0 : nullptr, static_cast<int>(p.Kq), b,
                  scratch.quad_off.data(), kTile * kQuad, static_cast<int>(cols), acc, static_cast<size_t>(cols));
       }
+      if (has_lut[gs] && p.luts.any(g * p.Mg + m0, g * p.Mg + m1)) {
+        // LUT errors: over the real output pixels of the rows (a row-major im2col), then added to
+        // the virtual rows of the accumulators.
+        const int64_t n = nrows_out * out_w, lcols = RoundUp(n, kTile);
+        const uint8_t* index = shared ? lut_index.data() + run * lut_bytes : LutIndex(xg, oh0, nrows_out, scratch);
+        scratch.lut_err.assign(static_cast<size_t>((m1 - m0) * lcols), 0);
+        int32_t* err = scratch.lut_err.data();
+        LutErrorAdd(p.luts, g * p.Mg + m0, g * p.Mg + m1, index,
+                    RowOffsets(p.K, lcols, scratch.lut_off), static_cast<int>(n), err, static_cast<size_t>(lcols));
+        for (int64_t ml = 0; ml < m1 - m0; ++ml) {
+          for (int64_t r = 0; r < nrows_out; ++r) {
+            int32_t* a = acc + ml * cols + r * shape.wv;
+            const int32_t* e = err + ml * lcols + r * out_w;
+            for (int64_t ow = 0; ow < out_w; ++ow) a[ow] += e[ow];
+          }
+        }
+      }
       for (int64_t ml = m0; ml < m1; ++ml) {
         const int64_t m = g * p.Mg + ml;
         if (acc_out) {
@@ -226,21 +251,36 @@ struct Job {
     pool->Release(std::move(lease));
   }
 
+  // The row-major im2col of output rows [oh0, oh0 + nrows) of one image (conv group) for its LUT
+  // taps, RoundUp(nrows * out_w, kTile) columns.
+  const uint8_t* LutIndex(const uint8_t* xg, int64_t oh0, int64_t nrows, Scratch& scratch, uint8_t* out = nullptr) {
+    const int64_t q0 = oh0 * im2col.out_w, n = nrows * im2col.out_w, lcols = RoundUp(n, kTile);
+    if (!out) {
+      scratch.index.resize(static_cast<size_t>(plan->K * lcols));
+      out = scratch.index.data();
+    }
+    im2col(xg, plan->Cg, q0, q0 + n, lcols, x_flip, x_pad, out, scratch.band);
+    return out;
+  }
+
   // Shared bands: the band of (image, output-row run) `task` and its copies mapped through each
-  // GEMM's table, built once for all of the run's output-channel blocks.
+  // GEMM's table, and the run's LUT im2col, built once for all of the run's output-channel blocks.
   void BandTask(size_t task) {
     const WeightPlan& p = *plan;
     const int64_t n = static_cast<int64_t>(task) / chunks, oh0 = (static_cast<int64_t>(task) % chunks) * chunk;
     const int64_t nrows_out = std::min(out_h - oh0, chunk);
     const Im2Col::BandShape shape = im2col.Shape(p.Cg, nrows_out);
-    uint8_t* band = bands.data() + task * band_slots * band_bytes;
     std::unique_ptr<Scratch> lease = pool->Acquire();
-    im2col.Band(x + n * C * im2col.H * im2col.W, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, band, lease->band);
-    for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
-      if (band_slot[gi] > 0) {
-        ApplyTable(operands[gi], band, static_cast<size_t>(shape.words * kQuad), band + band_slot[gi] * band_bytes);
+    if (!bands.empty()) {
+      uint8_t* band = bands.data() + task * band_slots * band_bytes;
+      im2col.Band(x + n * C * im2col.H * im2col.W, p.Cg, oh0, nrows_out, x_flip, x_pad, shape, band, lease->band);
+      for (size_t gi = 0; gi < p.gemms.size(); ++gi) {
+        if (band_slot[gi] > 0) {
+          ApplyTable(operands[gi], band, static_cast<size_t>(shape.words * kQuad), band + band_slot[gi] * band_bytes);
+        }
       }
     }
+    if (!lut_index.empty()) LutIndex(x + n * C * im2col.H * im2col.W, oh0, nrows_out, *lease, lut_index.data() + task * lut_bytes);
     pool->Release(std::move(lease));
   }
 
@@ -325,13 +365,14 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
   }
   job.needs_quads.assign(static_cast<size_t>(plan.group), 0);
   job.needs_rows.assign(static_cast<size_t>(plan.group), 0);
+  job.has_lut.assign(static_cast<size_t>(plan.group), 0);
   for (int64_t g = 0; g < plan.group; ++g) {
     const size_t gs = static_cast<size_t>(g);
     for (const WeightPlan::Gemm& gemm : plan.gemms) {
       job.needs_quads[gs] |= !gemm.rows8[gs].empty();
       job.needs_rows[gs] |= !gemm.rows[gs].empty();
     }
-    for (int64_t ml = 0; ml < plan.Mg; ++ml) job.needs_rows[gs] |= !plan.lut_taps[static_cast<size_t>(g * plan.Mg + ml)].empty();
+    job.has_lut[gs] = plan.luts.any(g * plan.Mg, (g + 1) * plan.Mg);
   }
   job.y_zero_point = in.y_zero_point;
   job.y_lo = IsSigned(y_type_) ? -128 : 0;
@@ -371,7 +412,10 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     const int64_t wv = geometry.out_w + ((plan.KW - 1) * conv_.dilations[1]) / conv_.strides[1];
     const int64_t bytes_per_column = 4 * plan.Mg + 8 * cq * conv_.strides[0] * conv_.strides[1];
     const int64_t target = std::clamp<int64_t>(192 * 1024 / bytes_per_column, 4 * kTile, 4096);
-    chunk = std::clamp<int64_t>(target / wv, 1, geometry.out_h);
+    // LUT errors look up 64 columns at a time and reuse each table row over a task's columns:
+    // runs of up to 256 real pixels, split over channels before pixels.
+    const bool lut = plan.luts.any();
+    chunk = std::clamp<int64_t>(lut ? 256 / geometry.out_w : target / wv, 1, geometry.out_h);
     chunk = CeilDiv(geometry.out_h, CeilDiv(geometry.out_h, chunk));  // balanced runs
     // At least 8 tasks where the layer allows: split the pixels while a task keeps 256 virtual
     // pixels or more, then the output channels (blocks of >= 32, the packed weights of a block
@@ -379,7 +423,7 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     int64_t mblock = plan.Mg;
     const auto count = [&] { return N * CeilDiv(geometry.out_h, chunk) * CeilDiv(plan.Mg, mblock); };
     while (count() < 8) {
-      if (chunk > 1 && chunk * wv > 256) {
+      if (!lut && chunk > 1 && chunk * wv > 256) {
         chunk = CeilDiv(chunk, 2);
       } else if (mblock >= 64) {
         mblock = RoundUp(CeilDiv(mblock, 2), 16);
@@ -405,14 +449,20 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
     for (int32_t q : plan.quad_order) job.packed_off.push_back(static_cast<int32_t>(q * kTile * kQuad));
   }
   const size_t tasks = static_cast<size_t>(N * job.chunks * job.mblocks);
-  if (implicit && job.mblocks > 1 && plan.group == 1 && job.needs_quads[0]) {
+  if (implicit && job.mblocks > 1 && plan.group == 1 && (job.needs_quads[0] || job.has_lut[0])) {
     job.shared = true;
-    job.band_slot.assign(plan.gemms.size(), 0);
-    for (size_t gi = 0; gi < plan.gemms.size(); ++gi) {
-      if (!job.operands[gi].identity) job.band_slot[gi] = job.band_slots++;
+    if (job.needs_quads[0]) {
+      job.band_slot.assign(plan.gemms.size(), 0);
+      for (size_t gi = 0; gi < plan.gemms.size(); ++gi) {
+        if (!job.operands[gi].identity) job.band_slot[gi] = job.band_slots++;
+      }
+      job.band_bytes = static_cast<size_t>(RoundUp(job.im2col.Shape(plan.Cg, job.chunk).words * kQuad, 64));
+      job.bands.resize(static_cast<size_t>(N * job.chunks) * job.band_slots * job.band_bytes);
     }
-    job.band_bytes = static_cast<size_t>(RoundUp(job.im2col.Shape(plan.Cg, job.chunk).words * kQuad, 64));
-    job.bands.resize(static_cast<size_t>(N * job.chunks) * job.band_slots * job.band_bytes);
+    if (job.has_lut[0]) {
+      job.lut_bytes = static_cast<size_t>(RoundUp(plan.K * RoundUp(job.chunk * geometry.out_w, kTile), 64));
+      job.lut_index.resize(static_cast<size_t>(N * job.chunks) * job.lut_bytes);
+    }
     const size_t band_tasks = static_cast<size_t>(N * job.chunks);
     if (band_tasks == 1) {
       Job::RunBand(&job, 0);
@@ -499,7 +549,7 @@ struct DirectJob {
       for (size_t t = 0; t < nterms; ++t) weights_of[t] = p.terms[t].weights.data() + m0 * KK;
       for (int64_t i = 0; i < count; ++i) outs[static_cast<size_t>(i)] = y + (n * p.M + m0 + i) * P;
       DepthwiseChannels ch{transforms.data(), weights_of.data(), static_cast<int>(nterms),
-                           p.lut_taps.data() + m0, base + m0, scale + m0, y_zero_point, y_lo, y_hi,
+                           p.luts.any() ? &p.luts : nullptr, m0, base + m0, scale + m0, y_zero_point, y_lo, y_hi,
                            outs.data(), static_cast<int>(count)};
       DepthwiseRun(geometry, x + (n * C + g) * geometry.H * geometry.W, x_flip, x_pad, ch, lease->direct);
     }

@@ -2,6 +2,7 @@
 
 #include "roupconv/cpu.h"
 #include "roupconv/multiplier.h"
+#include "roupconv/util.h"
 
 #include <algorithm>
 #include <cmath>
@@ -44,16 +45,16 @@ void GemmPortable(const int16_t* weights, int nrows, const int32_t* row_of, int 
 
 // Eight columns at a time with their sums in registers: one 8-byte load brings the eight
 // activation indices of a tap (byte i of a little-endian word is column c + i).
-void GatherPortable(const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols,
-                    int32_t* acc) {
+void ErrorRowsPortable(const int32_t* rows32, const int32_t* ks, const int32_t* rows, size_t ntaps,
+                       const uint8_t* index, const int64_t* off, int cols, int32_t* acc) {
   int c = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
   for (; c + 8 <= cols; c += 8) {
     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
     for (size_t i = 0; i < ntaps; ++i) {
-      const int32_t* row = taps[i].row;
+      const int32_t* row = rows32 + static_cast<size_t>(rows[i]) * kTableSize;
       uint64_t u;
-      std::memcpy(&u, index + static_cast<size_t>(taps[i].k) * ld + c, sizeof u);
+      std::memcpy(&u, index + off[ks[i]] + c, sizeof u);
       s0 += row[u & 0xFF];
       s1 += row[(u >> 8) & 0xFF];
       s2 += row[(u >> 16) & 0xFF];
@@ -69,8 +70,9 @@ void GatherPortable(const LutTap* taps, size_t ntaps, const uint8_t* index, size
   }
 #endif
   for (size_t i = 0; i < ntaps; ++i) {
-    const uint8_t* idx = index + static_cast<size_t>(taps[i].k) * ld;
-    for (int j = c; j < cols; ++j) acc[j] += taps[i].row[idx[j]];
+    const int32_t* row = rows32 + static_cast<size_t>(rows[i]) * kTableSize;
+    const uint8_t* idx = index + off[ks[i]];
+    for (int j = c; j < cols; ++j) acc[j] += row[idx[j]];
   }
 }
 
@@ -146,13 +148,13 @@ __attribute__((target("avx2"))) void GemmAvx2(const int16_t* weights, int nrows,
   }
 }
 
-__attribute__((target("avx2"))) void GatherAvx2(const LutTap* taps, size_t ntaps,
-                                                const uint8_t* index, size_t ld, int cols,
-                                                int32_t* acc) {
+__attribute__((target("avx2"))) void ErrorRowsAvx2(const int32_t* rows32, const int32_t* ks,
+                                                   const int32_t* rows, size_t ntaps, const uint8_t* index,
+                                                   const int64_t* off, int cols, int32_t* acc) {
   // Tap by tap over all columns: the tap's 1 KiB error row stays in L1 for its cols/8 gathers.
   for (size_t i = 0; i < ntaps; ++i) {
-    const uint8_t* idx = index + static_cast<size_t>(taps[i].k) * ld;
-    const int* row = reinterpret_cast<const int*>(taps[i].row);
+    const uint8_t* idx = index + off[ks[i]];
+    const int* row = reinterpret_cast<const int*>(rows32 + static_cast<size_t>(rows[i]) * kTableSize);
     int c = 0;
     for (; c + 16 <= cols; c += 16) {
       const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(idx + c));
@@ -166,80 +168,128 @@ __attribute__((target("avx2"))) void GatherAvx2(const LutTap* taps, size_t ntaps
   }
 }
 
+#define AXONNX_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi")))
+
 // The 64 bytes t[u] of a 256-byte table t held in four registers (two vpermi2b and a blend on
 // bit 7 of u).
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) inline __m512i LookupBytes(
-    __m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i u) {
-  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(u), _mm512_permutex2var_epi8(t0, u, t1),
-                                _mm512_permutex2var_epi8(t2, u, t3));
+AXONNX_VBMI inline __m512i LookupBytes(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i u,
+                                       __mmask64 top) {
+  return _mm512_mask_blend_epi8(top, _mm512_permutex2var_epi8(t0, u, t1), _mm512_permutex2var_epi8(t2, u, t3));
 }
 
-// Error rows that fit int16 (int8), as two byte planes (one) held in eight (four) registers and
-// looked up for 128 columns at a time. Each plane's bytes sum in uint16 lanes for up to 256 taps,
-// then acc += low + 256 * (high - 128 * taps) (acc += plane - 128 * taps): exact. The uint16 sums are in vpunpck order (per
-// 128-bit lane: 8 low columns in one register, 8 high columns in the other), put back in
-// column order when they are added to acc.
-template <int kPlanes>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi"))) void GatherPlanesAvx512(
-    const LutTap* taps, size_t ntaps, const uint8_t* index, size_t ld, int cols, int32_t* acc) {
-  constexpr size_t kBatch = 256;  // 256 * 255 < 2^16
-  constexpr int kBlock = 2;       // 64-column parts per block
+// Error rows that fit int8 (int16), as one byte plane (two) held in four (eight) registers, looked
+// up for kParts x 64 columns per tap, for kChannels output channels with the same taps' k (the
+// activation bytes and their top-bit mask shared). A plane's looked-up bytes are summed as uint16
+// words (word w: byte 2w + 256 byte 2w + 1) beside the sum of their odd bytes alone; for up to 256
+// taps (kLutSlice) each column's byte sum fits uint16, so even = words - 256 odd (mod 2^16) is
+// exact. acc += the bytes' sums - 128 taps (one plane: the row + 128), or low + 256 (high - 128 taps).
+// The small loops are unrolled by force: otherwise GCC keeps the sums and table rows in memory.
+template <int kPlanes, int kParts, int kChannels>
+AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const int32_t* const* rows,
+                                 size_t ntaps, const uint8_t* index, const int64_t* off, const __mmask64* mask,
+                                 int c0, int32_t* const* acc) {
   const __m512i zero = _mm512_setzero_si512();
-  const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);  // columns 0..31 of a part
+  __m512i words[kChannels][kParts][kPlanes], odd[kChannels][kParts][kPlanes];
+  #pragma GCC unroll 8
+  for (int h = 0; h < kChannels; ++h) {
+    #pragma GCC unroll 8
+    for (int b = 0; b < kParts; ++b) {
+      #pragma GCC unroll 8
+      for (int j = 0; j < kPlanes; ++j) words[h][b][j] = odd[h][b][j] = zero;
+    }
+  }
+  for (size_t i = 0; i < ntaps; ++i) {
+    if (kParts == 1 && i + 8 < ntaps) {
+      // One lookup per row load: start the table rows a few taps ahead (they often miss L1).
+      #pragma GCC unroll 8
+      for (int h = 0; h < kChannels; ++h) {
+        const char* p = reinterpret_cast<const char*>(planes) + static_cast<size_t>(rows[h][i + 8]) * (kPlanes * kTableSize);
+        #pragma GCC unroll 8
+        for (int q = 0; q < 4 * kPlanes; ++q) _mm_prefetch(p + 64 * q, _MM_HINT_T0);
+      }
+    }
+    __m512i t[kChannels][kPlanes][4];
+    #pragma GCC unroll 8
+    for (int h = 0; h < kChannels; ++h) {
+      const uint8_t* p = planes + static_cast<size_t>(rows[h][i]) * (kPlanes * kTableSize);
+      #pragma GCC unroll 8
+      for (int j = 0; j < kPlanes; ++j) {
+        #pragma GCC unroll 8
+        for (int q = 0; q < 4; ++q) t[h][j][q] = _mm512_load_si512(p + j * kTableSize + 64 * q);
+      }
+    }
+    const uint8_t* src = index + off[ks[i]] + c0;
+    #pragma GCC unroll 8
+    for (int b = 0; b < kParts; ++b) {
+      const __m512i u = _mm512_maskz_loadu_epi8(mask[b], src + 64 * b);
+      const __mmask64 top = _mm512_movepi8_mask(u);
+      #pragma GCC unroll 8
+      for (int h = 0; h < kChannels; ++h) {
+        #pragma GCC unroll 8
+        for (int j = 0; j < kPlanes; ++j) {
+          const __m512i v = LookupBytes(t[h][j][0], t[h][j][1], t[h][j][2], t[h][j][3], u, top);
+          words[h][b][j] = _mm512_add_epi16(words[h][b][j], v);
+          odd[h][b][j] = _mm512_add_epi16(odd[h][b][j], _mm512_srli_epi16(v, 8));
+        }
+      }
+    }
+  }
+  // Back to column order: per 128-bit lane, unpacklo/hi of (even, odd) sums hold its columns 0-7
+  // and 8-15; the 64-bit permutes put the lanes in order.
+  const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);    // columns 0..31 of a part
   const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);  // columns 32..63
-  for (int c0 = 0; c0 < cols; c0 += 64 * kBlock) {
-    __mmask64 mask[kBlock];
-    for (int b = 0; b < kBlock; ++b) {
+  const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * ntaps));
+  #pragma GCC unroll 8
+  for (int h = 0; h < kChannels; ++h) {
+    #pragma GCC unroll 8
+    for (int b = 0; b < kParts; ++b) {
+      __m512i sums[kPlanes][2];
+      #pragma GCC unroll 8
+      for (int j = 0; j < kPlanes; ++j) {
+        const __m512i w = words[h][b][j], o = odd[h][b][j];
+        const __m512i even = _mm512_sub_epi16(w, _mm512_slli_epi16(o, 8));
+        const __m512i lo = _mm512_unpacklo_epi16(even, o), hi = _mm512_unpackhi_epi16(even, o);
+        sums[j][0] = _mm512_permutex2var_epi64(lo, first, hi);
+        sums[j][1] = _mm512_permutex2var_epi64(lo, second, hi);
+      }
+      #pragma GCC unroll 8
+      for (int q = 0; q < 4; ++q) {  // 16 columns each
+        const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
+        if (!lanes) break;
+        __m512i v[kPlanes];
+        #pragma GCC unroll 8
+        for (int j = 0; j < kPlanes; ++j) {
+          v[j] = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(sums[j][q / 2], 1)
+                                             : _mm512_castsi512_si256(sums[j][q / 2]));
+        }
+        const __m512i add = kPlanes == 1 ? _mm512_sub_epi32(v[0], bias)
+                                         : _mm512_add_epi32(v[0], _mm512_slli_epi32(_mm512_sub_epi32(v[kPlanes - 1], bias), 8));
+        int32_t* o = acc[h] + c0 + 64 * b + 16 * q;
+        _mm512_mask_storeu_epi32(o, lanes, _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, o), add));
+      }
+    }
+  }
+}
+
+// planes: 64-byte aligned rows.
+template <int kPlanes, int kChannels>
+AXONNX_VBMI void ErrorPlanesAvx512(const uint8_t* planes, const int32_t* ks, const int32_t* const* rows,
+                                   size_t ntaps, const uint8_t* index, const int64_t* off, int cols,
+                                   int32_t* const* acc) {
+  constexpr int kParts = kPlanes * kChannels == 1 ? 4 : 2;  // sums and table rows within the 32 registers
+  for (int c0 = 0; c0 < cols; c0 += 64 * kParts) {
+    __mmask64 mask[kParts];
+    int parts = 0;
+    for (int b = 0; b < kParts; ++b) {
       const int n = std::clamp(cols - c0 - 64 * b, 0, 64);
       mask[b] = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
+      if (n > 0) parts = b + 1;
     }
-    for (size_t b0 = 0; b0 < ntaps; b0 += kBatch) {
-      const size_t b1 = std::min(ntaps, b0 + kBatch);
-      __m512i sum[kBlock][4];  // low plane (unpacklo, unpackhi), high plane (unpacklo, unpackhi)
-      for (int b = 0; b < kBlock; ++b)
-        for (int j = 0; j < 4; ++j) sum[b][j] = zero;
-      for (size_t i = b0; i < b1; ++i) {
-        // One plane: the int8 row + 128; two: the int16 row's low bytes, high bytes + 128.
-        const uint8_t* p = kPlanes == 1 ? taps[i].plane8 : taps[i].planes;
-        const __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64);
-        const __m512i l2 = _mm512_loadu_si512(p + 128), l3 = _mm512_loadu_si512(p + 192);
-        __m512i h0 = zero, h1 = zero, h2 = zero, h3 = zero;
-        if (kPlanes == 2) {
-          h0 = _mm512_loadu_si512(p + 256), h1 = _mm512_loadu_si512(p + 320);
-          h2 = _mm512_loadu_si512(p + 384), h3 = _mm512_loadu_si512(p + 448);
-        }
-        const uint8_t* row = index + static_cast<size_t>(taps[i].k) * ld + c0;
-        for (int b = 0; b < kBlock; ++b) {
-          const __m512i u = _mm512_maskz_loadu_epi8(mask[b], row + 64 * b);
-          const __m512i lo = LookupBytes(l0, l1, l2, l3, u);
-          sum[b][0] = _mm512_add_epi16(sum[b][0], _mm512_unpacklo_epi8(lo, zero));
-          sum[b][1] = _mm512_add_epi16(sum[b][1], _mm512_unpackhi_epi8(lo, zero));
-          if (kPlanes == 2) {
-            const __m512i hi = LookupBytes(h0, h1, h2, h3, u);
-            sum[b][2] = _mm512_add_epi16(sum[b][2], _mm512_unpacklo_epi8(hi, zero));
-            sum[b][3] = _mm512_add_epi16(sum[b][3], _mm512_unpackhi_epi8(hi, zero));
-          }
-        }
-      }
-      const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * (b1 - b0)));
-      for (int b = 0; b < kBlock; ++b) {
-        const __m512i lo_sums[2] = {_mm512_permutex2var_epi64(sum[b][0], first, sum[b][1]),
-                                    _mm512_permutex2var_epi64(sum[b][0], second, sum[b][1])};
-        const __m512i hi_sums[2] = {_mm512_permutex2var_epi64(sum[b][2], first, sum[b][3]),
-                                    _mm512_permutex2var_epi64(sum[b][2], second, sum[b][3])};
-        for (int q = 0; q < 4; ++q) {  // 16 columns each
-          const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
-          if (!lanes) break;
-          const __m512i lo32 = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(lo_sums[q / 2], 1)
-                                                            : _mm512_castsi512_si256(lo_sums[q / 2]));
-          const __m512i hi32 = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(hi_sums[q / 2], 1)
-                                                            : _mm512_castsi512_si256(hi_sums[q / 2]));
-          const __m512i add = kPlanes == 1 ? _mm512_sub_epi32(lo32, bias)
-                                           : _mm512_add_epi32(lo32, _mm512_slli_epi32(_mm512_sub_epi32(hi32, bias), 8));
-          int32_t* o = acc + c0 + 64 * b + 16 * q;  // cols is a multiple of 16: whole groups only
-          _mm512_storeu_si512(o, _mm512_add_epi32(_mm512_loadu_si512(o), add));
-        }
-      }
+    switch (parts) {  // no lookups for the parts past the last column
+      case 4: ErrorPlanesPart<kPlanes, kParts, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      case 3: ErrorPlanesPart<kPlanes, kParts < 3 ? kParts : 3, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      case 2: ErrorPlanesPart<kPlanes, 2, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      default: ErrorPlanesPart<kPlanes, 1, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
     }
   }
 }
@@ -318,22 +368,68 @@ void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
   GemmPortable(weights, nrows, row_of, kp, packed, cols, acc, ld_acc);
 }
 
-int GatherKind(const LutTap* taps, size_t ntaps) {
-  const auto all = [&](auto pred) { return std::all_of(taps, taps + ntaps, pred); };
-  if (Cpu().vbmi && all([](const LutTap& t) { return t.plane8 != nullptr; })) return 2;
-  if (Cpu().vbmi && all([](const LutTap& t) { return t.planes != nullptr; })) return 1;
-  return 0;
+void FinishLutTaps(LutTaps& taps, const std::vector<int64_t>& count, int64_t K) {
+  const size_t M = count.size();
+  taps.slices = std::max<int64_t>(1, CeilDiv(K, kLutSlice));
+  const size_t stride = static_cast<size_t>(taps.slices) + 1;
+  taps.start.assign(M + 1, 0);
+  taps.slice.assign(M * stride, 0);
+  taps.kind.assign(M, 0);
+  taps.same_k.assign(M, 0);
+  for (size_t m = 0; m < M; ++m) {
+    const int64_t b = taps.start[m], e = b + count[m];
+    taps.start[m + 1] = e;
+    int64_t i = b;
+    for (int64_t s = 0; s <= taps.slices; ++s) {
+      while (i < e && taps.k[static_cast<size_t>(i)] < kLutSlice * s) ++i;
+      taps.slice[m * stride + static_cast<size_t>(s)] = s == taps.slices ? e : i;
+    }
+    taps.same_k[m] = m > 0 && count[m] == count[m - 1] &&
+                     std::equal(taps.k.begin() + b, taps.k.begin() + e, taps.k.begin() + taps.start[m - 1]);
+    uint8_t fits = 3;
+    for (int64_t t = b; t < e; ++t) fits &= taps.tables.fits[taps.row[static_cast<size_t>(t)]];
+    taps.kind[m] = !Cpu().vbmi ? 0 : (fits & 2) ? 2 : (fits & 1) ? 1 : 0;
+  }
 }
 
-void GatherAdd(const LutTap* taps, size_t ntaps, int kind, const uint8_t* index, size_t ld, int cols,
-               int32_t* acc) {
+void LutErrorAdd(const LutTaps& taps, int64_t m0, int64_t m1, const uint8_t* index, const int64_t* off,
+                 int cols, int32_t* acc, size_t ld_acc) {
+  const size_t stride = static_cast<size_t>(taps.slices) + 1;
+  // Slice by slice over the channels: a slice's activation rows are read by every channel.
+  for (int64_t s = 0; s < taps.slices; ++s) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const int64_t* sl = taps.slice.data() + static_cast<size_t>(m) * stride + s;
+      const size_t n = static_cast<size_t>(sl[1] - sl[0]);
+      if (n == 0) continue;
+      const int32_t* ks = taps.k.data() + sl[0];
+      const int32_t* rows[2] = {taps.row.data() + sl[0], nullptr};
+      int32_t* a[2] = {acc + static_cast<size_t>(m - m0) * ld_acc, nullptr};
 #ifdef AXONNX_X86
-  if (kind == 2) return GatherPlanesAvx512<1>(taps, ntaps, index, ld, cols, acc);
-  if (kind == 1) return GatherPlanesAvx512<2>(taps, ntaps, index, ld, cols, acc);
-  if (kAvx2) return GatherAvx2(taps, ntaps, index, ld, cols, acc);
+      const int kind = taps.kind[static_cast<size_t>(m)];
+      if (kind == 2 && m + 1 < m1 && taps.same_k[static_cast<size_t>(m) + 1] && taps.kind[static_cast<size_t>(m) + 1] == 2) {
+        // Two channels with the same taps' k: one activation load for both.
+        rows[1] = taps.row.data() + sl[stride];
+        a[1] = a[0] + ld_acc;
+        ErrorPlanesAvx512<1, 2>(taps.tables.planes8, ks, rows, n, index, off, cols, a);
+        ++m;
+        continue;
+      }
+      if (kind == 2) {
+        ErrorPlanesAvx512<1, 1>(taps.tables.planes8, ks, rows, n, index, off, cols, a);
+        continue;
+      }
+      if (kind == 1) {
+        ErrorPlanesAvx512<2, 1>(taps.tables.planes16, ks, rows, n, index, off, cols, a);
+        continue;
+      }
+      if (kAvx2) {
+        ErrorRowsAvx2(taps.tables.rows32, ks, rows[0], n, index, off, cols, a[0]);
+        continue;
+      }
 #endif
-  (void)kind;
-  GatherPortable(taps, ntaps, index, ld, cols, acc);
+      ErrorRowsPortable(taps.tables.rows32, ks, rows[0], n, index, off, cols, a[0]);
+    }
+  }
 }
 
 }  // namespace axonnx::roupconv

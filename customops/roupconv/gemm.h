@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace axonnx::roupconv {
 
@@ -36,18 +37,40 @@ void PackColumns(const uint8_t* index, size_t ld, int rows, int cols, const XTra
 void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
              const int16_t* packed, int cols, int32_t* acc, size_t ld_acc);
 
-// acc[c] += row_k[index[k * ld + c]] for each tap (k, row_k) and every column c < cols.
-struct LutTap {
-  int32_t k;
-  const int32_t* row;      // 256 entries
-  const uint8_t* planes;   // the row as bytes: 256 low bytes, 256 (high byte + 128); nullptr
-                           // when the row does not fit int16
-  const uint8_t* plane8;   // the row + 128 as 256 bytes; nullptr when it does not fit int8
+// LUT error rows: row r (a LUT's ordinal * 256 + the weight index) maps the activation index u to
+// the error T[a][b] - a*b. rows32 holds every row; planes16 (two byte planes: the low bytes, the
+// high bytes + 128) and planes8 (the row + 128) hold the rows that fit int16 and int8 (other rows'
+// bytes there are meaningless: `fits` says which), 64-byte aligned.
+struct LutTables {
+  const int32_t* rows32 = nullptr;    // [R][256]
+  const uint8_t* planes16 = nullptr;  // [R][512]
+  const uint8_t* planes8 = nullptr;   // [R][256]
+  const uint8_t* fits = nullptr;      // [R]: bit 0: the row fits int16, bit 1: int8
 };
-// `kind` is GatherKind(taps, ntaps), computed once per tap list: the loop its rows allow.
-int GatherKind(const LutTap* taps, size_t ntaps);
-void GatherAdd(const LutTap* taps, size_t ntaps, int kind, const uint8_t* index, size_t ld, int cols,
-               int32_t* acc);
+
+// The LUT positions of a plan's output channels: tap i is (k[i], row[i]), and output channel m's
+// taps are [start[m], start[m + 1]), by ascending k. slice[m * (slices + 1) + s] is m's first tap
+// with k >= kLutSlice * s: the error kernels run slice by slice over a block of channels, so that
+// the slice's activation rows stay in cache, and each slice's byte sums fit uint16.
+constexpr int kLutSlice = 256;
+struct LutTaps {
+  LutTables tables;
+  std::vector<int64_t> start;
+  std::vector<int32_t> k, row;
+  std::vector<int64_t> slice;
+  int64_t slices = 0;
+  std::vector<int8_t> kind;  // per m: the loop its rows allow (2: all int8, 1: all int16, 0: other)
+  std::vector<char> same_k;  // per m: its taps' k are those of m - 1
+  bool any() const { return !k.empty(); }
+  bool any(int64_t m0, int64_t m1) const { return start[static_cast<size_t>(m1)] > start[static_cast<size_t>(m0)]; }
+};
+// Builds start, slice and kind from k and row filled in channel order (`count[m]` taps each).
+void FinishLutTaps(LutTaps& taps, const std::vector<int64_t>& count, int64_t K);
+
+// For output channels m in [m0, m1) and every column c < cols:
+//   acc[(m - m0) * ld_acc + c] += sum over m's taps (k, r) of error row r at index[off[k] + c].
+void LutErrorAdd(const LutTaps& taps, int64_t m0, int64_t m1, const uint8_t* index, const int64_t* off,
+                 int cols, int32_t* acc, size_t ld_acc);
 
 bool UsingAvx2();
 

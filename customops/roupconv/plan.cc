@@ -13,19 +13,21 @@
 namespace axonnx::roupconv {
 
 void ROUPConvKernel::BuildLutRows() {
-  // Error rows, one per (LUT, weight index v), indexed by the activation index u:
-  //   row[v][u] = T[a][b] - a * b, with (a, b) = (u, v) when the weight is encoded and (v, u)
-  // otherwise, each taken in its domain (signed: index - 128; unsigned: index).
-  lut_rows_.resize(lut_tables_.size());
-  lut_planes_.resize(lut_tables_.size());
-  lut_fits_.resize(lut_tables_.size());
-  lut_planes8_.resize(lut_tables_.size());
+  // Error rows, one per (LUT l, weight index v), indexed by the activation index u:
+  //   row[l * 256 + v][u] = T[a][b] - a * b, with (a, b) = (u, v) when the weight is encoded and
+  // (v, u) otherwise, each taken in its domain (signed: index - 128; unsigned: index).
+  const size_t R = lut_tables_.size() * kTableSize;
+  lut_rows_.assign(R * kTableSize, 0);
+  lut_bytes_.assign(R * 3 * kTableSize + 64, 0);
+  lut_planes16_ = lut_bytes_.data() + (-reinterpret_cast<uintptr_t>(lut_bytes_.data()) & 63);
+  lut_planes8_ = lut_planes16_ + R * 2 * kTableSize;
+  lut_fits_.assign(R, 3);
+  lut_worst_.assign(R, 0);
   for (size_t l = 0; l < lut_tables_.size(); ++l) {
     const int a_off = lut_signedness_[2 * l] ? 128 : 0, b_off = lut_signedness_[2 * l + 1] ? 128 : 0;
     const std::vector<int32_t>& table = lut_tables_[l];
-    std::vector<int32_t>& rows = lut_rows_[l];
-    rows.resize(kTableSize * kTableSize);
     for (int v = 0; v < kTableSize; ++v) {
+      const size_t r = l * kTableSize + static_cast<size_t>(v);
       for (int u = 0; u < kTableSize; ++u) {
         const int a = encode_activation_ ? v : u, b = encode_activation_ ? u : v;
         const int64_t error = static_cast<int64_t>(table[a * kTableSize + b]) -
@@ -33,24 +35,15 @@ void ROUPConvKernel::BuildLutRows() {
         if (error < std::numeric_limits<int32_t>::min() || error > std::numeric_limits<int32_t>::max()) {
           throw OpError("lut_tables entry " + std::to_string(l) + " holds products too large for int32");
         }
-        rows[v * kTableSize + u] = static_cast<int32_t>(error);
-      }
-    }
-    // The same rows as two byte planes where they fit int16 (GatherAdd looks bytes up in registers).
-    std::vector<uint8_t>& planes = lut_planes_[l];
-    planes.assign(kTableSize * 2 * kTableSize, 0);
-    std::vector<char>& fits = lut_fits_[l];
-    fits.assign(kTableSize, 3);  // bit 0: fits int16, bit 1: fits int8
-    std::vector<uint8_t>& planes8 = lut_planes8_[l];
-    planes8.assign(kTableSize * kTableSize, 0);
-    for (int v = 0; v < kTableSize; ++v) {
-      for (int u = 0; u < kTableSize; ++u) {
-        const int32_t e = rows[v * kTableSize + u];
-        if (e < std::numeric_limits<int16_t>::min() || e > std::numeric_limits<int16_t>::max()) fits[v] = 0;
-        planes[(2 * v) * kTableSize + u] = static_cast<uint8_t>(e & 0xFF);
-        planes[(2 * v + 1) * kTableSize + u] = static_cast<uint8_t>(((e >> 8) + 128) & 0xFF);
-        if (e < -128 || e > 127) fits[v] &= ~2;
-        planes8[v * kTableSize + u] = static_cast<uint8_t>((e + 128) & 0xFF);
+        const int32_t e = static_cast<int32_t>(error);
+        lut_rows_[r * kTableSize + u] = e;
+        lut_worst_[r] = std::max<int64_t>(lut_worst_[r], std::abs(error));
+        // The same row as bytes, where it fits (the error kernels look bytes up in registers).
+        if (e < std::numeric_limits<int16_t>::min() || e > std::numeric_limits<int16_t>::max()) lut_fits_[r] = 0;
+        if (e < -128 || e > 127) lut_fits_[r] &= ~2;
+        lut_planes16_[(2 * r) * kTableSize + u] = static_cast<uint8_t>(e & 0xFF);
+        lut_planes16_[(2 * r + 1) * kTableSize + u] = static_cast<uint8_t>(((e >> 8) + 128) & 0xFF);
+        lut_planes8_[r * kTableSize + u] = static_cast<uint8_t>((e + 128) & 0xFF);
       }
     }
   }
@@ -123,7 +116,8 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     }
   }
 
-  plan.lut_taps.resize(static_cast<size_t>(M));
+  plan.luts.tables = LutTables{lut_rows_.data(), lut_planes16_, lut_planes8_, lut_fits_.data()};
+  std::vector<int64_t> lut_count(static_cast<size_t>(M), 0);
   for (int64_t m = 0; m < M; ++m) {
     const int zw = w_zero_point[w_zero_point_size == 1 ? 0 : m] ^ w_flip_;  // its weight index
     for (int64_t k = 0; k < K; ++k) {
@@ -141,14 +135,9 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
           } else {
             cell(0, m, k) += b;
           }
-          plan.lut_taps[static_cast<size_t>(m)].push_back(
-              {static_cast<int32_t>(k), lut_rows_[static_cast<size_t>(mult.lut)].data() + v * kTableSize,
-               lut_fits_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)] & 1
-                   ? lut_planes_[static_cast<size_t>(mult.lut)].data() + 2 * v * kTableSize
-                   : nullptr,
-               lut_fits_[static_cast<size_t>(mult.lut)][static_cast<size_t>(v)] & 2
-                   ? lut_planes8_[static_cast<size_t>(mult.lut)].data() + v * kTableSize
-                   : nullptr});
+          plan.luts.k.push_back(static_cast<int32_t>(k));
+          plan.luts.row.push_back(mult.lut * kTableSize + v);
+          ++lut_count[static_cast<size_t>(m)];
           break;
         case MultiplierKind::kRoup: {
           // Weight encoded: Booth digit j of b joins the GEMM of its rounding width; activation
@@ -161,11 +150,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     }
   }
 
-  plan.lut_kind.resize(static_cast<size_t>(M));
-  for (int64_t m = 0; m < M; ++m) {
-    const std::vector<LutTap>& taps = plan.lut_taps[static_cast<size_t>(m)];
-    plan.lut_kind[static_cast<size_t>(m)] = GatherKind(taps.data(), taps.size());
-  }
+  FinishLutTaps(plan.luts, lut_count, K);
 
   // The accumulator's worst case: |GEMM operand| <= 256 (a rounded 9-bit activation) or
   // 2 * 2^shift (a Booth digit), times each decomposed weight, plus each LUT tap's largest error.
@@ -181,10 +166,8 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
     }
   }
   for (int64_t m = 0; m < M; ++m) {
-    for (const LutTap& tap : plan.lut_taps[static_cast<size_t>(m)]) {
-      int64_t worst = 0;
-      for (int u = 0; u < kTableSize; ++u) worst = std::max<int64_t>(worst, std::abs(static_cast<int64_t>(tap.row[u])));
-      plan.acc_bound[static_cast<size_t>(m)] += worst;
+    for (int64_t i = plan.luts.start[static_cast<size_t>(m)]; i < plan.luts.start[static_cast<size_t>(m) + 1]; ++i) {
+      plan.acc_bound[static_cast<size_t>(m)] += lut_worst_[static_cast<size_t>(plan.luts.row[static_cast<size_t>(i)])];
     }
   }
 
@@ -199,7 +182,7 @@ WeightPlan ROUPConvKernel::BuildPlan(const uint8_t* w, const std::vector<int64_t
       term.weights = std::move(d);
       plan.terms.push_back(std::move(term));
     }
-    if (std::all_of(plan.lut_taps.begin(), plan.lut_taps.end(), [](const auto& t) { return t.empty(); })) {
+    if (!plan.luts.any()) {
       std::vector<const int32_t*> weights;
       for (const WeightPlan::Term& term : plan.terms) weights.push_back(term.weights.data());
       plan.blocks = PackDepthwise(weights.data(), static_cast<int>(weights.size()), M, plan.KH, plan.KW);

@@ -75,8 +75,7 @@ struct WeightPlan {
   };
   std::vector<Term> terms;
   DepthwisePacked blocks;  // the terms' weights for the channel-block kernel
-  std::vector<std::vector<LutTap>> lut_taps;  // per m: LUT positions and their error rows
-  std::vector<int> lut_kind;                  // per m: GatherKind of its taps
+  LutTaps luts;  // the LUT positions and their error rows
   std::vector<int64_t> acc_bound;  // per m: the largest |accumulator| any activations give, bias aside
 };
 
@@ -186,10 +185,12 @@ class ROUPConvKernel {
   bool encode_activation_ = false;
   std::vector<std::vector<int32_t>> lut_tables_;  // [L][256 * 256], table[a][b]
   std::vector<int64_t> lut_signedness_;           // [2L]
-  std::vector<std::vector<int32_t>> lut_rows_;    // [L][256 (weight index) * 256 (activation index)]
-  std::vector<std::vector<uint8_t>> lut_planes_;  // [L][256 * 512]: each row's low bytes, high bytes + 128
-  std::vector<std::vector<char>> lut_fits_;     // [L][256]: bit 0: the row fits int16, bit 1: int8
-  std::vector<std::vector<uint8_t>> lut_planes8_; // [L][256 * 256]: each row + 128, where it fits int8
+  // The error rows of every LUT (row l * 256 + weight index; LutTables), and each row's largest |error|.
+  std::vector<int32_t> lut_rows_;
+  std::vector<uint8_t> lut_bytes_, lut_fits_;  // lut_bytes_ holds the 64-byte aligned planes
+  uint8_t* lut_planes16_ = nullptr;
+  uint8_t* lut_planes8_ = nullptr;
+  std::vector<int64_t> lut_worst_;
   std::shared_ptr<const WeightPlan> constant_plan_;
   mutable ScratchPool pool_;
 };

@@ -225,8 +225,10 @@ void ROUPMatMulKernel::PlanBLean(const uint8_t* b, int64_t G, int64_t K, int64_t
   plan.terms.clear();
   plan.quad_order.resize(static_cast<size_t>(Kq / kQuad));
   for (size_t q = 0; q < plan.quad_order.size(); ++q) plan.quad_order[q] = static_cast<int32_t>(q);  // one tap
-  plan.lut_taps.assign(static_cast<size_t>(M), {});
-  plan.lut_kind.assign(static_cast<size_t>(M), roupconv::GatherKind(nullptr, 0));
+  // No LUT positions: the lean plan takes one multiplier that is not a LUT.
+  plan.luts.k.clear();
+  plan.luts.row.clear();
+  roupconv::FinishLutTaps(plan.luts, std::vector<int64_t>(static_cast<size_t>(M), 0), K);
   plan.acc_bound.assign(static_cast<size_t>(M), 0);
 
   // Per slot two GEMMs: rows 2^h W' with W' int8, and the low bits of rows split in two (below).
