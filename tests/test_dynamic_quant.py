@@ -91,3 +91,4 @@ def test_inspect_lists_the_products_with_their_multiplications(encoders):
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("integer") >= 12 and f"{seq * D * HIDDEN:,}" in done.stdout
+
