@@ -92,3 +92,27 @@ def test_inspect_lists_the_products_with_their_multiplications(encoders):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("integer") >= 12 and f"{seq * D * HIDDEN:,}" in done.stdout
 
+
+
+def test_activation_b_is_bit_identical():
+    """Both operands from DynamicQuantizeLinear (b's zero point computed at run), batched."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("DynamicQuantizeLinear", [x], [f"{x}q", f"{x}s", f"{x}z"])
+             for x in ("x", "w")]
+    nodes.append(helper.make_node("MatMulInteger", ["xq", "wq", "xz", "wz"], ["y"], name="mm"))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 5, 8]),
+                     helper.make_tensor_value_info("w", TensorProto.FLOAT, ["b", 8, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    _, layers, _ = prepared(model, matmul=True)
+    assert [layer.kind for layer in layers] == ["attention"]
+    rewritten = transform_model(model, Plan(matmul=True))
+    assert [n.op_type for n in rewritten.graph.node].count(OP_TYPE) == 1
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((3, 5, 8)).astype(np.float32),
+             "w": rng.standard_normal((3, 8, 6)).astype(np.float32)}
+    want, got = (session(m).run(None, feeds)[0] for m in (model, rewritten))
+    assert got.dtype == np.int32 and want.tobytes() == got.tobytes()
