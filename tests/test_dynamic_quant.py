@@ -18,7 +18,7 @@ from axonnx import InferenceSession
 from axonnx.architectures import transformer_encoder
 from axonnx.ops.roupconv import read_assignment
 from axonnx.ops.roupmatmul import OP_TYPE, roup_matmul
-from axonnx.passes import FULLY_CONNECTED_KIND
+from axonnx.passes import ATTENTION, FULLY_CONNECTED_KIND
 from axonnx.plan import Plan, plan_from_options
 from axonnx.transform import inspect_model, prepared, transform_model
 
@@ -108,7 +108,7 @@ def test_activation_b_is_bit_identical():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     _, layers, _ = prepared(model, matmul=True)
-    assert [layer.kind for layer in layers] == ["attention"]
+    assert [layer.kind for layer in layers] == [ATTENTION]
     rewritten = transform_model(model, Plan(matmul=True))
     assert [n.op_type for n in rewritten.graph.node].count(OP_TYPE) == 1
     rng = np.random.default_rng(0)
