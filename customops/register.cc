@@ -81,9 +81,15 @@ const std::vector<std::unique_ptr<LiteOp>>& Ops() {
     v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, int8_t, uint8_t>>(kTranspose));
     v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, uint8_t, int8_t>>(kTranspose));
     v.emplace_back(MakeOp<ROUPConvTranspose<int8_t, uint8_t, uint8_t>>(kTranspose));
-    // ROUPMatMul, the same eight (a, b, y) combinations.
+    // ROUPMatMul: first its int32 form (no y_zero_point: MatMulInteger's output) for the four
+    // (a, b) combinations, so that a node without y_zero_point infers int32 (roupmatmul.h), then
+    // the same eight (a, b, y) combinations as ROUPConv.
     using axonnx::roupmatmul::ROUPMatMul;
     const char* mm = axonnx::roupmatmul::kOpName;
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, int8_t, int32_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<uint8_t, uint8_t, int32_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, int8_t, int32_t>>(mm));
+    v.emplace_back(MakeOp<ROUPMatMul<int8_t, uint8_t, int32_t>>(mm));
     v.emplace_back(MakeOp<ROUPMatMul<uint8_t, int8_t, uint8_t>>(mm));
     v.emplace_back(MakeOp<ROUPMatMul<uint8_t, int8_t, int8_t>>(mm));
     v.emplace_back(MakeOp<ROUPMatMul<uint8_t, uint8_t, uint8_t>>(mm));

@@ -71,6 +71,7 @@ class ConvLayer:
     kind: str = CONV
     matmul: MatMulOperands | None = None  # for matrix products (ROUPMatMul)
     dynamic_weight_shape: tuple[int, ...] | None = None  # the conv weight's, when not constant
+    x_dtype: np.dtype | None = None  # x's type, where its omitted zero point is not uint8's
 
     @property
     def weight_shape(self) -> tuple[int, ...]:

@@ -43,22 +43,32 @@ def float16_refusal(node: onnx.NodeProto, index: GraphIndex, scales: tuple[str, 
 def matmul_layer(node: onnx.NodeProto, index: GraphIndex, *, form: str, a: str, b: str,
                  quant: tuple[str, ...], bias: str = "", trans_b: bool = False,
                  b_axis: int | None = None, output: str, replaced: list[str],
-                 dead: list[str] = ()) -> ConvLayer | NoMatch:
+                 dead: list[str] = (), b_dtype: np.dtype | None = None) -> ConvLayer | NoMatch:
     """The ConvLayer of ``Y = A B`` (``B^T`` when ``trans_b``). ``quant`` = (a_scale, a_zp,
     b_scale, b_zp, y_scale, y_zp) names; ``b_axis`` is the axis of B that per-channel
-    scales run along (QDQ), None: columns."""
+    scales run along (QDQ), None: columns. ``form="integer"`` (MatMulInteger): no scales
+    (the ROUPMatMul's int32 form; the rewrite gives it unit scales), an activation B's zero
+    point may be computed (DynamicQuantizeLinear), of type ``b_dtype``."""
     a_scale, a_zp, b_scale_name, b_zp_name, y_scale, y_zp = quant
-    b_scale = index.constant(b_scale_name)
+    integer = form == "integer"
+    b_scale = np.ones(1, np.float32) if integer else index.constant(b_scale_name)
     b_zp = index.constant(b_zp_name) if b_zp_name else None
-    if b_scale is None or (b_zp_name and b_zp is None):
+    runtime_b_zp = integer and b_zp_name and b_zp is None and index.constant(b) is None
+    if b_scale is None or (b_zp_name and b_zp is None and not runtime_b_zp):
         return NoMatch(node.name, "the weight scale or zero point is not constant")
-    a_scale_value = index.constant(a_scale)
+    a_scale_value = np.ones(1, np.float32) if integer else index.constant(a_scale)
     if a_scale_value is None:
         return NoMatch(node.name, "the activation scale is not constant")
     refused = float16_refusal(node, index, (a_scale, b_scale_name, y_scale), form)
     if refused is not None:  # a NoMatch is falsy
         return refused
     a_zp_value = index.constant(a_zp) if a_zp else None
+    a_zp_shape = index.shape(a_zp) if a_zp and a_zp_value is None else None
+    if integer and ((a_zp_value is not None and a_zp_value.size != 1)
+                    or (a_zp_shape is not None and np.prod(a_zp_shape, dtype=np.int64) != 1)):
+        return NoMatch(node.name, "a_zero_point holds one value per row of a; ROUPMatMul "
+                                  "subtracts one zero point from all of a (its operands are "
+                                  "zero-point-free per tensor): quantize a per tensor")
     if a_scale_value.size != 1 or (a_zp_value is not None and a_zp_value.size != 1):
         return NoMatch(node.name, "the activation is not quantized per tensor (ROUPMatMul, as "
                                   "QLinearMatMul, takes one a_scale and a_zero_point)")
@@ -90,6 +100,10 @@ def matmul_layer(node: onnx.NodeProto, index: GraphIndex, *, form: str, a: str, 
     else:
         if trans_b:
             return NoMatch(node.name, "a Gemm whose weight is not constant")
+        if runtime_b_zp:  # DynamicQuantizeLinear's: a scalar; ROUPMatMul checks it per run
+            b_zp = np.zeros(1, b_dtype)
+        elif integer and b_zp is None:
+            b_zp = np.zeros(1, b_dtype)
         if b_scale.size > 1 or b_zp is None or b_zp.size > 1:
             return NoMatch(node.name, "activation x activation product without a per-tensor "
                                       "scale and zero point for the second operand")

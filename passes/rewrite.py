@@ -93,6 +93,14 @@ def _zero_point_initializer(model: onnx.ModelProto, name: str, dtype) -> str:
     return name
 
 
+def _unit_scale_initializer(model: onnx.ModelProto) -> str:
+    """The scales of an int32-form ROUPMatMul: 1.0, shared (the op checks them, applies none)."""
+    name = "axonnx_unit_scale"
+    if not any(t.name == name for t in model.graph.initializer):
+        model.graph.initializer.append(numpy_helper.from_array(np.float32(1.0), name))
+    return name
+
+
 def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignments: dict,
                         encoded_operand: str = "weight") -> PassResult:
     """Replace each layer with a ROUPConv carrying ``assignments[layer.name]``
@@ -110,10 +118,16 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
             raise AxonnxError(f"layer {layer.name!r}: the assignment has shape "
                               f"{assignment.index.shape}, the weight {layer.weight_shape}")
         inputs = list(layer.inputs)
-        for slot, dtype_of in ((2, "x"), (5, "w"), (7, "y")):
+        # MatMulInteger's ROUPMatMul (int32 form): no y_scale; unit scales, which it does not apply.
+        integer = layer.matmul is not None and not inputs[6]
+        for slot, dtype_of in ((2, "x"), (5, "w")) + (() if integer else ((7, "y"),)):
             if not inputs[slot]:
-                dtype = layer.weight_dtype if dtype_of == "w" else np.uint8
+                dtype = layer.weight_dtype if dtype_of == "w" else (
+                    layer.x_dtype if dtype_of == "x" and layer.x_dtype is not None else np.uint8)
                 inputs[slot] = _zero_point_initializer(out, f"{layer.name}_{dtype_of}_zero_point", dtype)
+        if integer:
+            for slot in (1, 4):
+                inputs[slot] = inputs[slot] or _unit_scale_initializer(out)
         while inputs and not inputs[-1]:
             inputs.pop()
         # The ROUPConv writes the replaced QuantizeLinear's output tensor itself. (Keeping
@@ -133,7 +147,8 @@ def rewrite_to_roupconv(model: onnx.ModelProto, layers: list[ConvLayer], assignm
                 conv_attributes=layer.attributes, op_type=op_type,
             )
         by_anchor[layer.replaced_nodes[-1]] = [node]
-        _declare_output_type(out, layer.output, inputs[7], known.get(layer.output))
+        _declare_output_type(out, layer.output, "" if integer else inputs[7],
+                             known.get(layer.output), onnx.TensorProto.INT32 if integer else None)
 
     new_nodes = []
     for node in graph.node:
@@ -159,7 +174,7 @@ def _matmul_node(model: onnx.ModelProto, layer: ConvLayer, inputs: list[str], as
     operands = layer.matmul
     existing = {t.name: t for t in model.graph.initializer}
     for slot in (1, 4, 6):  # float16 scales (QLinearMatMul), widened exactly
-        source = existing.get(inputs[slot])
+        source = existing.get(inputs[slot]) if slot < len(inputs) else None
         if source is not None and source.data_type == onnx.TensorProto.FLOAT16:
             wide = numpy_helper.to_array(source).astype(np.float32)
             inputs[slot] = f"{source.name}_float32"
@@ -195,16 +210,16 @@ def _inferred_value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoPro
 
 
 def _declare_output_type(model: onnx.ModelProto, output: str, y_zero_point: str,
-                         known: onnx.ValueInfoProto | None = None) -> None:
+                         known: onnx.ValueInfoProto | None = None,
+                         elem_type: int | None = None) -> None:
     """Record the ROUPConv output's element type (that of y_zero_point), and the shape the
     replaced tensor had (``known``), as value_info. ONNX shape inference cannot see into a
     custom op, and onnxruntime's QDQ fusions downstream only fire when they know the type
     (DequantizeLinear -> GlobalAveragePool -> QuantizeLinear) or the rank (QLinearSoftmax
     after a fully connected layer) of the tensor they start from."""
     graph = model.graph
-    elem_type = None
     for t in graph.initializer:
-        if t.name == y_zero_point:
+        if elem_type is None and t.name == y_zero_point:
             elem_type = t.data_type
     if elem_type is None or output in {o.name for o in graph.output}:
         return

@@ -26,7 +26,6 @@ with warnings.catch_warnings():  # building the other ops' cases warns (overflow
              if any(c.name.startswith(f"test_{op}") for op in OPS)}
 # The cases that are refused, and why (the rest must be bit-identical).
 REFUSED = {
-    "test_matmulinteger": "MatMulInteger gives int32 accumulators",
     "test_convinteger_without_padding": "ConvInteger gives int32 accumulators",
     "test_convinteger_with_padding": "ConvInteger gives int32 accumulators",
 }
@@ -60,7 +59,8 @@ def test_case_is_exact_or_refused_with_its_reason(name):
         return
     rewritten = transform_model(model, plan)
     assert any(n.domain == "com.axonnx" for n in rewritten.graph.node)
-    assert not any(n.op_type in ("QLinearMatMul", "QLinearConv") for n in rewritten.graph.node)
+    assert not any(n.op_type in ("QLinearMatMul", "MatMulInteger", "QLinearConv")
+                   for n in rewritten.graph.node)
     got = InferenceSession(rewritten.SerializeToString()).run(
         None, {model.graph.input[0].name: np.asarray(first)})
     for want, have in zip(expected, got):

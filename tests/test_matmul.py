@@ -261,7 +261,9 @@ def test_refusals_say_why():
                                        [1, 2, 2, 2]) for n in ("a", "b", "x", "w")],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "t")]))
     found = reasons(integer)
-    assert "MatMulInteger gives int32 accumulators" in found["mmi"]
+    # MatMulInteger is taken (ROUPMatMul's int32 form; tests/test_dynamic_quant.py).
+    assert "mmi" not in found
+    assert [layer.name for layer in survey_convs(integer, matmul=True).layers] == ["mmi"]
     assert "a float ConvTranspose" in found["deconv"]
 
 

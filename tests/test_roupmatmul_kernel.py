@@ -1,6 +1,7 @@
 """The C++ ROUPMatMul kernel (customops/roupmatmul) against its specification, the numpy oracle
-axonnx/ops/roupmatmul.py, byte for byte in every CPU dispatch mode; exact mode against
-onnxruntime's QLinearMatMul; bad nodes and inputs fail with the node's name."""
+axonnx/ops/roupmatmul.py, byte for byte in every CPU dispatch mode (requantized and int32
+forms); exact mode against onnxruntime's QLinearMatMul and MatMulInteger; bad nodes and inputs
+fail with the node's name."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ NAMES = ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scal
 
 
 def model_of(node, args, b_input):
+    """args[7] (y_zero_point) None: the int32 form's y."""
     a, b, zy = args[0], args[3], args[7]
     inputs = [helper.make_tensor_value_info("a", TYPES[a.dtype], None)]
     if b_input:
@@ -30,7 +32,9 @@ def model_of(node, args, b_input):
     inits = [numpy_helper.from_array(np.asarray(v), n) for n, v in zip(NAMES, args)
              if v is not None and n != "a" and not (b_input and n == "b")]
     graph = helper.make_graph([node], "g", inputs,
-                              [helper.make_tensor_value_info("y", TYPES[zy.dtype], None)], inits)
+                              [helper.make_tensor_value_info(
+                                  "y", TensorProto.INT32 if zy is None else TYPES[zy.dtype], None)],
+                              inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21),
                                                     helper.make_opsetid(DOMAIN, 1)])
     model.ir_version = 10
@@ -45,7 +49,7 @@ def run(model, args, b_input, threads=1):
 
 
 def run_roupmatmul(args, mults, index, *, encoded="weight", b_input=False, threads=1):
-    names = NAMES if args[8] is not None else NAMES[:8]
+    names = NAMES[:6] if args[6] is None else NAMES if args[8] is not None else NAMES[:8]
     node = make_roupmatmul_node(names, ["y"], name="mm", multipliers=mults,
                                 multiplier_index=index, encoded_operand=encoded)
     return run(model_of(node, args, b_input), args, b_input, threads)
@@ -87,6 +91,8 @@ def check_random_cases(count: int, seed: int) -> None:
         kw = dict(multipliers=mults, multiplier_index=index, encoded_operand=encoded)
         acc = roup_matmul(*args, **kw, return_accumulator=True)
         args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
+        if case % 4 == 3:  # the int32 form (MatMulInteger's): no y_scale, y_zero_point, bias
+            args[6:] = [None] * 3
         want = roup_matmul(*args, **kw)
         got = run_roupmatmul(args, mults, index, encoded=encoded, b_input=bool(case % 3 == 0),
                              threads=1 + case % 2)
@@ -128,6 +134,12 @@ def check_bert_like_shapes() -> None:
                 got = run_roupmatmul(args, mults, index, encoded=encoded, b_input=b_input,
                                      threads=2)
                 assert got.tobytes() == want.tobytes(), (a_shape, encoded)
+            if index.size > 1:  # the int32 form, with the per-position mix
+                integer = args[:6] + [None] * 3
+                want = roup_matmul(*integer, **kw)
+                got = run_roupmatmul(integer, mults, index, encoded=encoded, b_input=b_input,
+                                     threads=2)
+                assert got.dtype == np.int32 and got.tobytes() == want.tobytes(), a_shape
 
 
 @pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
@@ -164,6 +176,30 @@ def test_exact_equals_qlinearmatmul():
         assert got.tobytes() == want.tobytes(), case
 
 
+def test_exact_int32_form_equals_matmulinteger():
+    rng = np.random.default_rng(4)
+    for case in range(40):
+        args, _ = random_case(rng)
+        args[6:] = [None] * 3
+        if args[4].ndim and args[3].ndim > 2:  # MatMulInteger: per-column zero points of a 2-D b only
+            args[5] = args[5][0]
+        if args[0].dtype == np.uint8 and args[3].dtype == np.int8:
+            args[3] = (args[3] // 2).astype(np.int8)  # onnxruntime's u8s8 vpmaddubsw saturates
+        a, _, za, b, _, zb = args[:6]
+        node = helper.make_node("MatMulInteger", ["a", "b", "a_zero_point", "b_zero_point"],
+                                ["y"], name="mm")
+        inits = [numpy_helper.from_array(np.asarray(v), n)
+                 for n, v in (("b", b), ("a_zero_point", za), ("b_zero_point", zb))]
+        graph = helper.make_graph(
+            [node], "g", [helper.make_tensor_value_info("a", TYPES[a.dtype], None)],
+            [helper.make_tensor_value_info("y", TensorProto.INT32, None)], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+        model.ir_version = 10
+        want = run(model, args, False)
+        got = run_roupmatmul(args, [parse("ROUP(0,0)")], np.zeros((1, 1), np.uint8))
+        assert got.dtype == np.int32 and got.tobytes() == want.tobytes(), case
+
+
 def test_bad_nodes_and_inputs_fail_with_the_node_name():
     rng = np.random.default_rng(3)
     args, _ = random_case(rng)
@@ -177,6 +213,11 @@ def test_bad_nodes_and_inputs_fail_with_the_node_name():
     args[8] = None
     with pytest.raises(ORT_ERRORS, match=r"\[ROUPMatMul\] node 'mm': has conv attributes"):
         run(model_of(node, args, False), args, False)
+    half = make_roupmatmul_node(NAMES[:7], ["y"], name="mm", multipliers=[parse("ROUP(0,0)")],
+                                multiplier_index=np.zeros((1, 1), np.uint8))
+    with pytest.raises(ORT_ERRORS, match=r"\[ROUPMatMul\] node 'mm': the int32 form \(no "
+                                         r"y_zero_point\) takes no y_scale"):
+        run(model_of(half, args[:7] + [None, None], False), args, False)
     args[0] = args[0][..., :0, :]  # M = 0: an empty output, no error
     assert run_roupmatmul(args, [parse("ROUP(0,0)")], np.zeros((1, 1), np.uint8)).size == 0
     a = np.zeros((4, 3), np.uint8)

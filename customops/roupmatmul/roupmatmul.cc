@@ -42,18 +42,21 @@ void Transpose16(const uint8_t* src, int64_t ld_src, uint8_t* dst, int64_t ld_ds
 }
 #endif
 
-// dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols, in 16 x 16 blocks.
-void Transpose(const uint8_t* src, int64_t rows, int64_t cols, int64_t ld_src, uint8_t* dst,
-               int64_t ld_dst) {
+// dst[c * ld_dst + r] = src[r * ld_src + c] for r < rows, c < cols, in 16 x 16 blocks (bytes; or
+// the int32 form's accumulators).
+template <typename T>
+void Transpose(const T* src, int64_t rows, int64_t cols, int64_t ld_src, T* dst, int64_t ld_dst) {
   constexpr int64_t kBlock = 16;
   for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
     const int64_t r1 = std::min(rows, r0 + kBlock);
     for (int64_t c0 = 0; c0 < cols; c0 += kBlock) {
       const int64_t c1 = std::min(cols, c0 + kBlock);
 #ifdef __SSE2__
-      if (r1 - r0 == kBlock && c1 - c0 == kBlock) {
-        Transpose16(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
-        continue;
+      if constexpr (sizeof(T) == 1) {
+        if (r1 - r0 == kBlock && c1 - c0 == kBlock) {
+          Transpose16(src + r0 * ld_src + c0, ld_src, dst + c0 * ld_dst + r0, ld_dst);
+          continue;
+        }
       }
 #endif
       for (int64_t c = c0; c < c1; ++c) {
@@ -69,6 +72,7 @@ ROUPMatMulKernel::ROUPMatMulKernel(const OrtApi& api, const OrtKernelInfo* info,
                                    ONNXTensorElementDataType a_type, ONNXTensorElementDataType b_type,
                                    ONNXTensorElementDataType y_type)
     : ROUPConvKernel(api, info, a_type, b_type, y_type, kOpName),
+      integer_output_(y_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32),
       b_flip_(roupconv::IsSigned(b_type) ? 0x80 : 0) {
   KernelAttributes attrs(api, info);
   try {
@@ -98,16 +102,19 @@ ROUPMatMulKernel::ROUPMatMulKernel(const OrtApi& api, const OrtKernelInfo* info,
     }
     static const char* const kRequired[] = {"a", "a_scale", "a_zero_point", "b", "b_scale",
                                             "b_zero_point", "y_scale", "y_zero_point"};
-    if (attrs.InputCount() < 8) {
-      throw OpError("needs QLinearMatMul's 8 inputs (a, a_scale, a_zero_point, b, b_scale, "
-                    "b_zero_point, y_scale, y_zero_point) and an optional bias, got " +
-                    std::to_string(attrs.InputCount()));
-    }
-    for (size_t i = 0; i < 8; ++i) {
-      if (attrs.InputName(i).empty()) {
+    const auto given = [&attrs](size_t i) { return i < attrs.InputCount() && !attrs.InputName(i).empty(); };
+    // The int32 form (MatMulInteger's output) is the kernel of an int32 y: one without y_zero_point.
+    const size_t required = integer_output_ ? 6 : 8;
+    for (size_t i = 0; i < required; ++i) {
+      if (!given(i)) {
         throw OpError(std::string("input ") + std::to_string(i) + " (" + kRequired[i] +
-                      ") is required but the node leaves it out (an empty name)");
+                      ") is required but the node leaves it out; ROUPMatMul takes QLinearMatMul's 8 "
+                      "inputs and an optional bias, or (int32 output) only the first 6");
       }
+    }
+    if (integer_output_ && (given(6) || given(7) || given(8))) {
+      throw OpError("the int32 form (no y_zero_point) takes no y_scale or bias: give y_scale and "
+                    "y_zero_point for a requantized y, or remove y_scale and the bias");
     }
     // The base kernel read any conv attributes: they have no meaning for a matrix product.
     const roupconv::ConvAttributes plain;
@@ -192,8 +199,9 @@ WeightPlan ROUPMatMulKernel::PlanB(const uint8_t* b, const std::vector<int64_t>&
   }
   std::vector<uint8_t> zero(static_cast<size_t>(zero_points == 1 ? 1 : G * N));
   for (size_t i = 0; i < zero.size(); ++i) zero[i] = zero_point[zero_points == 1 ? 0 : i % N];
+  // The int32 form reads Execute's accumulators, which a direct (depthwise) plan does not give.
   return BuildPlan(w.data(), {G * N, K, 1, 1}, zero.data(), zero.size(), G,
-                   index_ ? index.data() : nullptr);
+                   index_ ? index.data() : nullptr, /*allow_direct=*/!integer_output_);
 }
 
 std::unique_ptr<ROUPMatMulKernel::RunBuffers> ROUPMatMulKernel::AcquireBuffers() const {
@@ -361,9 +369,10 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
     CheckB(bs, in.b_zero_point_size);
   }
   const auto positive = [](float v) { return std::isfinite(v) && v > 0.0f; };
-  if (!positive(in.a_scale) || !positive(in.y_scale) ||
+  if (!positive(in.a_scale) || (!integer_output_ && !positive(in.y_scale)) ||
       !std::all_of(in.b_scale, in.b_scale + in.b_scale_size, positive)) {
-    throw OpError("a_scale, b_scale and y_scale must be positive finite numbers");
+    throw OpError(integer_output_ ? "a_scale and b_scale must be positive finite numbers"
+                                  : "a_scale, b_scale and y_scale must be positive finite numbers");
   }
   if (in.b_scale_size != 1 && static_cast<int64_t>(in.b_scale_size) != N) {
     throw OpError("b_scale must be a scalar or hold one value per column of b (" + std::to_string(N) +
@@ -393,6 +402,10 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   if (total == 0 || M == 0 || N == 0) return;
 
   const int y_lo = roupconv::IsSigned(y_type_) ? -128 : 0, y_hi = roupconv::IsSigned(y_type_) ? 127 : 255;
+  if (K == 0 && integer_output_) {  // every product is empty
+    std::fill_n(reinterpret_cast<int32_t*>(y), total * M * N, 0);
+    return;
+  }
   if (K == 0) {  // every product is empty: y is the requantized bias
     for (int64_t e = 0; e < total * M * N; ++e) {
       const int64_t n = e % N;
@@ -480,24 +493,32 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
     conv.bias = bias.data();
     conv.bias_size = bias.size();
   }
-  conv.y_scale = in.y_scale;
+  conv.y_scale = integer_output_ ? 1.0f : in.y_scale;  // the int32 form requantizes nothing
   conv.y_zero_point = in.y_zero_point;
   Geometry geometry;
   geometry.out_h = 1;
   geometry.out_w = H;
+  const auto TransposeBack = [&](const auto* conv_y, auto* out_y) {
+    for (int64_t o = 0; o < total; ++o) {
+      const int64_t slot = slot_of[static_cast<size_t>(o)];
+      auto* out = out_y + o * M * N;
+      if (fold) {
+        Transpose(conv_y + slot * M, N, M, H, out, N);
+      } else {
+        Transpose(conv_y + slot * N * M, N, M, M, out, N);
+      }
+    }
+  };
+  if (integer_output_) {  // Execute's accumulators, [image][g * N + n][pixel], transposed back as y
+    std::vector<int32_t> acc(static_cast<size_t>(total * N * M));
+    Execute(context, conv, *plan, geometry, nullptr, acc.data());
+    TransposeBack(acc.data(), reinterpret_cast<int32_t*>(y));
+    return;
+  }
   std::vector<uint8_t>& conv_y = buffers.y;
   conv_y.resize(static_cast<size_t>(total * N * M));
   Execute(context, conv, *plan, geometry, conv_y.data());
-
-  for (int64_t o = 0; o < total; ++o) {
-    const int64_t slot = slot_of[static_cast<size_t>(o)];
-    uint8_t* out = y + o * M * N;
-    if (fold) {
-      Transpose(conv_y.data() + slot * M, N, M, H, out, N);
-    } else {
-      Transpose(conv_y.data() + slot * N * M, N, M, M, out, N);
-    }
-  }
+  TransposeBack(conv_y.data(), y);
 }
 
 }  // namespace axonnx::roupmatmul

@@ -7,6 +7,9 @@
 // op transposes A into that layout, runs ROUPConv's plan and GEMMs (roupconv/), and transposes
 // the result back. A constant B is planned once, at session creation; an activation B (attention)
 // on every run, for whatever batch and sequence length it has.
+//
+// Without y_scale and y_zero_point (six inputs) the op is MatMulInteger's int32 form: y holds the
+// accumulators sum_k M(a - a_zero_point, b - b_zero_point); the scales are checked, not applied.
 #pragma once
 
 #include <array>
@@ -16,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "roupconv/roupconv.h"
@@ -46,7 +50,8 @@ class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
     const int32_t* bias;  // nullptr when absent
     size_t bias_size;
   };
-  // Checks the inputs and computes y; throws OpError (without the node prefix) for bad inputs.
+  // Checks the inputs and computes y (int32 accumulators when integer_output_); throws OpError
+  // (without the node prefix) for bad inputs.
   void RunMatMul(OrtKernelContext* context, const MatInputs& in,
                  const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const;
 
@@ -70,6 +75,7 @@ class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
   void PlanBLean(const uint8_t* b, int64_t G, int64_t K, int64_t N, const uint8_t* zero_point,
                  size_t zero_points, RunBuffers& buffers) const;
 
+  bool integer_output_;  // y is int32 (no y_scale): Execute's accumulators, not requantized
   std::shared_ptr<const roupconv::WeightPlan> constant_b_plan_;
   std::vector<int64_t> constant_b_shape_;
   uint8_t b_flip_;  // XOR turning a stored byte of b into its index (0x80 for int8)
@@ -84,19 +90,31 @@ class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
   mutable std::vector<std::unique_ptr<RunBuffers>> free_buffers_;
 };
 
+template <typename T>
+ONNXTensorElementDataType TypeOf() {
+  if constexpr (std::is_same_v<T, int32_t>) {
+    return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
+  } else {
+    return roupconv::ElementTypeOf(T{});
+  }
+}
+
+// TY int32_t: the int32 form (y_scale and y_zero_point absent). y_scale and y_zero_point are
+// optional in every kernel so that onnxruntime's schema takes both forms; the int32 kernels are
+// registered first (register.cc): a node without y_zero_point infers int32 output from them, and
+// their int32 y_zero_point never matches an 8-bit one.
 template <typename TA, typename TB, typename TY>
 struct ROUPMatMul : ROUPMatMulKernel {
   ROUPMatMul(const OrtApi* api, const OrtKernelInfo* info)
-      : ROUPMatMulKernel(*api, info, roupconv::ElementTypeOf(TA{}), roupconv::ElementTypeOf(TB{}),
-                         roupconv::ElementTypeOf(TY{})) {}
+      : ROUPMatMulKernel(*api, info, TypeOf<TA>(), TypeOf<TB>(), TypeOf<TY>()) {}
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<TA>& a,
                       const Ort::Custom::Tensor<float>& a_scale,
                       const Ort::Custom::Tensor<TA>& a_zero_point,
                       const Ort::Custom::Tensor<TB>& b, const Ort::Custom::Tensor<float>& b_scale,
                       const Ort::Custom::Tensor<TB>& b_zero_point,
-                      const Ort::Custom::Tensor<float>& y_scale,
-                      const Ort::Custom::Tensor<TY>& y_zero_point,
+                      std::optional<const Ort::Custom::Tensor<float>*> y_scale,
+                      std::optional<const Ort::Custom::Tensor<TY>*> y_zero_point,
                       std::optional<const Ort::Custom::Tensor<int32_t>*> bias,
                       Ort::Custom::Tensor<TY>& y) {
     try {
@@ -108,8 +126,11 @@ struct ROUPMatMul : ROUPMatMulKernel {
       };
       scalar(a_scale, "a_scale");
       scalar(a_zero_point, "a_zero_point");
-      scalar(y_scale, "y_scale");
-      scalar(y_zero_point, "y_zero_point");
+      const bool requantize = y_scale.has_value() && *y_scale && y_zero_point.has_value() && *y_zero_point;
+      if (requantize) {  // the constructor checked that the int32 form has neither
+        scalar(**y_scale, "y_scale");
+        scalar(**y_zero_point, "y_zero_point");
+      }
       MatInputs in{};
       in.a = reinterpret_cast<const uint8_t*>(a.Data());
       in.a_shape = a.Shape();
@@ -121,8 +142,10 @@ struct ROUPMatMul : ROUPMatMulKernel {
       in.b_scale_size = static_cast<size_t>(b_scale.NumberOfElement());
       in.b_zero_point = reinterpret_cast<const uint8_t*>(b_zero_point.Data());
       in.b_zero_point_size = static_cast<size_t>(b_zero_point.NumberOfElement());
-      in.y_scale = *y_scale.Data();
-      in.y_zero_point = static_cast<int>(*y_zero_point.Data());
+      if (requantize) {
+        in.y_scale = *(*y_scale)->Data();
+        in.y_zero_point = static_cast<int>(*(*y_zero_point)->Data());
+      }
       if (bias.has_value() && *bias) {
         in.bias = (*bias)->Data();
         in.bias_size = static_cast<size_t>((*bias)->NumberOfElement());
