@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "roupconv/im2col.h"
+#include "roupconv/parallel.h"
 #include "roupconv/roupconv.h"
 #include "roupconv/util.h"
 
@@ -57,7 +58,7 @@ const int64_t* RowOffsets(int64_t K, int64_t cols, std::vector<int64_t>& off) {
   return off.data();
 }
 
-struct Job {
+struct Job : TaskErrors {
   const WeightPlan* plan;
   ScratchPool* pool;
   Im2Col im2col;
@@ -87,9 +88,6 @@ struct Job {
   int32_t* acc_out = nullptr;  // set: the accumulators go here, [N][M][P], not requantized
   std::vector<float> scale;    // per m
   int y_zero_point, y_lo, y_hi;
-  std::atomic<bool> failed{false};
-  std::mutex mutex;
-  std::string error;
 
   void Task(size_t task) {
     if (implicit) return TaskImplicit(task);
@@ -283,28 +281,6 @@ struct Job {
     if (!lut_index.empty()) LutIndex(x + n * C * im2col.H * im2col.W, oh0, nrows_out, *lease, lut_index.data() + task * lut_bytes);
     pool->Release(std::move(lease));
   }
-
-  static void RunBand(void* self, size_t task) {
-    Job* job = static_cast<Job*>(self);
-    if (job->failed.load(std::memory_order_relaxed)) return;
-    try {
-      job->BandTask(task);
-    } catch (const std::exception& e) {
-      std::lock_guard<std::mutex> lock(job->mutex);
-      if (!job->failed.exchange(true)) job->error = e.what();
-    }
-  }
-
-  static void Run(void* self, size_t task) {
-    Job* job = static_cast<Job*>(self);
-    if (job->failed.load(std::memory_order_relaxed)) return;
-    try {
-      job->Task(task);
-    } catch (const std::exception& e) {  // never let an exception into onnxruntime's thread pool
-      std::lock_guard<std::mutex> lock(job->mutex);
-      if (!job->failed.exchange(true)) job->error = e.what();
-    }
-  }
 };
 
 }  // namespace
@@ -464,46 +440,20 @@ void ROUPConvKernel::Execute(OrtKernelContext* context, const Inputs& in, const 
       job.lut_index.resize(static_cast<size_t>(N * job.chunks) * job.lut_bytes);
     }
     const size_t band_tasks = static_cast<size_t>(N * job.chunks);
-    if (band_tasks == 1) {
-      Job::RunBand(&job, 0);
-    } else {
-      Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &Job::RunBand, band_tasks, 0, &job));
-    }
-    if (job.failed) throw OpError(job.error);
+    RunTasks<Job, &Job::BandTask>(api_, context, job, band_tasks);
   }
 
-  if (tasks == 1) {
-    Job::Run(&job, 0);
-  } else {
-    Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &Job::Run, tasks, 0, &job));
-  }
-  if (job.failed) throw OpError(job.error);
+  RunTasks(api_, context, job, tasks);
 }
 
 namespace {
 
-// Runs task `task` of a direct job, keeping exceptions out of onnxruntime's thread pool.
-template <typename J>
-void RunDirectTask(void* self, size_t task) {
-  J* job = static_cast<J*>(self);
-  if (job->failed.load(std::memory_order_relaxed)) return;
-  try {
-    job->Task(task);
-  } catch (const std::exception& e) {
-    std::lock_guard<std::mutex> lock(job->mutex);
-    if (!job->failed.exchange(true)) job->error = e.what();
-  }
-}
-
 // The channel-block kernel's tasks: (image, band of output rows, run of blocks of 16 output
 // channels).
-struct BlockJob {
+struct BlockJob : TaskErrors {
   DepthwiseBlockArgs args;
   ScratchPool* pool;
   int64_t blocks, per_task, runs, band, bands;
-  std::atomic<bool> failed{false};
-  std::mutex mutex;
-  std::string error;
 
   void Task(size_t task) {
     const int64_t n = static_cast<int64_t>(task) / (bands * runs), rest = static_cast<int64_t>(task) % (bands * runs);
@@ -517,7 +467,7 @@ struct BlockJob {
 
 // The direct kernel's tasks: (image, run of units), a unit one input channel (conv group) and up
 // to kUnitRows of its output channels.
-struct DirectJob {
+struct DirectJob : TaskErrors {
   const WeightPlan* plan;
   ScratchPool* pool;
   DepthwiseGeometry geometry;
@@ -529,9 +479,6 @@ struct DirectJob {
   const float* scale;
   std::vector<XTransform> transforms;  // per term, for x's zero point
   int y_zero_point, y_lo, y_hi;
-  std::atomic<bool> failed{false};
-  std::mutex mutex;
-  std::string error;
 
   void Task(size_t task) {
     const WeightPlan& p = *plan;
@@ -595,12 +542,7 @@ void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, 
     bj.per_task = std::clamp<int64_t>(N * bj.bands * bj.blocks / 16, 1, bj.blocks);
     bj.runs = CeilDiv(bj.blocks, bj.per_task);
     const size_t tasks = static_cast<size_t>(N * bj.bands * bj.runs);
-    if (tasks == 1) {
-      RunDirectTask<BlockJob>(&bj, 0);
-    } else {
-      Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &RunDirectTask<BlockJob>, tasks, 0, &bj));
-    }
-    if (bj.failed) throw OpError(bj.error);
+    RunTasks(api_, context, bj, tasks);
     return;
   }
   job.x = in.x;
@@ -626,12 +568,7 @@ void ROUPConvKernel::ExecuteDirect(OrtKernelContext* context, const Inputs& in, 
   job.per_task = per;
   job.tasks_per_image = CeilDiv(job.units_per_image, per);
   const size_t tasks = static_cast<size_t>(N * job.tasks_per_image);
-  if (tasks == 1) {
-    RunDirectTask<DirectJob>(&job, 0);
-  } else {
-    Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &RunDirectTask<DirectJob>, tasks, 0, &job));
-  }
-  if (job.failed) throw OpError(job.error);
+  RunTasks(api_, context, job, tasks);
 }
 
 }  // namespace axonnx::roupconv

@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 
+#include "roupconv/parallel.h"
 #include "roupconv/requantize.h"
 #include "roupconv/util.h"
 
@@ -186,16 +187,13 @@ void ROUPConvTransposeKernel::Check(const Inputs& in) const {
 namespace {
 
 // col2im + bias + requantization, one task per (image, output channel).
-struct Col2Im {
+struct Col2Im : roupconv::TaskErrors {
   const int32_t* cols;  // [N][M1][H * W]
   const int32_t* bias;
   const float* scale;
   uint8_t* y;
   int64_t M, M1, Og, KH, KW, H, W, SH, SW, DH, DW, top, left, out_h, out_w;
   int y_zero_point, y_lo, y_hi;
-  std::atomic<bool> failed{false};
-  std::mutex mutex;
-  std::string error;
 
   void Task(size_t task) {
     const int64_t n = static_cast<int64_t>(task) / M, o = static_cast<int64_t>(task) % M;
@@ -225,17 +223,6 @@ struct Col2Im {
     }
     roupconv::Requantize(acc.data(), static_cast<int>(out_h * out_w), scale[o], y_zero_point, y_lo, y_hi,
                          y + (n * M + o) * out_h * out_w);
-  }
-
-  static void Run(void* self, size_t task) {
-    Col2Im* job = static_cast<Col2Im*>(self);
-    if (job->failed.load(std::memory_order_relaxed)) return;
-    try {
-      job->Task(task);
-    } catch (const std::exception& e) {  // never let an exception into onnxruntime's thread pool
-      std::lock_guard<std::mutex> lock(job->mutex);
-      if (!job->failed.exchange(true)) job->error = e.what();
-    }
   }
 };
 
@@ -307,12 +294,7 @@ void ROUPConvTransposeKernel::Run(OrtKernelContext* context, const Inputs& in,
   job.y_lo = roupconv::IsSigned(y_type_) ? -128 : 0;
   job.y_hi = roupconv::IsSigned(y_type_) ? 127 : 255;
   const size_t tasks = static_cast<size_t>(N * M);
-  if (tasks == 1) {
-    Col2Im::Run(&job, 0);
-  } else {
-    Ort::ThrowOnError(api_.KernelContext_ParallelFor(context, &Col2Im::Run, tasks, 0, &job));
-  }
-  if (job.failed) throw OpError(job.error);
+  roupconv::RunTasks(api_, context, job, tasks);
 }
 
 }  // namespace axonnx::roupconvtranspose
