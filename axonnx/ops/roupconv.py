@@ -318,21 +318,23 @@ def conv_attributes(node: onnx.NodeProto) -> dict:
     return out
 
 
+def oracle_op(op_type: str, compute, node_attributes=lambda node: {}):
+    """An ``onnx.reference`` op ``op_type`` of this domain that runs ``compute`` (an oracle
+    taking the node's inputs in order) with the node's assignment and
+    ``node_attributes(node)``. Each op's ``reference_op`` is one of these."""
+    from onnx.reference.op_run import OpRun
+
+    def _run(self, *inputs, **_attributes):
+        assignment = read_assignment(self.onnx_node)
+        return (compute(*inputs, multipliers=assignment.multipliers,
+                        multiplier_index=assignment.index,
+                        encoded_operand=assignment.encoded_operand,
+                        **node_attributes(self.onnx_node)),)
+
+    return type(op_type, (OpRun,), {"op_domain": DOMAIN, "_run": _run})
+
+
 def reference_op():
     """The oracle as an ``onnx.reference`` op, for ``ReferenceEvaluator(model,
     new_ops=[reference_op()])``: a pure-Python way to run a transformed model."""
-    from onnx.reference.op_run import OpRun
-
-    class ROUPConv(OpRun):
-        op_domain = DOMAIN
-
-        def _run(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
-                 y_zero_point, B=None, **_attributes):
-            assignment = read_assignment(self.onnx_node)
-            return (roup_conv(
-                x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
-                multipliers=assignment.multipliers, multiplier_index=assignment.index,
-                encoded_operand=assignment.encoded_operand,
-                **conv_attributes(self.onnx_node)),)
-
-    return ROUPConv
+    return oracle_op(OP_TYPE, roup_conv, conv_attributes)

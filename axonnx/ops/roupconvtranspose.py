@@ -19,7 +19,7 @@ import onnx
 from axonnx.errors import AxonnxError
 from axonnx.multipliers import Multiplier
 from axonnx.ops.roupconv import (
-    AUTO_PADS, DOMAIN, checked_assignment, conv_attributes, multiply_terms, read_assignment,
+    AUTO_PADS, DOMAIN, checked_assignment, conv_attributes, multiply_terms, oracle_op,
     requantize,
 )
 
@@ -182,18 +182,4 @@ def from_conv_layout(w: np.ndarray, group: int) -> np.ndarray:
 
 def reference_op():
     """The oracle as an ``onnx.reference`` op (see ``roupconv.reference_op``)."""
-    from onnx.reference.op_run import OpRun
-
-    class ROUPConvTranspose(OpRun):
-        op_domain = DOMAIN
-
-        def _run(self, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
-                 y_zero_point, B=None, **_attributes):
-            assignment = read_assignment(self.onnx_node)
-            return (roup_conv_transpose(
-                x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B,
-                multipliers=assignment.multipliers, multiplier_index=assignment.index,
-                encoded_operand=assignment.encoded_operand,
-                **transpose_attributes(self.onnx_node)),)
-
-    return ROUPConvTranspose
+    return oracle_op(OP_TYPE, roup_conv_transpose, transpose_attributes)

@@ -18,7 +18,7 @@ import onnx
 from axonnx.errors import AxonnxError
 from axonnx.multipliers import Multiplier
 from axonnx.ops import roupconv
-from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, Assignment, read_assignment
+from axonnx.ops.roupconv import DOMAIN, OPSET_VERSION, Assignment, oracle_op
 
 OP_TYPE = "ROUPMatMul"
 REQUIRED_INPUTS = ("a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point")
@@ -119,19 +119,5 @@ def matmul_index(conv: np.ndarray, b_shape: Sequence[int]) -> np.ndarray:
 
 def reference_op():
     """The oracle as an ``onnx.reference`` op (see ``roupconv.reference_op``)."""
-    from onnx.reference.op_run import OpRun
-
-    class ROUPMatMul(OpRun):
-        op_domain = DOMAIN
-
-        def _run(self, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale=None,
-                 y_zero_point=None, bias=None, **_attributes):
-            assignment = read_assignment(self.onnx_node)
-            return (roup_matmul(
-                a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point,
-                bias, multipliers=assignment.multipliers,
-                multiplier_index=assignment.index,
-                encoded_operand=assignment.encoded_operand),)
-
-    return ROUPMatMul
+    return oracle_op(OP_TYPE, roup_matmul)
 
