@@ -66,9 +66,12 @@ def InferenceSession(  # noqa: N802  (mirrors onnxruntime.InferenceSession)
 ) -> ort.InferenceSession:
     """``onnxruntime.InferenceSession`` that knows ROUPConv.
 
-    ``model`` is a path, serialized bytes or an ``onnx.ModelProto``. ``sess_options`` is
-    copied (see :func:`session_options`) and the library registered on the copy; providers
-    default to the CPU. Everything else is passed to onnxruntime unchanged.
+    ``model`` is a path, serialized bytes or an ``onnx.ModelProto``. The library is
+    registered on ``sess_options`` itself (once, however many sessions share it), as
+    :func:`enable` does: a copy would drop its config entries (onnxruntime cannot list them),
+    and a dropped ``session.intra_op.allow_spinning=0`` made interleaved sessions spin against
+    each other (a BERT-base layer ran 2.4x slower). Providers default to the CPU; everything
+    else is passed to onnxruntime unchanged.
     """
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
@@ -80,7 +83,7 @@ def InferenceSession(  # noqa: N802  (mirrors onnxruntime.InferenceSession)
         )
     return ort.InferenceSession(
         model,
-        sess_options=session_options(sess_options),
+        sess_options=_registered(sess_options if sess_options is not None else ort.SessionOptions()),
         providers=list(providers) if providers is not None else ["CPUExecutionProvider"],
         **kwargs,
     )

@@ -71,3 +71,16 @@ def test_enable_keeps_every_setting_of_the_applications_options(transformed):
         assert kept.intra_op_num_threads == 1
         assert kept.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert np.array_equal(scores, again)
+
+
+def test_inference_session_keeps_the_config_entries_of_its_options(transformed):
+    # axonnx.InferenceSession used to copy the options, which dropped config entries such as
+    # allow_spinning=0 (onnxruntime cannot list them to copy).
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.intra_op_num_threads = 1
+    for _ in range(2):  # the same options twice: the library is registered once
+        session = axonnx.InferenceSession(transformed, sess_options=options)
+        kept = session.get_session_options()
+        assert kept.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert kept.intra_op_num_threads == 1
