@@ -74,11 +74,13 @@ class _Graph:
         return self.node("Gemm", [pooled, self.const("fc_w", w.astype(np.float32)),
                                   self.const("fc_b", np.zeros(classes, np.float32))], transB=1)
 
-    def model(self, graph_name: str, output: str, size: int) -> onnx.ModelProto:
+    def model(self, graph_name: str, output: str, input_dims: list,
+              output_dims: list | None = None) -> onnx.ModelProto:
+        """The model of the graph built so far: one float input "input", one float output."""
         graph = helper.make_graph(
             self.nodes, graph_name,
-            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
-            [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_dims)],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, output_dims)], self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         model.ir_version = 8
         return model
@@ -100,7 +102,7 @@ def resnet50(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.ModelP
             shortcut = g.conv(x, cin, out, 1, stride, act=None) if block == 0 else x
             x = g.node("Relu", [g.node("Add", [y, shortcut])])
             cin = out
-    return g.model("resnet50", g.head(x, cin, classes), size)
+    return g.model("resnet50", g.head(x, cin, classes), ["N", 3, size, size])
 
 
 # MobileNetV2's inverted residual settings: expansion t, channels c, repeats n, stride s.
@@ -123,7 +125,7 @@ def mobilenet_v2(size: int = 224, classes: int = 1000, seed: int = 0) -> onnx.Mo
             x = g.node("Add", [x, y]) if stride == 1 and cin == c else y
             cin = c
     x = g.conv(x, cin, 1280, 1, act="relu6")
-    return g.model("mobilenet_v2", g.head(x, 1280, classes), size)
+    return g.model("mobilenet_v2", g.head(x, 1280, classes), ["N", 3, size, size])
 
 
 ARCHITECTURES = {"resnet50": resnet50, "mobilenet_v2": mobilenet_v2}
@@ -162,14 +164,7 @@ def text_detector(size: int = 64, width: int = 16, blocks: int = 2, seed: int = 
         channels = skip_channels
     logits = g.conv(top, channels, 1, 1, act=None)
     prob = g.node("Sigmoid", [logits])
-    dims = ["N", 3, "H", "W"] if dynamic else ["N", 3, size, size]
-    graph = helper.make_graph(g.nodes, "text_detector",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
-                              [helper.make_tensor_value_info(prob, TensorProto.FLOAT, None)],
-                              g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
+    return g.model("text_detector", prob, ["N", 3, "H", "W"] if dynamic else ["N", 3, size, size])
 
 
 def text_recognizer(height: int = 32, width: int = 64, d: int = 32, heads: int = 2,
@@ -207,13 +202,7 @@ def text_recognizer(height: int = 32, width: int = 64, d: int = 32, heads: int =
     x = g.node("Add", [seq, linear(merged, d, d)])
     x = g.node("Add", [x, linear(g.node("Relu", [linear(x, d, 2 * d)]), 2 * d, d)])
     out = g.node("LogSoftmax", [linear(x, d, classes)], axis=-1)
-    graph = helper.make_graph(
-        g.nodes, "text_recognizer",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, height, width])],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
+    return g.model("text_recognizer", out, [1, 3, height, width])
 
 
 def unet_decoder(width: int = 8, seed: int = 0, size: int | None = None) -> onnx.ModelProto:
@@ -231,14 +220,7 @@ def unet_decoder(width: int = 8, seed: int = 0, size: int | None = None) -> onnx
     up1 = g.conv_transpose(x, 2 * width, width, 4, pad=1)      # H
     x = g.conv(g.node("Add", [up1, s1]), width, width, 3)
     prob = g.node("Sigmoid", [g.conv(x, width, 1, 1, act=None)])
-    dims = ["N", 3, size, size] if size else ["N", 3, "H", "W"]
-    graph = helper.make_graph(g.nodes, "unet_decoder",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)],
-                              [helper.make_tensor_value_info(prob, TensorProto.FLOAT, None)],
-                              g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
+    return g.model("unet_decoder", prob, ["N", 3, size, size] if size else ["N", 3, "H", "W"])
 
 
 def transformer_encoder(d: int = 64, heads: int = 4, layers: int = 2, hidden: int = 128,
@@ -279,10 +261,4 @@ def transformer_encoder(d: int = 64, heads: int = 4, layers: int = 2, hidden: in
                                     g.const("shape", np.array([0, 0, d], np.int64))])
         x = norm(g.node("Add", [x, linear(merged, d, d)]))
         x = norm(g.node("Add", [x, linear(g.node("Relu", [linear(x, d, hidden)]), hidden, d)]))
-    graph = helper.make_graph(
-        g.nodes, "transformer_encoder",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", "seq", d])],
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", "seq", d])], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    return model
+    return g.model("transformer_encoder", x, ["batch", "seq", d], ["batch", "seq", d])

@@ -101,10 +101,13 @@ def products_io(model, feeds):
     return [(n, [values[i] if i else None for i in n.input], values[n.output[0]]) for n in nodes]
 
 
-@pytest.mark.parametrize("form", [("qdq", "sym-int8"), ("qoperator", "uint8")], ids="-".join)
-def test_approximate_plan_equals_the_oracle(encoders, form):
-    rewritten = transform_model(encoders[form], plan_from_options(llam="ROUP(1,4)", matmul=True))
-    exact = transform_model(encoders[form], Plan(matmul=True))
+def roup14_products_equal_the_oracle(quantized, dtype=None) -> int:
+    """Runs ``quantized`` under ROUP(1,4) at (batch, seq) = (3, 17), checks every ROUPMatMul's
+    output against the oracle on its actual inputs, and returns how many products differ from
+    the exact plan's (so that a caller can check the plan did change them). ``dtype``: the
+    element type every product must have."""
+    rewritten = transform_model(quantized, plan_from_options(llam="ROUP(1,4)", matmul=True))
+    exact = transform_model(quantized, Plan(matmul=True))
     differ = 0
     for (node, ins, got), (_, _, exact_out) in zip(products_io(rewritten, inputs(3, 17)),
                                                    products_io(exact, inputs(3, 17))):
@@ -112,8 +115,14 @@ def test_approximate_plan_equals_the_oracle(encoders, form):
         want = roup_matmul(*ins, multipliers=assignment.multipliers,
                            multiplier_index=assignment.index)
         assert want.dtype == got.dtype and want.tobytes() == got.tobytes(), node.name
+        assert dtype is None or got.dtype == dtype, node.name
         differ += got.tobytes() != exact_out.tobytes()
-    assert differ >= 12  # the plan does change the products
+    return differ
+
+
+@pytest.mark.parametrize("form", [("qdq", "sym-int8"), ("qoperator", "uint8")], ids="-".join)
+def test_approximate_plan_equals_the_oracle(encoders, form):
+    assert roup14_products_equal_the_oracle(encoders[form]) >= 12  # the plan changes them
 
 
 def test_inspect_counts_the_multiplications_at_an_input_shape(encoders):
