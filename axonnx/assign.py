@@ -41,6 +41,17 @@ class LayerAssignment:
     index: np.ndarray  # uint8, weight-shaped, into ``multipliers``
     note: str = ""  # how the rule was adapted to this layer, if it was
 
+    @property
+    def used_multipliers(self) -> tuple[Multiplier, ...]:
+        """The multipliers some weight position actually uses."""
+        counts = np.bincount(self.index.ravel(), minlength=len(self.multipliers))
+        return tuple(m for m, n in zip(self.multipliers, counts) if n)
+
+    @property
+    def is_exact(self) -> bool:
+        """Every weight position gets an exact multiplier."""
+        return all(m.is_exact for m in self.used_multipliers)
+
 
 def class_boundaries(groups: int, fractions) -> np.ndarray:
     edges = np.floor(groups * np.concatenate([[0.0], np.cumsum(fractions)]) + 0.5).astype(int)

@@ -144,7 +144,7 @@ def estimate_errors(model, plan: Plan, *, stats: ActivationStats | None = None,
     for layer in layers:
         assignment = assignments[layer.name]
         scales = [index.constant(layer.inputs[k]) for k in (1, 6)]
-        if (all(m.is_exact for m in assignment.multipliers) or layer.name not in stats.layers
+        if (assignment.is_exact or layer.name not in stats.layers
                 or any(s is None for s in scales)):
             continue
         x_scale, y_scale = (float(np.asarray(s).reshape(-1)[0]) for s in scales)

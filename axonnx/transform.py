@@ -143,6 +143,8 @@ class TransformSummary:
     exact: list[tuple[str, str]]
     left_alone: list[LeftAlone]
     canonical: str = ""  # what canonicalisation did, if anything
+    # exact layers left as the model's own op (``left_to_onnxruntime``), not rewritten
+    kept_original: list[str] = field(default_factory=list)
     # per rewritten layer, the multipliers it uses and its operand formats (energy checks)
     multipliers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     operand_formats: dict[str, str] = field(default_factory=dict)
@@ -151,7 +153,8 @@ class TransformSummary:
         return {
             "approximated": [{"layer": n, "kind": k} for n, k in self.approximated],
             "kept_exact": [{"layer": n, "kind": k, "reason": "the plan gives it only exact "
-                            "multipliers"} for n, k in self.exact],
+                            "multipliers", "op": "original" if n in self.kept_original
+                            else "ROUP"} for n, k in self.exact],
             "left_alone": [a.as_dict() for a in self.left_alone],
             "canonicalized": self.canonical,
         }
@@ -165,7 +168,10 @@ class TransformSummary:
             return ", ".join(f"{n} {k} layer{'s' if n != 1 else ''}"
                              for k, n in counts.items()) or "none"
         out = [f"approximated: {by_kind(self.approximated)}",
-               f"kept exact (the plan gives them only exact multipliers): {by_kind(self.exact)}",
+               f"kept exact (the plan gives them only exact multipliers): {by_kind(self.exact)}"
+               + (f"; {len(self.kept_original)} of them left as the model's own op (uint8 "
+                  "activations or a transposed conv: onnxruntime runs those faster)"
+                  if self.kept_original else ""),
                f"left alone (exact, not rewritten): "
                f"{by_kind([(a.node, a.kind) for a in self.left_alone])}"]
         out += [f"  {a.node} ({a.kind}): {a.reason}" for a in self.left_alone]
@@ -175,17 +181,14 @@ class TransformSummary:
 
 
 def summarize(layers: list[ConvLayer], assignments: dict, survey,
-              formats: dict[str, str] | None = None) -> TransformSummary:
-    def used(a):  # the multipliers a layer's assignment actually uses
-        counts = np.bincount(a.index.ravel(), minlength=len(a.multipliers))
-        return [m for m, n in zip(a.multipliers, counts) if n]
-
-    uses = {l.name: used(assignments[l.name]) for l in layers}
-    exact = {name: all(m.is_exact for m in ms) for name, ms in uses.items()}
+              formats: dict[str, str] | None = None, kept: set[str] = frozenset()
+              ) -> TransformSummary:
+    uses = {l.name: assignments[l.name].used_multipliers for l in layers}
+    exact = {l.name: assignments[l.name].is_exact for l in layers}
     return TransformSummary(
         approximated=[(l.name, l.kind) for l in layers if not exact[l.name]],
         exact=[(l.name, l.kind) for l in layers if exact[l.name]],
-        left_alone=left_alone(survey),
+        left_alone=left_alone(survey), kept_original=sorted(kept),
         canonical=survey.canonical.describe() if survey.canonical is not None else "",
         multipliers={name: tuple(dict.fromkeys(m.name for m in ms)) for name, ms in uses.items()},
         operand_formats=dict(formats or {}))
@@ -244,15 +247,50 @@ def layer_assignment(rule, layer: ConvLayer) -> LayerAssignment:
     return assign_layer(rule, layer.real_weight, layer.name, shape=layer.weight_shape)
 
 
-def transform_model(model, plan: Plan, *, recovery=None, input_shape=None) -> onnx.ModelProto:
+def transform_model(model, plan: Plan, *, recovery=None, input_shape=None,
+                    exact_layers: str = "onnxruntime") -> onnx.ModelProto:
     """:func:`transform_with_summary` without the summary."""
-    return transform_with_summary(model, plan, recovery=recovery, input_shape=input_shape)[0]
+    return transform_with_summary(model, plan, recovery=recovery, input_shape=input_shape,
+                                  exact_layers=exact_layers)[0]
 
 
-def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
+# Where a layer the plan leaves exact runs: "onnxruntime" keeps the original op where
+# onnxruntime is faster (left_to_onnxruntime), "roup" always writes an exact ROUP node.
+EXACT_LAYERS = ("onnxruntime", "roup")
+
+
+def check_exact_layers(value: str) -> None:
+    if value not in EXACT_LAYERS:
+        raise AxonnxError(f"unknown --exact-layers {value!r}; use one of "
+                          f"{', '.join(EXACT_LAYERS)}")
+
+
+def left_to_onnxruntime(layer: ConvLayer, index: GraphIndex) -> bool:
+    """Whether a layer the plan leaves exact is better left as the model had it than
+    rewritten into an exact ROUP node (same bytes either way). Measured on x86 with
+    AVX-512 VNNI and AMX (README, "Speed"): onnxruntime's uint8-activation convs and
+    products (MLAS, NHWC, prepacked) beat ROUPConv's exact path, and it keeps the model's
+    own NHWC layout around them; with int8 activations onnxruntime falls back to slower
+    paths (3.6x slower on MobileNetV2), so ROUP nodes are faster; a QDQ ConvTranspose runs
+    onnxruntime's float path, faster than ROUPConvTranspose's exact one. A node already
+    rewritten (re-planning) has no original op to go back to."""
+    if layer.form == "roupconv":
+        return False
+    if layer.kind == TRANSPOSED_CONV:
+        return True
+    x_zero_point = index.constant(layer.inputs[2]) if layer.inputs[2] else None
+    if x_zero_point is not None:
+        return x_zero_point.dtype == np.uint8
+    return layer.x_dtype is None or np.dtype(layer.x_dtype) == np.uint8
+
+
+def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None,
+                           exact_layers: str = "onnxruntime"
                            ) -> tuple[onnx.ModelProto, TransformSummary]:
     """The model with every quantized conv rewritten to ROUPConv as the plan says.
-    Layers the plan does not match become exact ROUPConv nodes.
+    Layers the plan gives only exact multipliers stay onnxruntime's own op where
+    onnxruntime runs them faster (:func:`left_to_onnxruntime`; ``exact_layers="roup"``
+    rewrites them too, into exact ROUP nodes).
 
     ``recovery`` (an :class:`axonnx.recovery.Recovery`) also tunes the approximated
     layers' weights and/or corrects their biases; the assignment is always computed from
@@ -263,7 +301,11 @@ def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
     resolved, assignments = assign_plan(plan, layers)
     index = GraphIndex(work.graph)  # before the rewrite: the layers' zero points
     formats = {layer.name: operand_formats(layer, index, plan.encoded_operand) for layer in layers}
-    out = rewrite_to_roupconv(work, layers, assignments, plan.encoded_operand).model
+    check_exact_layers(exact_layers)
+    kept = {layer.name for layer in layers if exact_layers == "onnxruntime"
+            and assignments[layer.name].is_exact and left_to_onnxruntime(layer, index)}
+    out = rewrite_to_roupconv(work, [layer for layer in layers if layer.name not in kept],
+                              assignments, plan.encoded_operand).model
     meta = {p.key: p.value for p in out.metadata_props}
     meta.pop(META_RECOVERY, None)
     meta.pop(META_NOTES, None)
@@ -284,7 +326,7 @@ def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
                  META_DIGEST: resolved.digest()})
     del out.metadata_props[:]
     onnx.helper.set_model_props(out, meta)
-    return out, summarize(layers, assignments, survey, formats)
+    return out, summarize(layers, assignments, survey, formats, kept)
 
 
 def notes_of(model) -> list[str]:
@@ -306,9 +348,13 @@ def verify_plan(plan: Plan, layers: list[ConvLayer]) -> bool:
     if len(plan.rules) != len(layers):
         return False
     for layer, rule in zip(layers, plan.rules):
-        if layer.assignment is None or rule.match != (layer.name,):
+        if rule.match != (layer.name,):
             return False
         expected = layer_assignment(rule, layer)
+        if layer.assignment is None:  # left as the model's op: only if the plan keeps it exact
+            if not expected.is_exact:
+                return False
+            continue
         got = layer.assignment
         want_names = np.asarray([m.name for m in expected.multipliers], dtype=object)[expected.index]
         if not np.array_equal(want_names, got.per_position_names()):

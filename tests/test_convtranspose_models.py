@@ -120,7 +120,7 @@ def _oracle(model: onnx.ModelProto, node: onnx.NodeProto, x: np.ndarray) -> np.n
 def test_rewritten_upsamplers_compute_the_oracle_at_two_sizes(decoders, form, plan):
     chosen = {"exact": Plan(), "ROUP(1,4)": plan_from_options(llam="ROUP(1,4)"),
               "flam": plan_from_options(flam="ROUP(0,0),ROUP(1,4),ROUP(2,6)")}[plan]
-    model, _ = transform_with_summary(decoders[form], chosen)
+    model, _ = transform_with_summary(decoders[form], chosen, exact_layers="roup")
     io = _layer_io(model, OP_TYPE)
     assert {node.name for node, _, _ in io} == UPSAMPLERS
     if plan == "flam":  # output channels get different multipliers
@@ -138,7 +138,7 @@ def test_exact_plan_against_onnxruntimes_float_convtranspose(decoders):
     ConvTranspose in float. Fed the same bytes, they differ by at most one step, on a small
     share of outputs (README, "Which ops are approximated")."""
     original = onnx.load(decoders["qdq"])
-    model, _ = transform_with_summary(original, Plan())
+    model, _ = transform_with_summary(original, Plan(), exact_layers="roup")
     io = _layer_io(original, "ConvTranspose")
     names = [t for _, x, y in io for t in (x, y)]
     for batch, h, w in SIZES:

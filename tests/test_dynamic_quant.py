@@ -57,7 +57,7 @@ def test_every_matmulinteger_is_approximated_and_the_exact_plan_is_bit_identical
     assert {layer.form for layer in layers} == {"integer"}
     # quantize_dynamic leaves attention's activation x activation MatMuls in float.
     assert len(survey.refused) == 4
-    rewritten = transform_model(original, Plan(matmul=True))
+    rewritten = transform_model(original, Plan(matmul=True), exact_layers="roup")
     ops = [n.op_type for n in rewritten.graph.node]
     assert ops.count(OP_TYPE) == 12 and "MatMulInteger" not in ops
     want, got = session(original), session(rewritten)
@@ -100,7 +100,7 @@ def test_activation_b_is_bit_identical():
     model.ir_version = 9
     _, layers, _ = prepared(model, matmul=True)
     assert [layer.kind for layer in layers] == [ATTENTION]
-    rewritten = transform_model(model, Plan(matmul=True))
+    rewritten = transform_model(model, Plan(matmul=True), exact_layers="roup")
     assert [n.op_type for n in rewritten.graph.node].count(OP_TYPE) == 1
     rng = np.random.default_rng(0)
     feeds = {"x": rng.standard_normal((3, 5, 8)).astype(np.float32),

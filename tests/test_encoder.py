@@ -62,7 +62,7 @@ def test_every_product_is_approximated_and_the_exact_plan_is_bit_identical(encod
     kinds = [layer.kind for layer in layers]
     assert not survey.refused and len(layers) == 16
     assert kinds.count(ATTENTION) == 4 and kinds.count(FULLY_CONNECTED_KIND) == 12
-    rewritten = transform_model(original, Plan(matmul=True))
+    rewritten = transform_model(original, Plan(matmul=True), exact_layers="roup")
     assert sum(n.op_type == OP_TYPE for n in rewritten.graph.node) == 16
     assert not any(n.op_type in ("MatMul", "QLinearMatMul") for n in rewritten.graph.node)
     want, got = session(original), session(rewritten)
@@ -80,7 +80,7 @@ def test_unoptimized_qdq_uint8_runs_in_float(encoders):
     integer QLinearMatMul (the default, optimized session) at (8, 64); the transformed model
     equals the integer semantics."""
     original = encoders[("qdq", "uint8")]
-    rewritten = transform_model(original, Plan(matmul=True))
+    rewritten = transform_model(original, Plan(matmul=True), exact_layers="roup")
     feeds = inputs(8, 64)
     as_float = session(original, False).run(None, feeds)[0]
     as_integer = session(original).run(None, feeds)[0]
@@ -107,7 +107,7 @@ def roup14_products_equal_the_oracle(quantized, dtype=None) -> int:
     the exact plan's (so that a caller can check the plan did change them). ``dtype``: the
     element type every product must have."""
     rewritten = transform_model(quantized, plan_from_options(llam="ROUP(1,4)", matmul=True))
-    exact = transform_model(quantized, Plan(matmul=True))
+    exact = transform_model(quantized, Plan(matmul=True), exact_layers="roup")
     differ = 0
     for (node, ins, got), (_, _, exact_out) in zip(products_io(rewritten, inputs(3, 17)),
                                                    products_io(exact, inputs(3, 17))):

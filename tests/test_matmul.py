@@ -75,7 +75,7 @@ def test_exact_plan_gives_identical_output_bytes(encoders, form):
     _, layers, survey = prepared(original, matmul=True)
     assert {base(layer.name): layer.kind for layer in layers} == KINDS
     assert not survey.refused
-    rewritten = transform_model(original, Plan(matmul=True))
+    rewritten = transform_model(original, Plan(matmul=True), exact_layers="roup")
     onnx.checker.check_model(rewritten, full_check=True)
     assert sum(n.op_type == OP_TYPE for n in rewritten.graph.node) == 9
     assert not any(n.op_type in ("QLinearMatMul", "MatMul", "QGemm", "Gemm")
@@ -103,7 +103,7 @@ def roupmatmul_io(model, feeds):
 def test_approximate_plan_equals_the_oracle(encoders, form):
     original = encoders[form]
     rewritten = transform_model(original, APPROXIMATE)
-    exact = transform_model(original, Plan(matmul=True))
+    exact = transform_model(original, Plan(matmul=True), exact_layers="roup")
     differ = 0
     for (node, inputs, got), (_, _, exact_out) in zip(roupmatmul_io(rewritten, sample()),
                                                       roupmatmul_io(exact, sample())):
@@ -186,7 +186,7 @@ def test_cli_inspect_and_energy_label_the_kinds(encoders, tmp_path):
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
 def test_two_attention_heads_are_batched_products(encoders, fmt):
     original = encoders[(fmt, "heads")]
-    rewritten = transform_model(original, Plan(matmul=True))
+    rewritten = transform_model(original, Plan(matmul=True), exact_layers="roup")
     indexes = {base(n.name): read_assignment(n).index.shape
                for n in rewritten.graph.node if n.op_type == OP_TYPE}
     assert indexes["qk"] == (8, 8) and indexes["pv"] == (8, 8)  # one [K, N] for both heads
@@ -210,7 +210,7 @@ def test_cnn_fully_connected_heads_are_bit_identical(quantized_models, random_in
     x = random_input(3)
     for form in [("qoperator", "int8", True), ("qdq", "int8", True), ("qoperator", "uint8", False)]:
         original = onnx.load(quantized_models[form])
-        rewritten = transform_model(original, Plan(matmul=True))
+        rewritten = transform_model(original, Plan(matmul=True), exact_layers="roup")
         kinds = [layer.kind for layer in prepared(rewritten)[1]]
         assert kinds == ["conv"] * 4 + [FULLY_CONNECTED_KIND], form
         for optimize in (False, True):

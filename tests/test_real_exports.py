@@ -49,7 +49,7 @@ def test_constant_weights_quantized_at_run_time_are_folded_and_every_conv_rewrit
     assert {layer.name for layer in layers} == CONVS | {"fc", "up"}
     assert next(layer for layer in layers if layer.name == "fc").kind == "fully connected"
     assert survey.canonical.folded["QuantizeLinear"] == 7  # 6 conv-like weights and fc's
-    model, summary = transform_with_summary(exports["constant"], Plan(matmul=True))
+    model, summary = transform_with_summary(exports["constant"], Plan(matmul=True), exact_layers="roup")
     assert sum(n.op_type == "ROUPConv" for n in model.graph.node) == 5  # and fc:
     assert sum(n.op_type == "ROUPMatMul" for n in model.graph.node) == 1
     assert sum(n.op_type == "ROUPConvTranspose" for n in model.graph.node) == 1  # "up"
@@ -80,7 +80,7 @@ CONCAT = {"Concat", "QLinearConcat"}
 @pytest.mark.parametrize("form", ["int8", "uint8"])
 def test_neighbours_keep_their_onnxruntime_fusions(exports, form, tmp_path):
     original = onnx.load(exports[form])
-    rewritten, _ = transform_with_summary(original, Plan())
+    rewritten, _ = transform_with_summary(original, Plan(), exact_layers="roup")
     before = _optimized_ops(original, tmp_path / "original.onnx")
     after = _optimized_ops(rewritten, tmp_path / "rewritten.onnx")
     assert after["ROUPConv"] == len(CONVS)
@@ -103,7 +103,8 @@ def test_summary_counts_exact_plans_as_exact_and_lists_what_was_left_alone(expor
     assert {r["layer"] for r in summary["kept_exact"]} == CONVS | {"up"}
     assert {(r["node"], r["kind"]) for r in summary["left_alone"]} == {("fc", "fully connected")}
     text = CliRunner().invoke(app, ["transform", str(exports["int8"]), "-o", str(out),
-                                    "--llam", "ROUP(1,4)", "--layers", "b*", "--matmul"])
+                                    "--llam", "ROUP(1,4)", "--layers", "b*", "--matmul",
+                                    "--exact-layers", "roup"])
     assert text.exit_code == 0, text.output
     assert "approximated: 1 conv layer" in text.output
     assert "4 conv layers, 1 transposed conv layer, 1 fully connected layer" in text.output
@@ -189,7 +190,7 @@ def test_uint8_networks_keep_every_fusion_and_gain_no_quantize_pairs(build, tmp_
     onnx.save(getattr(architectures, build)(size), fp32)
     calib = np.random.default_rng(0).uniform(-2, 2, (4, 3, size, size)).astype(np.float32)
     original = onnx.load(str(quantize_float(fp32, tmp_path / "q.onnx", calib, activations="uint8")))
-    rewritten, _ = transform_with_summary(original, Plan())
+    rewritten, _ = transform_with_summary(original, Plan(), exact_layers="roup")
     before = _optimized_ops(original, tmp_path / "original.onnx")
     after = _optimized_ops(rewritten, tmp_path / "rewritten.onnx")
     assert after["ROUPConv"] == before["QLinearConv"] > 10

@@ -68,6 +68,10 @@ def transform_command(
     recovery: RecoveryOption = "none", calib: CalibOption = 512,
     calib_data: CalibDataOption = None, data: DataOption = None, sample: SampleOption = False,
     preprocess: PreprocessOption = None,
+    exact_layers: Annotated[str, typer.Option(
+        "--exact-layers", help="Where layers the plan keeps exact run: onnxruntime (the "
+        "model's own op where onnxruntime runs it faster: uint8 activations, transposed "
+        "convs) or roup (always an exact ROUP node).")] = "onnxruntime",
     json_output: JsonOption = False,
 ) -> None:
     """Rewrite every quantized 2-D conv into ROUPConv as the plan says (others stay exact)."""
@@ -79,8 +83,9 @@ def transform_command(
                               save_model_atomic)
     from axonnx.zoo import resolve_model
     from axonnx.recovery import Recovery
-    from axonnx.transform import notes_of, plan_of, transform_with_summary
+    from axonnx.transform import check_exact_layers, notes_of, plan_of, transform_with_summary
 
+    check_exact_layers(exact_layers)
     inputs = model_files(resolve_model(model)) + ([Path(plan)] if plan else [])
     if calib_data is not None:
         inputs.append(Path(calib_data))
@@ -116,12 +121,14 @@ def transform_command(
                      highlight=False)
     verdict = None
     if fixer is None:
-        out_model, summary = transform_with_summary(loaded, the_plan, input_shape=input_shape)
+        out_model, summary = transform_with_summary(loaded, the_plan, input_shape=input_shape,
+                                                    exact_layers=exact_layers)
     else:  # recovery is kept only where it brings the outputs closer to the exact model's
         from axonnx.recovery.guard import guarded_transform
 
         out_model, summary, verdict = guarded_transform(loaded, the_plan, fixer, calibration,
-                                                        input_shape=input_shape)
+                                                        input_shape=input_shape,
+                                                        exact_layers=exact_layers)
         stderr.print(verdict.line(recovery), soft_wrap=True, highlight=False)
         if not verdict.kept:
             fixer = None

@@ -242,7 +242,7 @@ class Recovery:
         report: dict[str, dict[str, Any]] = {}
         for layer in layers:
             assignment = assignments[layer.name]
-            if all(m.is_exact for m in assignment.multipliers):
+            if assignment.is_exact:
                 continue
             weights = self.layer_weights(layer, assignment, encoded)
             changed: dict[str, Any] = {}

@@ -34,19 +34,22 @@ class RecoveryVerdict:
 
 
 def guarded_transform(model: onnx.ModelProto, plan: Plan, recovery, data, *,
-                      input_shape=None, metric: str = "snr"):
+                      input_shape=None, metric: str = "snr", exact_layers: str = "onnxruntime"):
     """(model, summary, verdict): the transform with ``recovery`` if it scores at least as
     well as the one without it on ``data`` (a Dataset; the calibration data), else the one
     without."""
     from axonnx.evaluate import Runner, evaluate
     from axonnx.transform import transform_with_summary
 
-    recovered = transform_with_summary(model, plan, recovery=recovery, input_shape=input_shape)
-    plain = transform_with_summary(model, plan, input_shape=input_shape)
+    recovered = transform_with_summary(model, plan, recovery=recovery, input_shape=input_shape,
+                                       exact_layers=exact_layers)
+    plain = transform_with_summary(model, plan, input_shape=input_shape,
+                                   exact_layers=exact_layers)
     # The reference is the exact plan's model: the integer result the approximation departs
     # from (the original equals it but where onnxruntime runs a QDQ conv in float, one step
-    # away), and it runs at the kernel's speed.
-    exact = transform_with_summary(model, Plan(matmul=plan.matmul), input_shape=input_shape)
+    # away, and a QDQ ConvTranspose always in float): ROUP nodes throughout.
+    exact = transform_with_summary(model, Plan(matmul=plan.matmul), input_shape=input_shape,
+                                   exact_layers="roup")
     reference = Runner(exact[0]).outputs(data)
     score_with = evaluate(recovered[0], data, metric, reference=reference).score
     score_without = evaluate(plain[0], data, metric, reference=reference).score

@@ -130,7 +130,7 @@ def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
     # The exact-plan model, instrumented: its ROUPConv nodes read the quantized layer inputs
     # directly, so exposing them blocks no fusion (the QDQ model with them as outputs runs
     # its convs in float, 2-4x slower), and these are the values the approximated layers see.
-    exact = transform_model(model, Plan(matmul=matmul))
+    exact = transform_model(model, Plan(matmul=matmul), exact_layers="roup")
     runner = Runner(with_outputs(exact, names), threads, "the model on the calibration data",
                     outputs=names)
     index = GraphIndex(work.graph)
