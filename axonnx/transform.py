@@ -20,7 +20,7 @@ from axonnx.model import fix_input_shape, load_model, tensor_shapes
 from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
 from axonnx.passes import (
     CONV, TRANSPOSED_CONV, ConvLayer, GraphIndex, canonicalize, name_unnamed_nodes,
-    rewrite_to_roupconv, survey_convs,
+    rewrite_to_roupconv, shift_int8_activations, survey_convs,
 )
 from axonnx.plan import Coverage, Plan
 
@@ -194,18 +194,22 @@ def summarize(layers: list[ConvLayer], assignments: dict, survey,
         operand_formats=dict(formats or {}))
 
 
-def prepared(model: onnx.ModelProto, matmul: bool = False, input_shape=None
+def prepared(model: onnx.ModelProto, matmul: bool = False, input_shape=None,
+             uint8_activations: bool = False
              ) -> tuple[onnx.ModelProto, list[ConvLayer], object]:
     """A named, canonical copy of the model (constant chains folded, see
     ``axonnx.passes.canonicalize``; with ``input_shape`` its input dims fixed, so that
-    attention with dynamic shapes can be matched) and its quantized 2-D convs, and with
-    ``matmul`` its quantized matrix products (error if there are none)."""
+    attention with dynamic shapes can be matched; with ``uint8_activations`` its int8
+    activations stored as uint8, ``axonnx.passes.shift_int8_activations``) and its quantized
+    2-D convs, and with ``matmul`` its quantized matrix products (error if there are none)."""
     work = onnx.ModelProto()
     work.CopyFrom(model)
     if input_shape is not None:
         fix_input_shape(work, input_shape)
     name_unnamed_nodes(work)  # before folding, so names follow the original's node order
     canonical = canonicalize(work, matmul)
+    if uint8_activations:
+        canonical.uint8_activations = shift_int8_activations(work)
     survey = survey_convs(work, matmul)
     survey.canonical = canonical
     if not survey.layers:
@@ -297,11 +301,14 @@ def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
     the original weights, and the settings are recorded in ``axonnx.recovery``. ``input_shape`` fixes the input dims
     first (a model with dynamic shapes whose attention products need static ones). The
     summary says what was approximated, kept exact and left alone, and why."""
-    work, layers, survey = prepared(load_model(model), plan.matmul, input_shape)
+    check_exact_layers(exact_layers)
+    # Layers left to onnxruntime run fastest on uint8 activations; the ROUP nodes run the
+    # same values either way.
+    work, layers, survey = prepared(load_model(model), plan.matmul, input_shape,
+                                    uint8_activations=exact_layers == "onnxruntime")
     resolved, assignments = assign_plan(plan, layers)
     index = GraphIndex(work.graph)  # before the rewrite: the layers' zero points
     formats = {layer.name: operand_formats(layer, index, plan.encoded_operand) for layer in layers}
-    check_exact_layers(exact_layers)
     kept = {layer.name for layer in layers if exact_layers == "onnxruntime"
             and assignments[layer.name].is_exact and left_to_onnxruntime(layer, index)}
     out = rewrite_to_roupconv(work, [layer for layer in layers if layer.name not in kept],

@@ -6,7 +6,10 @@
 - ``QOperator u8``: QOperator, uint8 activations, per-channel weights.
 
 Each form is timed as the user runs it in plain onnxruntime, and after ``axonnx transform``
-with: exact (every position ROUP(0,0)), ROUP(1,4) on every layer, a filter-level mix
+with: exact (every position ROUP(0,0); the default ``--exact-layers onnxruntime``, which
+leaves such layers as onnxruntime's own ops and stores int8 activations as uint8), exact
+with ``--exact-layers roup`` (every layer an exact ROUPConv: the kernel's own exact speed),
+ROUP(1,4) on every layer, a filter-level mix
 ROUP(0,0)/ROUP(1,4)/ROUP(2,6) (FLAM, magnitude policy) and a uniform LUT (an EvoApprox
 mul8u table from ``$AXONNX_DATA/evoapprox8u``; skipped when absent). The Gemm head is rewritten
 too (``matmul``). Every session: 2 intra-op threads (``--threads``), one inter-op thread,
@@ -19,7 +22,8 @@ faster; 1x is onnxruntime's own speed). ``exact = ort`` says whether the exact m
 plain model's output bytes (same form, batch 1).
 
 Not a test: ``python -P bench/bench_imagenet.py [--batches 1 8] [--repeats 10]
-[--models resnet50 mobilenet_v2] [--variants exact roup14 flam lut] [--json out.json]``.
+[--models resnet50 mobilenet_v2] [--variants exact exact_roup roup14 flam lut]
+[--json out.json]``.
 """
 
 from __future__ import annotations
@@ -53,14 +57,18 @@ LUT_NAME = "mul8u_2HH"
 FORMS = {"defaults (QDQ s8)": dict(per_channel=True),
          "QOperator u8": dict(per_channel=True, quant_format=QuantFormat.QOperator,
                               activation_type=QuantType.QUInt8)}
-VARIANTS = ("exact", "roup14", "flam", "lut")
-LABELS = {"exact": "exact", "roup14": "ROUP(1,4)", "flam": "FLAM", "lut": f"LUT({LUT_NAME})"}
+VARIANTS = ("exact", "exact_roup", "roup14", "flam", "lut")
+EXACT_LAYERS = {"exact_roup": "roup"}  # the rest: transform's default, "onnxruntime"
+LABELS = {"exact": "exact", "exact_roup": "exact as ROUPConv", "roup14": "ROUP(1,4)",
+          "flam": "FLAM", "lut": f"LUT({LUT_NAME})"}
 
 
 def plans(wanted: list[str]) -> dict[str, Plan]:
     out = {}
     if "exact" in wanted:
         out["exact"] = Plan(matmul=True)
+    if "exact_roup" in wanted:
+        out["exact_roup"] = Plan(matmul=True)  # with exact_layers="roup" (EXACT_LAYERS)
     if "roup14" in wanted:
         out["roup14"] = plan_from_options(llam="ROUP(1,4)", matmul=True)
     if "flam" in wanted:
@@ -108,7 +116,8 @@ def bench_model(name: str, args, folder: Path) -> list[dict]:
         original = quantized(name, folder, form)
         models[(form, "ort")] = original
         for key, plan in chosen.items():
-            models[(form, key)] = transform_model(original, plan)
+            models[(form, key)] = transform_model(
+                original, plan, exact_layers=EXACT_LAYERS.get(key, "onnxruntime"))
     sessions = {k: session(m, args.threads) for k, m in models.items()}
     input_name = models[(next(iter(FORMS)), "ort")].graph.input[0].name
     rows = []

@@ -23,11 +23,13 @@ from .qlinearconv import QLinearConvRule
 from .rewrite import ConvSurvey, PassResult, name_unnamed_nodes, rewrite_to_roupconv, survey_convs
 from .roupconv import ROUPConvRule, ROUPConvTransposeRule
 from .roupmatmul import ROUPMatMulRule
+from .uint8_activations import shift_int8_activations
 
 __all__ = [
     "ATTENTION", "CONV", "TRANSPOSED_CONV", "QDQConvTransposeRule", "ROUPConvTransposeRule", "Canonicalized", "canonicalize", "fold_constants", "quantize_linear", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
     "GraphIndex", "MatMulOperands", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule",
     "QDQMatMulRule", "QGemmRule", "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule",
     "ROUPMatMulRule",
-    "edit_constants", "name_unnamed_nodes", "rewrite_to_roupconv", "survey_convs",
+    "edit_constants", "name_unnamed_nodes", "rewrite_to_roupconv", "shift_int8_activations",
+    "survey_convs",
 ]

@@ -36,10 +36,11 @@ class Canonicalized:
 
     folded: Counter = field(default_factory=Counter)
     quantized_biases: list[str] = field(default_factory=list)
+    uint8_activations: int = 0  # int8 activation tensors stored as uint8 (uint8_activations.py)
 
     @property
     def changed(self) -> bool:
-        return bool(self.folded or self.quantized_biases)
+        return bool(self.folded or self.quantized_biases or self.uint8_activations)
 
     def describe(self) -> str:
         parts = []
@@ -50,10 +51,15 @@ class Canonicalized:
         if self.quantized_biases:
             parts.append(f"quantized the float bias of {len(self.quantized_biases)} layer(s) to "
                          "int32 as quantize_static does")
+        if self.uint8_activations:
+            parts.append(f"stored {self.uint8_activations} int8 activation tensors as uint8 "
+                         "(+128, zero points +128: the same values), which onnxruntime runs "
+                         "faster")
         return "; ".join(parts)
 
     def as_dict(self) -> dict:
-        return {"folded": dict(self.folded), "quantized_biases": list(self.quantized_biases)}
+        return {"folded": dict(self.folded), "quantized_biases": list(self.quantized_biases),
+                "uint8_activations": self.uint8_activations}
 
 
 def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None,

@@ -16,6 +16,7 @@ from axonnx.ops.roupconv import DOMAIN
 from axonnx.plan import Plan, plan_from_options
 from axonnx.transform import inspect_model, prepared, transform_model, transform_with_summary
 
+from test_encoder import encoders, inputs  # noqa: F401 (a fixture)
 from test_passes import run
 
 
@@ -37,15 +38,34 @@ def test_uint8_exact_layers_stay_the_models_own_ops(quantized_models, form, rand
     for optimize in (False, True):
         assert run(model, x, optimize).tobytes() == run(original, x, optimize).tobytes()
     assert "4 of them left as the model's own op" in "\n".join(summary.lines())
+    assert "uint8" not in summary.canonical  # nothing to shift
 
 
-@pytest.mark.parametrize("form", [("qoperator", "int8", True), ("qdq", "int8", True)],
-                         ids=lambda f: "-".join(map(str, f)))
-def test_int8_exact_layers_become_roup_nodes(quantized_models, form):
-    # onnxruntime's int8-activation convs are the slow path on x86: ROUPConv runs them.
-    model, summary = transform_with_summary(onnx.load(quantized_models[form]), Plan())
+def test_int8_qoperator_exact_layers_become_roup_nodes(quantized_models):
+    # onnxruntime's int8-activation QLinearConv is its slow path on x86 (3.6x slower on
+    # MobileNetV2 than ROUPConv), and the QLinearAdds between them keep the int8 type.
+    model, summary = transform_with_summary(
+        onnx.load(quantized_models[("qoperator", "int8", True)]), Plan())
     assert _custom_ops(model) == {"ROUPConv": 4}
-    assert summary.kept_original == []
+    assert summary.kept_original == [] and "uint8" not in summary.canonical
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_int8_qdq_activations_become_uint8_and_exact_layers_stay_onnxruntimes(
+        quantized_models, per_channel, random_input):
+    original = onnx.load(quantized_models[("qdq", "int8", per_channel)])
+    model, summary = transform_with_summary(original, Plan())
+    assert not _custom_ops(model) and len(summary.kept_original) == 4
+    assert "int8 activation tensors as uint8" in summary.canonical
+    x = random_input(3)
+    # As written, onnxruntime runs the same float convs on the same values.
+    assert run(model, x, False).tobytes() == run(original, x, False).tobytes()
+    # The ROUP nodes compute the same on the uint8 values as on the int8 ones.
+    plan = plan_from_options(flam="ROUP(0,0),ROUP(1,4),SKIP")
+    shifted = transform_model(original, plan)
+    kept_int8 = transform_model(original, plan, exact_layers="roup")
+    assert _custom_ops(shifted) == _custom_ops(kept_int8) == {"ROUPConv": 4}
+    assert run(shifted, x, False).tobytes() == run(kept_int8, x, False).tobytes()
 
 
 def test_a_mixed_plan_runs_the_same_bytes_either_way_and_reads_back(quantized_models,
@@ -75,20 +95,42 @@ def test_a_mixed_plan_runs_the_same_bytes_either_way_and_reads_back(quantized_mo
     assert run(back, x, True).tobytes() == run(original, x, True).tobytes()
 
 
-def test_transposed_convs_stay_onnxruntimes_even_with_int8_activations(tmp_path):
+def test_a_decoders_exact_layers_and_upsamplers_stay_onnxruntimes(tmp_path, random_input):
     from axonnx.architectures import unet_decoder
     from axonnx.zoo import quantize_float
 
     fp32 = tmp_path / "fp32.onnx"
-    onnx.save(unet_decoder(), fp32)
-    shape = [d.dim_value or 16 for d in onnx.load(fp32).graph.input[0].type.tensor_type.shape.dim]
-    calib = np.random.default_rng(0).uniform(-1, 1, [2] + shape[1:]).astype(np.float32)
+    onnx.save(unet_decoder(size=16), fp32)
+    calib = np.random.default_rng(0).uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32)
     quantized = onnx.load(str(quantize_float(fp32, tmp_path / "q.onnx", calib)))
+    _, layers, _ = prepared(quantized)
     model, summary = transform_with_summary(quantized, Plan())
-    ops = _custom_ops(model)
-    assert "ROUPConvTranspose" not in ops and ops["ROUPConv"] > 0
+    assert not _custom_ops(model)
     assert Counter(n.op_type for n in model.graph.node)["ConvTranspose"] == 2
-    assert len(summary.kept_original) == 2
+    assert sorted(summary.kept_original) == sorted(layer.name for layer in layers)
+    from test_passes import session
+
+    x = {"input": random_input(2, 16)}
+    assert (session(model, False).run(None, x)[0].tobytes()
+            == session(quantized, False).run(None, x)[0].tobytes())
+    # Approximated, the upsamplers are ROUP nodes and the rest stays.
+    up = [layer.name for layer in layers if layer.kind == "transposed conv"]
+    model = transform_model(quantized, plan_from_options(llam="ROUP(1,4)", layers=",".join(up)))
+    assert _custom_ops(model) == {"ROUPConvTranspose": 2}
+
+
+def test_attention_on_uint8_activations_computes_what_it_did_on_int8(encoders):
+    from test_encoder import session
+
+    original = encoders[("qdq", "sym-int8")]
+    plan = plan_from_options(llam="ROUP(1,4)", matmul=True)
+    shifted, summary = transform_with_summary(original, plan)
+    assert "int8 activation tensors as uint8" in summary.canonical
+    kept_int8 = transform_model(original, plan, exact_layers="roup")
+    assert _custom_ops(shifted) == _custom_ops(kept_int8) == {"ROUPMatMul": 16}
+    feeds = inputs(3, 17)
+    assert (session(shifted, False).run(None, feeds)[0].tobytes()
+            == session(kept_int8, False).run(None, feeds)[0].tobytes())
 
 
 def test_cli_option(quantized_models, tmp_path):
