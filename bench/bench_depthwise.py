@@ -45,7 +45,7 @@ def depthwise_model(c, h, stride, k=3, mult=1):
 
 
 def transformed(model, plan):
-    result = transform_model(model, plan)
+    result = transform_model(model, plan, exact_layers="roup")  # the kernel, also for exact
     return getattr(result, "model", result)
 
 
