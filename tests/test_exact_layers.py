@@ -150,3 +150,29 @@ def test_cli_option(quantized_models, tmp_path):
     assert bad.exit_code != 0
     assert "unknown --exact-layers 'mlas'; use one of onnxruntime, roup" in bad.output
     assert "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("multiplier", ["ROUP(2,6)", "LUT(mul8u_2HH)"])
+def test_recovery_gives_the_same_model_on_uint8_stored_activations(quantized_models, multiplier,
+                                                                   random_input, monkeypatch):
+    # The statistics are measured on the model as stored (int8); the corrections they give
+    # must not depend on the activations being stored as uint8 in the transformed model.
+    from axonnx.recovery import Recovery, measure_activations
+
+    if multiplier.startswith("LUT"):
+        from conftest import shared_data_or_skip
+
+        table = shared_data_or_skip("evoapprox8u", "mul8u_2HH.bin")
+        monkeypatch.setenv("AXONNX_LUT_PATH", str(table.parent))
+    original = onnx.load(quantized_models[("qdq", "int8", True)])
+    stats = measure_activations(original, random_input(16))
+    fixer = Recovery(stats, tune_weights=False, correct_bias=True)
+    plan = plan_from_options(llam=multiplier)
+    shifted = transform_model(original, plan, recovery=fixer)
+    kept_int8 = transform_model(original, plan, recovery=fixer, exact_layers="roup")
+    changes = json.loads({p.key: p.value for p in shifted.metadata_props}["axonnx.recovery"])
+    assert changes["layers"], "the plan should need corrections"
+    assert changes == json.loads(
+        {p.key: p.value for p in kept_int8.metadata_props}["axonnx.recovery"])
+    x = random_input(3)
+    assert run(shifted, x, False).tobytes() == run(kept_int8, x, False).tobytes()
