@@ -19,7 +19,8 @@ from axonnx.multipliers import EXACT
 from axonnx.model import fix_input_shape, load_model, tensor_shapes
 from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
 from axonnx.passes import (
-    CONV, TRANSPOSED_CONV, ConvLayer, GraphIndex, canonicalize, name_unnamed_nodes,
+    CONV, REWRITTEN_FORMS, TRANSPOSED_CONV, ConvLayer, GraphIndex, canonicalize,
+    name_unnamed_nodes,
     rewrite_to_roupconv, shift_int8_activations, survey_convs,
 )
 from axonnx.plan import Coverage, Plan
@@ -278,7 +279,7 @@ def left_to_onnxruntime(layer: ConvLayer, index: GraphIndex) -> bool:
     paths (3.6x slower on MobileNetV2), so ROUP nodes are faster; a QDQ ConvTranspose runs
     onnxruntime's float path, faster than ROUPConvTranspose's exact one. A node already
     rewritten (re-planning) has no original op to go back to."""
-    if layer.form == "roupconv":
+    if layer.form in REWRITTEN_FORMS:
         return False
     if layer.kind == TRANSPOSED_CONV:
         return True

@@ -10,8 +10,8 @@ returns a :class:`ConvLayer` or a :class:`NoMatch` with the reason it refused.
 """
 
 from ._layer import (
-    ATTENTION, CONV, FULLY_CONNECTED_KIND, TRANSPOSED_CONV, ConvLayer, GraphIndex, MatMulOperands,
-    NoMatch,
+    ATTENTION, CONV, FULLY_CONNECTED_KIND, REWRITTEN_FORMS, TRANSPOSED_CONV, ConvLayer, GraphIndex,
+    MatMulOperands, NoMatch,
 )
 from .canonicalize import Canonicalized, canonicalize, fold_constants, quantize_linear
 from .constants import ConstantEdit, edit_constants
@@ -27,7 +27,7 @@ from .uint8_activations import shift_int8_activations
 
 __all__ = [
     "ATTENTION", "CONV", "TRANSPOSED_CONV", "QDQConvTransposeRule", "ROUPConvTransposeRule", "Canonicalized", "canonicalize", "fold_constants", "quantize_linear", "FULLY_CONNECTED_KIND", "ConstantEdit", "ConvLayer", "ConvSurvey",
-    "GraphIndex", "MatMulOperands", "NoMatch", "PassResult", "QDQConvRule", "QDQGemmRule",
+    "GraphIndex", "MatMulOperands", "NoMatch", "REWRITTEN_FORMS", "PassResult", "QDQConvRule", "QDQGemmRule",
     "QDQMatMulRule", "QGemmRule", "QLinearConvRule", "QLinearMatMulRule", "ROUPConvRule",
     "ROUPMatMulRule",
     "edit_constants", "name_unnamed_nodes", "rewrite_to_roupconv", "shift_int8_activations",

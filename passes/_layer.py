@@ -30,6 +30,11 @@ FULLY_CONNECTED_KIND = "fully connected"
 ATTENTION = "attention (activation x activation)"
 
 
+# The forms of the nodes axonnx wrote (ROUPConv, ROUPConvTranspose, ROUPMatMul), which a
+# re-plan rewrites in place: there is no original op to go back to.
+REWRITTEN_FORMS = ("roupconv", "roupmatmul")
+
+
 @dataclass
 class NoMatch:
     node: str

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from axonnx.cli import app
-from axonnx.ops.roupconv import DOMAIN
+from axonnx.ops.roupconv import DOMAIN, read_assignment
 from axonnx.plan import Plan, plan_from_options
 from axonnx.transform import inspect_model, prepared, transform_model, transform_with_summary
 
@@ -131,6 +131,18 @@ def test_attention_on_uint8_activations_computes_what_it_did_on_int8(encoders):
     feeds = inputs(3, 17)
     assert (session(shifted, False).run(None, feeds)[0].tobytes()
             == session(kept_int8, False).run(None, feeds)[0].tobytes())
+
+
+@pytest.mark.parametrize("form", [("qoperator", "uint8"), ("qdq", "uint8")], ids="-".join)
+def test_re_planning_rewritten_products_to_exact_rewrites_them_in_place(encoders, form):
+    # A ROUPMatMul has no original op to go back to: an exact re-plan must still reach it.
+    approximate = transform_model(encoders[form], plan_from_options(llam="ROUP(1,4)", matmul=True))
+    again = transform_model(approximate, Plan(matmul=True))
+    nodes = [n for n in again.graph.node if n.domain == DOMAIN]
+    assert len(nodes) == 16
+    assert all(set(read_assignment(n).per_position_names().ravel()) == {"ROUP(0,0)"}
+               for n in nodes)
+    assert inspect_model(again, input_shape="1,8,64").plan_verified is True
 
 
 def test_cli_option(quantized_models, tmp_path):
