@@ -283,10 +283,25 @@ def left_to_onnxruntime(layer: ConvLayer, index: GraphIndex) -> bool:
         return False
     if layer.kind == TRANSPOSED_CONV:
         return True
-    x_zero_point = index.constant(layer.inputs[2]) if layer.inputs[2] else None
+    # Input and output: onnxruntime fuses a QDQ group into its uint8 kernels only when both
+    # are uint8 (an output stays int8 where something but Q/DQ reads it). An int32 product
+    # (MatMulInteger) has no output zero point.
+    x_zero_point, y_zero_point = (_zero_point(layer, index, slot) for slot in (2, 7))
     if x_zero_point is not None:
-        return x_zero_point.dtype == np.uint8
-    return layer.x_dtype is None or np.dtype(layer.x_dtype) == np.uint8
+        x_dtype = x_zero_point.dtype
+    elif layer.x_dtype is not None:  # known from x itself (MatMulInteger's a)
+        x_dtype = np.dtype(layer.x_dtype)
+    else:  # omitted: uint8's default; not a constant: unknown
+        x_dtype = np.dtype(np.uint8) if not layer.inputs[2] else None
+    y_dtype = y_zero_point.dtype if y_zero_point is not None else (
+        np.dtype(np.uint8) if not layer.inputs[7] else None)
+    return x_dtype == np.uint8 and y_dtype == np.uint8
+
+
+def _zero_point(layer: ConvLayer, index: GraphIndex, slot: int) -> np.ndarray | None:
+    """The constant zero point at one of the layer's input slots (QLinearConv's order), None
+    when the slot is empty or not a constant."""
+    return index.constant(layer.inputs[slot]) if layer.inputs[slot] else None
 
 
 def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None,
@@ -351,14 +366,23 @@ def plan_of(model) -> Plan | None:
     return Plan.from_dict(json.loads(meta[META_PLAN]), source="model metadata")
 
 
+def rules_by_layer(plan: Plan, layers: list[ConvLayer]) -> dict | None:
+    """Each layer's rule in a resolved plan (one rule per layer, by name), or None when the
+    plan does not name exactly these layers. By name, not position: a layer left as the
+    model's op keeps its place while a rewritten one takes its QuantizeLinear's."""
+    rules = {rule.match[0]: rule for rule in plan.rules if len(rule.match) == 1}
+    if len(plan.rules) != len(layers) or set(rules) != {layer.name for layer in layers}:
+        return None
+    return rules
+
+
 def verify_plan(plan: Plan, layers: list[ConvLayer]) -> bool:
     """True when every ROUPConv's attributes equal what the plan gives its weights."""
-    if len(plan.rules) != len(layers):
+    rules = rules_by_layer(plan, layers)
+    if rules is None:
         return False
-    for layer, rule in zip(layers, plan.rules):
-        if rule.match != (layer.name,):
-            return False
-        expected = layer_assignment(rule, layer)
+    for layer in layers:
+        expected = layer_assignment(rules[layer.name], layer)
         if layer.assignment is None:  # left as the model's op: only if the plan keeps it exact
             if not expected.is_exact:
                 return False
@@ -376,7 +400,7 @@ def operand_formats(layer: ConvLayer, index: GraphIndex, encoded_operand: str | 
     """The ``rounded x encoded`` operand formats of a layer's multipliers, from the stored
     dtypes and zero points (a zero point that is not a constant: the widest, s9). The
     encoded operand is the layer's own (a ROUPConv's attribute) unless given."""
-    x_zp = index.constant(layer.inputs[2]) if layer.inputs[2] else None
+    x_zp = _zero_point(layer, index, 2)
     if x_zp is None:
         x_dtype, x_zp = np.int8, np.array([-128, 127])  # unknown: any offset (s9)
     else:
@@ -437,8 +461,10 @@ def inspect_model(model, input_shape: str | tuple[int, ...] | None = None,
     verified = None
     if plan is not None:
         verified = verify_plan(plan, layers)
-        for info, rule in zip(infos, plan.rules if verified else ()):
-            info.rule = rule.to_dict(with_match=False)
+        rules = rules_by_layer(plan, layers) if verified else {}
+        for info in infos:
+            if info.name in rules:
+                info.rule = rules[info.name].to_dict(with_match=False)
     return ModelInfo(
         layers=infos, refused=[(r.node, r.reason) for r in survey.refused],
         fully_connected=dict(survey.fully_connected), plan=plan, plan_verified=verified,

@@ -30,8 +30,9 @@ FULLY_CONNECTED_KIND = "fully connected"
 ATTENTION = "attention (activation x activation)"
 
 
-# The forms of the nodes axonnx wrote (ROUPConv, ROUPConvTranspose, ROUPMatMul), which a
-# re-plan rewrites in place: there is no original op to go back to.
+# The forms of the nodes axonnx wrote, which a re-plan rewrites in place: there is no
+# original op to go back to. ROUPConv and ROUPConvTranspose are "roupconv", ROUPMatMul
+# "roupmatmul" (passes/roupconv.py, passes/roupmatmul.py).
 REWRITTEN_FORMS = ("roupconv", "roupmatmul")
 
 

@@ -6,7 +6,8 @@ as its fused u8s8 kernels (MLAS, NHWC), but computes int8-activation convs in fl
 ``quantize_static``'s default QDQ int8 ResNet-50 runs 3x slower than its uint8 form. Layers a
 plan keeps exact can then stay onnxruntime's own, at its uint8 speed.
 
-It changes no number downstream of a DequantizeLinear:
+It changes no number downstream of a DequantizeLinear, as ONNX defines the ops (onnxruntime's
+own fusions of uint8 groups can round differently from its float path for int8 ones: README):
 
 - ``DequantizeLinear(x + 128, zp + 128) = (x - zp) * scale``, the same integer difference;
 - ``QuantizeLinear(f, zp + 128)`` in uint8 is the int8 result + 128 (both saturate
@@ -38,12 +39,27 @@ def _kind(node: onnx.NodeProto) -> str:
     return "ROUP" if node.domain == DOMAIN else node.op_type
 
 
+def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:
+    """Names the subgraphs of ``graph``'s nodes (If, Loop, Scan bodies) read, at any depth:
+    readers the pass cannot rewrite, and initializers it must keep."""
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            bodies = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for body in bodies:
+                names.update(name for inner in body.node for name in inner.input)
+                names.update(_subgraph_reads(body))
+    return names
+
+
 def shift_int8_activations(model: onnx.ModelProto) -> int:
     """Store every int8 activation tensor of ``model`` that can be as uint8 (in place);
-    returns how many were."""
+    returns how many were. A tensor is left as it is when anything else reads it: another op,
+    a subgraph, the graph's outputs, or a reader whose zero point is absent (its default
+    would be uint8's 0) or not a constant."""
     graph = model.graph
     index = GraphIndex(graph)
-    outputs = {o.name for o in graph.output}
+    blocked = {o.name for o in graph.output} | _subgraph_reads(graph)
     shifted: list[tuple[onnx.NodeProto, int, list[tuple[onnx.NodeProto, int]]]] = []
     for node in graph.node:
         zp_slot = _WRITE_ZERO_POINT.get(_kind(node))
@@ -51,26 +67,34 @@ def shift_int8_activations(model: onnx.ModelProto) -> int:
             continue
         tensor = node.output[0]
         zero_point = index.constant(node.input[zp_slot])
-        if zero_point is None or zero_point.dtype != np.int8 or tensor in outputs:
+        if zero_point is None or zero_point.dtype != np.int8 or tensor in blocked:
             continue
         if node.op_type == "QuantizeLinear" and index.constant(node.input[0]) is not None:
             continue  # a constant (a weight): its readers are not activations
         readers = []
-        for reader in index.consumers.get(tensor, []):
+        for reader in {id(n): n for n in index.consumers.get(tensor, [])}.values():
             slots = _READ_ZERO_POINTS.get(_kind(reader), {})
             for i, name in enumerate(reader.input):
                 if name == tensor:
-                    readers.append((reader, slots.get(i)))
+                    slot = slots.get(i)
+                    known = (slot is not None and slot < len(reader.input) and reader.input[slot]
+                             and index.constant(reader.input[slot]) is not None)
+                    readers.append((reader, slot if known else None))
         if not readers or any(slot is None for _, slot in readers):
             continue
         shifted.append((node, zp_slot, readers))
 
+    taken = ({t.name for t in graph.initializer} | {i.name for i in graph.input}
+             | {o for n in graph.node for o in n.output})
     made: dict[str, str] = {}
 
     def as_uint8(name: str) -> str:
         if name not in made:
             value = index.constant(name).astype(np.int16) + 128
             new = f"{name}_as_uint8"
+            while new in taken:
+                new += "_"
+            taken.add(new)
             graph.initializer.append(numpy_helper.from_array(value.astype(np.uint8), new))
             made[name] = new
         return made[name]
@@ -87,7 +111,9 @@ def shift_int8_activations(model: onnx.ModelProto) -> int:
     for info in graph.value_info:
         if info.name in tensors:
             info.type.tensor_type.elem_type = onnx.TensorProto.UINT8
-    used = {name for node in graph.node for name in node.input}
+    # The int8 zero points nothing reads any more (a graph input, IR < 4, stays).
+    used = ({name for node in graph.node for name in node.input} | blocked
+            | {i.name for i in graph.input})
     unused = [t for t in graph.initializer if t.name in made and t.name not in used]
     for t in unused:
         graph.initializer.remove(t)

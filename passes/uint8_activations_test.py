@@ -8,6 +8,7 @@ import onnx
 import onnxruntime as ort
 
 from axonnx import get_library_path
+from axonnx.ops.roupconv import DOMAIN
 from axonnx.passes import shift_int8_activations
 from axonnx.passes.testing import model_from_text
 
@@ -74,3 +75,52 @@ def test_a_model_without_int8_activations_is_unchanged():
     before = model.SerializeToString()
     assert shift_int8_activations(model) == 0
     assert model.SerializeToString() == before
+
+
+EDGES = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 2, 6, 6] x, bool flag) => (float[1, 2, 6, 6] a, float[1, 2, 6, 6] b) {
+  q1 = QuantizeLinear (x, xs, zx)
+  a = DequantizeLinear (q1, xs)
+  q2 = QuantizeLinear (x, xs, zx)
+  b = If (flag) <then_branch = t () => (float[1, 2, 6, 6] bt) { bt = DequantizeLinear (q2, xs, zx) },
+                 else_branch = e () => (float[1, 2, 6, 6] be) { be = DequantizeLinear (q2, xs, zx) }>
+}
+"""
+
+
+def test_readers_it_cannot_rewrite_keep_the_int8_type():
+    # q1's reader has no zero point (its default would be uint8's 0), q2 is read in the
+    # branches of an If: neither may change, and zx must stay for the branches.
+    model = model_from_text(EDGES, {"xs": np.float32(0.02), "zx": np.int8(-7)})
+    before = model.SerializeToString()
+    assert shift_int8_activations(model) == 0
+    assert model.SerializeToString() == before
+
+
+def test_a_roup_node_reading_one_tensor_twice(tmp_path):
+    # a @ a^T-like: one int8 tensor as both operands of a ROUPMatMul (slots 0 and 3).
+    from onnx import TensorProto, helper, numpy_helper
+
+    from axonnx.multipliers import parse
+    from axonnx.ops.roupmatmul import make_roupmatmul_node
+
+    zx = numpy_helper.from_array(np.int8(3), "zx")
+    inits = [numpy_helper.from_array(np.float32(0.05), "s"), zx,
+             numpy_helper.from_array(np.float32(0.2), "ys"),
+             numpy_helper.from_array(np.int8(-2), "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zx"], ["q"]),
+             make_roupmatmul_node(["q", "s", "zx", "q", "s", "zx", "ys", "zy"], ["p"], name="mm",
+                                  multipliers=[parse("ROUP(1,4)")],
+                                  multiplier_index=np.zeros((4, 4), np.uint8)),
+             helper.make_node("DequantizeLinear", ["p", "ys", "zy"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid(DOMAIN, 1)])
+    model.ir_version = 8
+    original = onnx.ModelProto()
+    original.CopyFrom(model)
+    assert shift_int8_activations(model) == 2  # q and p
+    x = np.linspace(-9, 9, 16).astype(np.float32).reshape(4, 4)
+    assert _run(model, x)[0].tobytes() == _run(original, x)[0].tobytes()

@@ -64,6 +64,9 @@ def test_every_matmulinteger_is_approximated_and_the_exact_plan_is_bit_identical
     for shape in ((1, 5), (3, 17)):
         a, b = want.run(None, inputs(*shape))[0], got.run(None, inputs(*shape))[0]
         assert a.tobytes() == b.tobytes(), shape
+    # By default the exact products stay MatMulInteger (uint8 a, from DynamicQuantizeLinear).
+    kept = [n.op_type for n in transform_model(original, Plan(matmul=True)).graph.node]
+    assert kept.count("MatMulInteger") == 12 and OP_TYPE not in kept
 
 
 def test_approximate_plan_equals_the_oracle(encoders):

@@ -188,3 +188,42 @@ def test_recovery_gives_the_same_model_on_uint8_stored_activations(quantized_mod
         {p.key: p.value for p in kept_int8.metadata_props}["axonnx.recovery"])
     x = random_input(3)
     assert run(shifted, x, False).tobytes() == run(kept_int8, x, False).tobytes()
+
+
+PARALLEL = """
+<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 2, 6, 6] x) => (float[1, 3, 6, 6] ya, float[1, 3, 6, 6] yb) {
+  xq = QuantizeLinear (x, xs, zx)
+  xd = DequantizeLinear (xq, xs, zx)
+  wa = DequantizeLinear (waq, ws, zw)
+  wb = DequantizeLinear (wbq, ws, zw)
+  ca = Conv <pads = [1, 1, 1, 1]> (xd, wa)
+  cb = Conv <pads = [1, 1, 1, 1]> (xd, wb)
+  qa = QuantizeLinear (ca, ys, zy)
+  qb = QuantizeLinear (cb, ys, zy)
+  ya = DequantizeLinear (qa, ys, zy)
+  yb = DequantizeLinear (qb, ys, zy)
+}
+"""
+
+
+def test_a_plan_reads_back_when_rewritten_and_kept_layers_change_order():
+    # Conv A, Conv B, then their QuantizeLinears: the ROUPConv of A takes A's QuantizeLinear's
+    # place, after the kept Conv B, so the layers' order differs from the plan's.
+    from axonnx.passes.testing import model_from_text
+
+    rng = np.random.default_rng(0)
+    model = model_from_text(PARALLEL, {
+        "xs": np.float32(0.02), "zx": np.uint8(10), "ws": np.float32(0.01), "zw": np.int8(0),
+        "ys": np.float32(0.05), "zy": np.uint8(120),
+        "waq": rng.integers(-127, 128, (3, 2, 3, 3)).astype(np.int8),
+        "wbq": rng.integers(-127, 128, (3, 2, 3, 3)).astype(np.int8)})
+    _, layers, _ = prepared(model)
+    first, second = (layer.name for layer in layers)
+    out = transform_model(model, plan_from_options(llam="ROUP(1,4)", layers=first))
+    order = [n.name for n in out.graph.node if n.name in (first, second)]
+    assert order == [second, first]
+    info = inspect_model(out)
+    assert info.plan_verified is True
+    assert {layer.name: layer.rule["approach"] for layer in info.layers} == {
+        first: "llam", second: "exact"}
