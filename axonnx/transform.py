@@ -336,13 +336,11 @@ def transform_with_summary(model, plan: Plan, *, recovery=None, input_shape=None
     if notes:
         meta[META_NOTES] = json.dumps(notes)
     if recovery is not None:
-        # Convs and fully connected layers; an activation x activation product has no
-        # constant weight to tune nor a bias to correct. Transposed convs are left out: their
-        # weight is planned in conv layout, and the tuning writes weights as planned. Nor
-        # ROUPMatMul's int32 form (MatMulInteger): no bias nor requantization of its own.
+        # Convs, transposed convs and fully connected layers; an activation x activation
+        # product has no constant weight to tune nor a bias to correct, nor has ROUPMatMul's
+        # int32 form (MatMulInteger) a bias or requantization of its own.
         constant = [layer for layer in layers
-                    if layer.weight is not None and layer.kind != TRANSPOSED_CONV
-                    and (layer.matmul is None or layer.inputs[6])]
+                    if layer.weight is not None and (layer.matmul is None or layer.inputs[6])]
         changes = recovery.apply(out, constant, assignments, plan.encoded_operand)
         meta[META_RECOVERY] = json.dumps({**recovery.describe(), "layers": changes})
     meta.update({META_VERSION: __version__, META_PLAN: json.dumps(resolved.to_dict()),

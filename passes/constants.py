@@ -11,6 +11,8 @@ import onnx
 from onnx import numpy_helper
 
 from axonnx.errors import AxonnxError
+from axonnx.ops.roupconvtranspose import OP_TYPE as TRANSPOSE_OP
+from axonnx.ops.roupconvtranspose import from_conv_layout, transpose_attributes
 from axonnx.ops.roupmatmul import OP_TYPE as MATMUL_OP, matmul_index
 
 from ._layer import GraphIndex
@@ -68,6 +70,8 @@ def edit_constants(model: onnx.ModelProto, edits: dict[str, ConstantEdit]) -> Pa
             weight = edit.weight
             if node.op_type == MATMUL_OP:  # the plan's conv layout back to b's [..., K, N]
                 weight = matmul_index(weight, index.constant(node.input[3]).shape)
+            elif node.op_type == TRANSPOSE_OP:  # back to ConvTranspose's [C_in, C_out/g, ...]
+                weight = from_conv_layout(weight, int(transpose_attributes(node).get("group", 1)))
             node.input[3] = add(f"{name}_tuned_weight", weight)
         if name in new_biases:
             while len(node.input) < 9:

@@ -185,3 +185,71 @@ def test_rewritten_upsamplers_can_be_replanned_and_read_back(decoders, tmp_path)
     assert result.exit_code == 0, result.output
     kinds = {layer["layer"]: layer["kind"] for layer in json.loads(result.stdout)["layers"]}
     assert {n for n, k in kinds.items() if k == "transposed conv"} == UPSAMPLERS
+
+
+@pytest.mark.parametrize("form", ["qdq", "qdq-u8"])
+def test_bias_correction_removes_most_of_the_upsamplers_mean_error(decoders, form):
+    # Statistics of what each tap multiplies (only the input pixels that land inside the
+    # output); the corrected bias must bring each output channel's mean error near zero.
+    from axonnx.model import with_outputs
+    from axonnx.recovery import Recovery, measure_activations
+
+    model = onnx.load(decoders[form])
+    images = np.random.default_rng(3).random((8, 3, 32, 32)).astype(np.float32)
+    stats = measure_activations(model, images)
+    assert not stats.layers["convtranspose2"].padding and stats.layers["conv1"].padding
+    plan = plan_from_options(llam="ROUP(2,6)", layers=",".join(sorted(UPSAMPLERS)))
+    fixer = Recovery(stats, correct_bias=True)
+    models = {"exact": transform_with_summary(model, Plan(), exact_layers="roup")[0],
+              "plain": transform_with_summary(model, plan, exact_layers="roup")[0],
+              "fixed": transform_with_summary(model, plan, recovery=fixer, exact_layers="roup")[0]}
+    changes = json.loads({p.key: p.value for p in models["fixed"].metadata_props}["axonnx.recovery"])
+    assert set(changes["layers"]) == UPSAMPLERS
+    # The second upsampler alone, on the first one's exact output: its own error.
+    up = next(n for n in models["fixed"].graph.node if n.name == "convtranspose2")
+    outputs = {}
+    for name, m in models.items():
+        probe = with_outputs(m, [up.input[0], up.output[0]])
+        outputs[name] = InferenceSession(probe.SerializeToString()).run(
+            [up.input[0], up.output[0]], {"input": images})
+    x = outputs["exact"][0]
+    node_model = {k: [n for n in m.graph.node if n.name == "convtranspose2"][0]
+                  for k, m in models.items()}
+    inits = {k: {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+             for k, m in models.items()}
+
+    def accumulate(which: str) -> np.ndarray:
+        node = node_model[which]
+        args = [inits[which][n] if n else None for n in list(node.input[1:]) + [""] * (9 - len(node.input))]
+        a = read_assignment(node)
+        return roup_conv_transpose(x, *args, multipliers=a.multipliers, multiplier_index=a.index,
+                                   encoded_operand=a.encoded_operand, return_accumulator=True,
+                                   **transpose_attributes(node))
+
+    exact = accumulate("exact")
+    before = np.abs((accumulate("plain") - exact).mean(axis=(0, 2, 3)))
+    after = np.abs((accumulate("fixed") - exact).mean(axis=(0, 2, 3)))
+    assert before.mean() > 100  # the plan drifts (accumulator units; about 990 here)
+    assert after.mean() < 0.01 * before.mean()  # about 0.2 here
+
+
+def test_tuned_upsampler_weights_are_written_in_convtranspose_layout(decoders):
+    from axonnx.model import with_outputs
+    from axonnx.recovery import Recovery, measure_activations
+
+    model = onnx.load(decoders["qdq"])
+    images = np.random.default_rng(4).random((4, 3, 32, 32)).astype(np.float32)
+    fixer = Recovery(measure_activations(model, images), tune_weights=True, correct_bias=True)
+    plan = plan_from_options(llam="ROUP(2,6)", layers=",".join(sorted(UPSAMPLERS)))
+    tuned = transform_with_summary(model, plan, recovery=fixer, exact_layers="roup")[0]
+    changes = json.loads({p.key: p.value for p in tuned.metadata_props}["axonnx.recovery"])
+    assert all(changes["layers"][name].get("weights_changed", 0) > 0 for name in UPSAMPLERS)
+    inits = {t.name: numpy_helper.to_array(t) for t in tuned.graph.initializer}
+    for node, x_name, y_name in _layer_io(tuned, OP_TYPE):
+        # ConvTranspose's [C_in, C_out / group, kH, kW], not the plans' conv layout
+        assert inits[node.input[3]].shape == {"convtranspose1": (32, 16, 2, 2),
+                                              "convtranspose2": (16, 8, 4, 4)}[node.name]
+        # The kernel runs the tuned weights as the oracle does.
+        probe = with_outputs(tuned, [x_name, y_name])
+        x, y = InferenceSession(probe.SerializeToString()).run([x_name, y_name], {"input": images})
+        assert _oracle(tuned, node, x).tobytes() == y.tobytes()

@@ -113,7 +113,10 @@ class Recovery:
             d = self._product_table(mult, encoded, xv, wv) - zx * wv[None, :]
         wv = wv.astype(np.float64)
         p_tap = la.tap_distribution()
-        t = _Tables(d=d, u=u, wv=wv, p=p_tap.mean(axis=(1, 2)), tap_d=p_tap @ d, tap_u=p_tap @ u)
+        p = p_tap.mean(axis=(1, 2))
+        if not la.padding:  # what a product sees: the taps' values, without the windows they miss
+            p = p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-300)
+        t = _Tables(d=d, u=u, wv=wv, p=p, tap_d=p_tap @ d, tap_u=p_tap @ u)
         if self.tune_weights and not mult.is_exact:
             t.best = self._best(t, centred=self.tuning_objective == "variance")
         self._cache[key] = t

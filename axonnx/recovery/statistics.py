@@ -13,6 +13,7 @@ import onnx
 
 from axonnx.data.preprocess import model_preprocess
 from axonnx.errors import AxonnxError
+from axonnx.passes import TRANSPOSED_CONV
 
 LEVELS = 256  # 8-bit operands
 
@@ -28,16 +29,22 @@ class LayerActivations:
     dtype: str  # "int8" or "uint8"
     input_hw: tuple[int, int]
     zero_point: int  # the stored activation zero point
+    # What a tap's other windows meet: the padding, which holds the zero point (a conv), or
+    # no multiplication at all (a transposed conv: an output pixel gets a tap's product only
+    # from the input pixels that land on it).
+    padding: bool = True
 
     @property
     def channels(self) -> int:
         return int(self.taps.shape[0])
 
     def tap_distribution(self) -> np.ndarray:
-        """[C, kH, kW, 256] probabilities, padding included."""
+        """[C, kH, kW, 256] probabilities per window, padding included; without padding
+        (a transposed conv) a tap's row sums to the share of windows it reaches."""
         p = self.taps.astype(np.float64)
-        padding = self.windows - p.sum(axis=-1)
-        p[..., self.zero_point - stored_min(self.dtype)] += padding
+        if self.padding:
+            padding = self.windows - p.sum(axis=-1)
+            p[..., self.zero_point - stored_min(self.dtype)] += padding
         return p / max(self.windows, 1)
 
 
@@ -51,7 +58,8 @@ class ActivationStats:
         arrays = {f"taps_{i}": la.taps for i, la in enumerate(self.layers.values())}
         meta = {"format": 2, "images": self.images, "source": self.source,
                 "layers": [{"name": n, "dtype": la.dtype, "input_hw": list(la.input_hw),
-                            "windows": la.windows, "zero_point": la.zero_point}
+                            "windows": la.windows, "zero_point": la.zero_point,
+                            "padding": la.padding}
                            for n, la in self.layers.items()]}
         # Through a temporary file: an interrupted save must not leave a file that a resumed
         # study would trust.
@@ -71,7 +79,8 @@ class ActivationStats:
                     raise ValueError("an older format")
                 layers = {entry["name"]: LayerActivations(
                     data[f"taps_{i}"].astype(np.int64), int(entry["windows"]), entry["dtype"],
-                    tuple(entry["input_hw"]), int(entry["zero_point"]))
+                    tuple(entry["input_hw"]), int(entry["zero_point"]),
+                    bool(entry.get("padding", True)))
                     for i, entry in enumerate(meta["layers"])}
         except Exception as exc:  # a damaged zip raises BadZipFile, an empty one EOFError
             raise AxonnxError(f"cannot read activation statistics {path}: {exc}; delete it "
@@ -155,7 +164,9 @@ def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
                 if value.ndim != 4:
                     raise AxonnxError(f"conv input {layer.inputs[0]!r} has rank {value.ndim}; "
                                       "expected a quantized NCHW tensor")
-                counts, windows = _tap_histograms(layer, value)
+                histograms = (_transposed_tap_histograms if layer.kind == TRANSPOSED_CONV
+                              else _tap_histograms)
+                counts, windows = histograms(layer, value)
                 hw = (int(value.shape[2]), int(value.shape[3]))
             taps[layer.name] = taps.get(layer.name, 0) + counts
             prev = info.get(layer.name, [str(value.dtype), hw, 0])
@@ -173,7 +184,8 @@ def measure_activations(model, images: np.ndarray | None = None, *, inputs=None,
 
     return ActivationStats(
         {layer.name: LayerActivations(taps[layer.name], info[layer.name][2], info[layer.name][0],
-                                      tuple(info[layer.name][1]), zero_point(layer))
+                                      tuple(info[layer.name][1]), zero_point(layer),
+                                      padding=layer.kind != TRANSPOSED_CONV)
          for layer in layers}, len(dataset), source)
 
 
@@ -193,6 +205,37 @@ def _geometry(layer, input_hw):
                             dilations=a.get("dilations"), group=a.get("group", 1),
                             kernel_shape=a.get("kernel_shape"), pads=a.get("pads"),
                             strides=a.get("strides"))
+
+
+def _transposed_tap_histograms(layer, value: np.ndarray) -> tuple[np.ndarray, int]:
+    """[C, kH, kW, 256] counts of the input values each tap of a transposed conv multiplies
+    (those that land inside the output: padding crops it), and the windows (images x output
+    pixels). The weight is in conv layout: taps not flipped (``to_conv_layout``)."""
+    from axonnx.ops.roupconvtranspose import from_conv_layout, resolve_transpose_geometry
+
+    a = layer.attributes
+    group = int(a.get("group", 1))
+    n, c, h, w = value.shape
+    geom = resolve_transpose_geometry(
+        from_conv_layout(layer.weight, group).shape, (h, w), auto_pad=a.get("auto_pad", "NOTSET"),
+        dilations=a.get("dilations"), group=group, kernel_shape=a.get("kernel_shape"),
+        output_padding=a.get("output_padding"), output_shape=a.get("output_shape"),
+        pads=a.get("pads"), strides=a.get("strides"))
+
+    def landing(size: int, axis: int, tap: int) -> slice:
+        """The input pixels i with 0 <= i * stride - pad + tap * dilation < out."""
+        stride, shift = geom.strides[axis], tap * geom.dilations[axis] - geom.pad_begin[axis]
+        first = max(0, -(shift // stride))  # ceil(-shift / stride)
+        stop = min(size, (geom.out[axis] - 1 - shift) // stride + 1)
+        return slice(first, max(first, stop))
+
+    kh, kw = geom.kernel
+    counts = np.zeros((c, kh, kw, LEVELS), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            block = value[:, :, landing(h, 0, i), landing(w, 1, j)]
+            counts[:, i, j] = _channel_histograms(np.ascontiguousarray(block), c, value.dtype)
+    return counts, n * geom.out[0] * geom.out[1]
 
 
 def _channel_histograms(block: np.ndarray, channels: int, dtype) -> np.ndarray:
