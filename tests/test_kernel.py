@@ -264,6 +264,19 @@ def small_error_lut(rng, name, bound):
     return LUT(name, table, a_signed=a_signed, b_signed=b_signed, source="test")
 
 
+def periodic_lut(rng, name, bound):
+    """Errors in [-bound, bound) whose rows (one per second operand, over the first) repeat every 64,
+    128 or 256 indices, chosen per row: the error kernel's 1-, 2- and 4-line rows, mixed in every
+    channel."""
+    a_signed, b_signed = bool(rng.integers(2)), bool(rng.integers(2))
+    a = np.arange(256)[:, None] - (128 if a_signed else 0)
+    b = np.arange(256)[None, :] - (128 if b_signed else 0)
+    period = rng.choice([64, 128, 256], 256)
+    error = rng.integers(-bound, bound, (256, 256))
+    error = error[np.arange(256)[:, None] % period[None, :], np.arange(256)[None, :]]
+    return LUT(name, a * b + error, a_signed=a_signed, b_signed=b_signed, source="test")
+
+
 @pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
 def test_simd_paths_equal_oracle(switch):
     """Every kernel choice (AMX and AVX-512 VNNI/VBMI by default, AVX-512 VNNI without AMX with
@@ -713,17 +726,17 @@ def lut_error_cases():
 
 
 def check_lut_errors():
-    """Every case under a uniform LUT whose error rows fit int8 (adjacent channels share their taps),
-    int16, and neither; a filter-level mix of the three with ROUP(0,0); a per-position mix of ROUP,
-    SKIP and the LUTs; 1 and 2 threads; equals the oracle."""
+    """Every case under a uniform LUT whose error rows fit int8 (all of period 256, or of periods 64,
+    128 and 256 mixed), int16, and neither; a filter-level mix of the four with ROUP(0,0); a
+    per-position mix of ROUP, SKIP and the LUTs; 1 and 2 threads; equals the oracle."""
     rng = np.random.default_rng(25)
-    luts = [small_error_lut(rng, "l8", 120), small_error_lut(rng, "l16", 3000),
+    luts = [small_error_lut(rng, "l8", 120), periodic_lut(rng, "l8p", 128), small_error_lut(rng, "l16", 3000),
             small_error_lut(rng, "l32", 2**20)]
     mults = luts + [parse("ROUP(0,0)"), parse("ROUP(1,4)"), parse("SKIP")]
     for name, args, attrs in lut_error_cases():
         shape = args[3].shape
         plans = [(f"uniform-{lut.name}", np.full(shape, i, np.uint8)) for i, lut in enumerate(luts)]
-        plans += [("filter", assignment(rng, "filter", 4, shape)),
+        plans += [("filter", assignment(rng, "filter", 5, shape)),
                   ("position", assignment(rng, "position", len(mults), shape))]
         for plan, index in plans:
             kw = dict(multipliers=mults, index=index, encoded="weight")

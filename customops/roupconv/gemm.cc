@@ -170,113 +170,127 @@ __attribute__((target("avx2"))) void ErrorRowsAvx2(const int32_t* rows32, const 
 
 #define AXONNX_VBMI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi")))
 
-// The 64 bytes t[u] of a 256-byte table t held in four registers (two vpermi2b and a blend on
-// bit 7 of u).
-AXONNX_VBMI inline __m512i LookupBytes(__m512i t0, __m512i t1, __m512i t2, __m512i t3, __m512i u,
-                                       __mmask64 top) {
-  return _mm512_mask_blend_epi8(top, _mm512_permutex2var_epi8(t0, u, t1), _mm512_permutex2var_epi8(t2, u, t3));
+// The 64 bytes t[u] of a table of kLines 64-byte lines repeating every 64 * kLines bytes of u:
+// one vpermb, one vpermi2b, or two vpermi2b and a blend on bit 7 of u (`top`).
+template <int kLines>
+AXONNX_VBMI inline __m512i LookupBytes(const __m512i* t, __m512i u, __mmask64 top) {
+  if (kLines == 1) return _mm512_permutexvar_epi8(u, t[0]);
+  if (kLines == 2) return _mm512_permutex2var_epi8(t[0], u, t[1]);
+  return _mm512_mask_blend_epi8(top, _mm512_permutex2var_epi8(t[0], u, t[1]), _mm512_permutex2var_epi8(t[2], u, t[3]));
 }
 
-// Error rows that fit int8 (int16), as one byte plane (two) held in four (eight) registers, looked
-// up for kParts x 64 columns per tap, for kChannels output channels with the same taps' k (the
-// activation bytes and their top-bit mask shared). A plane's looked-up bytes are summed as uint16
-// words (word w: byte 2w + 256 byte 2w + 1) beside the sum of their odd bytes alone; for up to 256
-// taps (kLutSlice) each column's byte sum fits uint16, so even = words - 256 odd (mod 2^16) is
-// exact. acc += the bytes' sums - 128 taps (one plane: the row + 128), or low + 256 (high - 128 taps).
-// The small loops are unrolled by force: otherwise GCC keeps the sums and table rows in memory.
-template <int kPlanes, int kParts, int kChannels>
-AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const int32_t* const* rows,
-                                 size_t ntaps, const uint8_t* index, const int64_t* off, const __mmask64* mask,
-                                 int c0, int32_t* const* acc) {
-  const __m512i zero = _mm512_setzero_si512();
-  __m512i words[kChannels][kParts][kPlanes], odd[kChannels][kParts][kPlanes];
-  #pragma GCC unroll 8
-  for (int h = 0; h < kChannels; ++h) {
-    #pragma GCC unroll 8
-    for (int b = 0; b < kParts; ++b) {
-      #pragma GCC unroll 8
-      for (int j = 0; j < kPlanes; ++j) words[h][b][j] = odd[h][b][j] = zero;
-    }
-  }
-  for (size_t i = 0; i < ntaps; ++i) {
-    if (kParts == 1 && i + 8 < ntaps) {
+// Taps [i0, i1), whose rows are kLines lines a plane, looked up for kParts x 64 columns each and
+// added to the sums (ErrorPlanesPart). Only a last part that is not full (kTail) loads its
+// activations under its mask: a masked load costs a vector ALU instruction.
+template <int kLines, int kPlanes, int kParts, bool kTail>
+AXONNX_VBMI __attribute__((always_inline)) inline void LookupTaps(
+    const uint8_t* planes, const int32_t* ks, const int32_t* at, size_t i0, size_t i1, const uint8_t* src,
+    const int64_t* off, const __mmask64* mask, __m512i (&words)[kParts][kPlanes], __m512i (&odd)[kParts][kPlanes]) {
+  for (size_t i = i0; i < i1; ++i) {
+    if (kLines == 4 && kParts == 1 && i + 8 < i1) {
       // One lookup per row load: start the table rows a few taps ahead (they often miss L1).
-      #pragma GCC unroll 8
-      for (int h = 0; h < kChannels; ++h) {
-        const char* p = reinterpret_cast<const char*>(planes) + static_cast<size_t>(rows[h][i + 8]) * (kPlanes * kTableSize);
-        #pragma GCC unroll 8
-        for (int q = 0; q < 4 * kPlanes; ++q) _mm_prefetch(p + 64 * q, _MM_HINT_T0);
-      }
-    }
-    __m512i t[kChannels][kPlanes][4];
-    #pragma GCC unroll 8
-    for (int h = 0; h < kChannels; ++h) {
-      const uint8_t* p = planes + static_cast<size_t>(rows[h][i]) * (kPlanes * kTableSize);
+      const char* p = reinterpret_cast<const char*>(planes) + static_cast<size_t>(at[i + 8]) * 64;
       #pragma GCC unroll 8
       for (int j = 0; j < kPlanes; ++j) {
         #pragma GCC unroll 8
-        for (int q = 0; q < 4; ++q) t[h][j][q] = _mm512_load_si512(p + j * kTableSize + 64 * q);
+        for (int q = 0; q < kLines; ++q) _mm_prefetch(p + j * kTableSize + 64 * q, _MM_HINT_T0);
       }
     }
-    const uint8_t* src = index + off[ks[i]] + c0;
+    __m512i t[kPlanes][kLines];
+    const uint8_t* p = planes + static_cast<size_t>(at[i]) * 64;
+    #pragma GCC unroll 8
+    for (int j = 0; j < kPlanes; ++j) {
+      #pragma GCC unroll 8
+      for (int q = 0; q < kLines; ++q) t[j][q] = _mm512_load_si512(p + j * kTableSize + 64 * q);
+    }
+    const uint8_t* x = src + off[ks[i]];
     #pragma GCC unroll 8
     for (int b = 0; b < kParts; ++b) {
-      const __m512i u = _mm512_maskz_loadu_epi8(mask[b], src + 64 * b);
-      const __mmask64 top = _mm512_movepi8_mask(u);
+      const __m512i u = kTail && b == kParts - 1 ? _mm512_maskz_loadu_epi8(mask[b], x + 64 * b)
+                                                 : _mm512_loadu_si512(x + 64 * b);
+      const __mmask64 top = kLines == 4 ? _mm512_movepi8_mask(u) : 0;
       #pragma GCC unroll 8
-      for (int h = 0; h < kChannels; ++h) {
-        #pragma GCC unroll 8
-        for (int j = 0; j < kPlanes; ++j) {
-          const __m512i v = LookupBytes(t[h][j][0], t[h][j][1], t[h][j][2], t[h][j][3], u, top);
-          words[h][b][j] = _mm512_add_epi16(words[h][b][j], v);
-          odd[h][b][j] = _mm512_add_epi16(odd[h][b][j], _mm512_srli_epi16(v, 8));
-        }
+      for (int j = 0; j < kPlanes; ++j) {
+        const __m512i v = LookupBytes<kLines>(t[j], u, top);
+        words[b][j] = _mm512_add_epi16(words[b][j], v);
+        odd[b][j] = _mm512_add_epi16(odd[b][j], _mm512_srli_epi16(v, 8));
       }
     }
   }
+}
+
+// Error rows that fit int8 (int16), as one byte plane (two), looked up for kParts x 64 columns per
+// tap: taps [0, ends[0]) have 1-line rows, [ends[0], ends[1]) 2-line rows and [ends[1], ends[2])
+// 4-line ones (int16 rows: 4 lines a plane). A plane's looked-up bytes are summed as uint16 words
+// (word w: byte 2w + 256 byte 2w + 1) beside the sum of their odd bytes alone; for up to 256 taps
+// (kLutSlice) each column's byte sum fits uint16, so even = words - 256 odd (mod 2^16) is exact.
+// acc += the bytes' sums - 128 taps (one plane: the row + 128), or low + 256 (high - 128 taps).
+// The small loops are unrolled by force: otherwise GCC keeps the sums and table rows in memory.
+template <int kPlanes, int kParts, bool kTail>
+AXONNX_VBMI void ErrorPlanesPart(const uint8_t* planes, const int32_t* ks, const int32_t* at, const size_t* ends,
+                                 const uint8_t* index, const int64_t* off, const __mmask64* mask, int c0,
+                                 int32_t* acc) {
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i words[kParts][kPlanes], odd[kParts][kPlanes];
+  #pragma GCC unroll 8
+  for (int b = 0; b < kParts; ++b) {
+    #pragma GCC unroll 8
+    for (int j = 0; j < kPlanes; ++j) words[b][j] = odd[b][j] = zero;
+  }
+  const uint8_t* src = index + c0;
+  if constexpr (kPlanes == 1) {
+    LookupTaps<1, kPlanes, kParts, kTail>(planes, ks, at, 0, ends[0], src, off, mask, words, odd);
+    LookupTaps<2, kPlanes, kParts, kTail>(planes, ks, at, ends[0], ends[1], src, off, mask, words, odd);
+  }
+  LookupTaps<4, kPlanes, kParts, kTail>(planes, ks, at, ends[1], ends[2], src, off, mask, words, odd);
   // Back to column order: per 128-bit lane, unpacklo/hi of (even, odd) sums hold its columns 0-7
   // and 8-15; the 64-bit permutes put the lanes in order.
   const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);    // columns 0..31 of a part
   const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);  // columns 32..63
-  const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * ntaps));
+  const __m512i bias = _mm512_set1_epi32(static_cast<int32_t>(128 * ends[2]));
   #pragma GCC unroll 8
-  for (int h = 0; h < kChannels; ++h) {
+  for (int b = 0; b < kParts; ++b) {
+    __m512i sums[kPlanes][2];
     #pragma GCC unroll 8
-    for (int b = 0; b < kParts; ++b) {
-      __m512i sums[kPlanes][2];
+    for (int j = 0; j < kPlanes; ++j) {
+      const __m512i w = words[b][j], o = odd[b][j];
+      const __m512i even = _mm512_sub_epi16(w, _mm512_slli_epi16(o, 8));
+      const __m512i lo = _mm512_unpacklo_epi16(even, o), hi = _mm512_unpackhi_epi16(even, o);
+      sums[j][0] = _mm512_permutex2var_epi64(lo, first, hi);
+      sums[j][1] = _mm512_permutex2var_epi64(lo, second, hi);
+    }
+    #pragma GCC unroll 8
+    for (int q = 0; q < 4; ++q) {  // 16 columns each
+      const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
+      if (!lanes) break;
+      __m512i v[kPlanes];
       #pragma GCC unroll 8
       for (int j = 0; j < kPlanes; ++j) {
-        const __m512i w = words[h][b][j], o = odd[h][b][j];
-        const __m512i even = _mm512_sub_epi16(w, _mm512_slli_epi16(o, 8));
-        const __m512i lo = _mm512_unpacklo_epi16(even, o), hi = _mm512_unpackhi_epi16(even, o);
-        sums[j][0] = _mm512_permutex2var_epi64(lo, first, hi);
-        sums[j][1] = _mm512_permutex2var_epi64(lo, second, hi);
+        v[j] = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(sums[j][q / 2], 1)
+                                           : _mm512_castsi512_si256(sums[j][q / 2]));
       }
-      #pragma GCC unroll 8
-      for (int q = 0; q < 4; ++q) {  // 16 columns each
-        const __mmask16 lanes = static_cast<__mmask16>((mask[b] >> (16 * q)) & 0xFFFF);
-        if (!lanes) break;
-        __m512i v[kPlanes];
-        #pragma GCC unroll 8
-        for (int j = 0; j < kPlanes; ++j) {
-          v[j] = _mm512_cvtepu16_epi32(q % 2 ? _mm512_extracti64x4_epi64(sums[j][q / 2], 1)
-                                             : _mm512_castsi512_si256(sums[j][q / 2]));
-        }
-        const __m512i add = kPlanes == 1 ? _mm512_sub_epi32(v[0], bias)
-                                         : _mm512_add_epi32(v[0], _mm512_slli_epi32(_mm512_sub_epi32(v[kPlanes - 1], bias), 8));
-        int32_t* o = acc[h] + c0 + 64 * b + 16 * q;
-        _mm512_mask_storeu_epi32(o, lanes, _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, o), add));
-      }
+      const __m512i add = kPlanes == 1 ? _mm512_sub_epi32(v[0], bias)
+                                       : _mm512_add_epi32(v[0], _mm512_slli_epi32(_mm512_sub_epi32(v[kPlanes - 1], bias), 8));
+      int32_t* o = acc + c0 + 64 * b + 16 * q;
+      _mm512_mask_storeu_epi32(o, lanes, _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, o), add));
     }
   }
 }
 
+// The parts [c0, c0 + 64 kParts) of the columns, the last one `tail` (not full) or not.
+template <int kPlanes, int kParts>
+AXONNX_VBMI void ErrorPlanesParts(bool tail, const uint8_t* planes, const int32_t* ks, const int32_t* at,
+                                  const size_t* ends, const uint8_t* index, const int64_t* off,
+                                  const __mmask64* mask, int c0, int32_t* acc) {
+  if (tail) return ErrorPlanesPart<kPlanes, kParts, true>(planes, ks, at, ends, index, off, mask, c0, acc);
+  ErrorPlanesPart<kPlanes, kParts, false>(planes, ks, at, ends, index, off, mask, c0, acc);
+}
+
 // planes: 64-byte aligned rows.
-template <int kPlanes, int kChannels>
-AXONNX_VBMI void ErrorPlanesAvx512(const uint8_t* planes, const int32_t* ks, const int32_t* const* rows,
-                                   size_t ntaps, const uint8_t* index, const int64_t* off, int cols,
-                                   int32_t* const* acc) {
-  constexpr int kParts = kPlanes * kChannels == 1 ? 4 : 2;  // sums and table rows within the 32 registers
+template <int kPlanes>
+AXONNX_VBMI void ErrorPlanesAvx512(const uint8_t* planes, const int32_t* ks, const int32_t* at, const size_t* ends,
+                                   const uint8_t* index, const int64_t* off, int cols, int32_t* acc) {
+  constexpr int kParts = kPlanes == 1 ? 4 : 2;  // sums and table rows within the 32 registers
   for (int c0 = 0; c0 < cols; c0 += 64 * kParts) {
     __mmask64 mask[kParts];
     int parts = 0;
@@ -285,11 +299,12 @@ AXONNX_VBMI void ErrorPlanesAvx512(const uint8_t* planes, const int32_t* ks, con
       mask[b] = n == 64 ? ~__mmask64{0} : (__mmask64{1} << n) - 1;
       if (n > 0) parts = b + 1;
     }
+    const bool tail = ~mask[parts - 1] != 0;
     switch (parts) {  // no lookups for the parts past the last column
-      case 4: ErrorPlanesPart<kPlanes, kParts, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
-      case 3: ErrorPlanesPart<kPlanes, kParts < 3 ? kParts : 3, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
-      case 2: ErrorPlanesPart<kPlanes, 2, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
-      default: ErrorPlanesPart<kPlanes, 1, kChannels>(planes, ks, rows, ntaps, index, off, mask, c0, acc); break;
+      case 4: ErrorPlanesParts<kPlanes, kParts>(tail, planes, ks, at, ends, index, off, mask, c0, acc); break;
+      case 3: ErrorPlanesParts<kPlanes, kParts < 3 ? kParts : 3>(tail, planes, ks, at, ends, index, off, mask, c0, acc); break;
+      case 2: ErrorPlanesParts<kPlanes, 2>(tail, planes, ks, at, ends, index, off, mask, c0, acc); break;
+      default: ErrorPlanesParts<kPlanes, 1>(tail, planes, ks, at, ends, index, off, mask, c0, acc); break;
     }
   }
 }
@@ -374,8 +389,10 @@ void FinishLutTaps(LutTaps& taps, const std::vector<int64_t>& count, int64_t K) 
   const size_t stride = static_cast<size_t>(taps.slices) + 1;
   taps.start.assign(M + 1, 0);
   taps.slice.assign(M * stride, 0);
+  taps.split.assign(M * static_cast<size_t>(taps.slices) * 2, 0);
   taps.kind.assign(M, 0);
-  taps.same_k.assign(M, 0);
+  taps.at.assign(taps.k.size(), 0);
+  std::vector<std::pair<int32_t, int32_t>> group;
   for (size_t m = 0; m < M; ++m) {
     const int64_t b = taps.start[m], e = b + count[m];
     taps.start[m + 1] = e;
@@ -384,11 +401,36 @@ void FinishLutTaps(LutTaps& taps, const std::vector<int64_t>& count, int64_t K) 
       while (i < e && taps.k[static_cast<size_t>(i)] < kLutSlice * s) ++i;
       taps.slice[m * stride + static_cast<size_t>(s)] = s == taps.slices ? e : i;
     }
-    taps.same_k[m] = m > 0 && count[m] == count[m - 1] &&
-                     std::equal(taps.k.begin() + b, taps.k.begin() + e, taps.k.begin() + taps.start[m - 1]);
     uint8_t fits = 3;
     for (int64_t t = b; t < e; ++t) fits &= taps.tables.fits[taps.row[static_cast<size_t>(t)]];
-    taps.kind[m] = !Cpu().vbmi ? 0 : (fits & 2) ? 2 : (fits & 1) ? 1 : 0;
+    const int kind = !Cpu().vbmi ? 0 : (fits & 2) ? 2 : (fits & 1) ? 1 : 0;
+    taps.kind[m] = static_cast<int8_t>(kind);
+    for (int64_t s = 0; s < taps.slices; ++s) {
+      const int64_t s0 = taps.slice[m * stride + static_cast<size_t>(s)], s1 = taps.slice[m * stride + static_cast<size_t>(s) + 1];
+      int64_t* split = taps.split.data() + (m * static_cast<size_t>(taps.slices) + static_cast<size_t>(s)) * 2;
+      split[0] = split[1] = s0;
+      for (int64_t t = s0; t < s1; ++t) {
+        const size_t r = static_cast<size_t>(taps.row[static_cast<size_t>(t)]);
+        taps.at[static_cast<size_t>(t)] = kind == 2 ? taps.tables.at8[r] : static_cast<int32_t>(r * 2 * kTableSize / 64);
+      }
+      if (kind != 2) continue;
+      // Grouped by lines (a stable sort keeps each group's k ascending): each group runs its own
+      // loop, without a branch per tap.
+      group.clear();
+      for (int64_t t = s0; t < s1; ++t) group.emplace_back(taps.k[static_cast<size_t>(t)], taps.row[static_cast<size_t>(t)]);
+      std::stable_sort(group.begin(), group.end(), [&](const auto& x, const auto& y) {
+        return taps.tables.lines8[x.second] < taps.tables.lines8[y.second];
+      });
+      for (int64_t t = s0; t < s1; ++t) {
+        const auto [k, r] = group[static_cast<size_t>(t - s0)];
+        taps.k[static_cast<size_t>(t)] = k;
+        taps.row[static_cast<size_t>(t)] = r;
+        taps.at[static_cast<size_t>(t)] = taps.tables.at8[r];
+        const int lines = taps.tables.lines8[r];
+        if (lines <= 1) split[0] = t + 1;
+        if (lines <= 2) split[1] = t + 1;
+      }
+    }
   }
 }
 
@@ -402,32 +444,36 @@ void LutErrorAdd(const LutTaps& taps, int64_t m0, int64_t m1, const uint8_t* ind
       const size_t n = static_cast<size_t>(sl[1] - sl[0]);
       if (n == 0) continue;
       const int32_t* ks = taps.k.data() + sl[0];
-      const int32_t* rows[2] = {taps.row.data() + sl[0], nullptr};
-      int32_t* a[2] = {acc + static_cast<size_t>(m - m0) * ld_acc, nullptr};
+      const int32_t* rows = taps.row.data() + sl[0];
+      int32_t* a = acc + static_cast<size_t>(m - m0) * ld_acc;
 #ifdef AXONNX_X86
+      if (m + 1 < m1) {
+        // The next channel's taps of this slice lie a channel's taps further on, often in memory
+        // only (M * K taps: 19 MB for 512 x 512 x 3 x 3); start loading them while this one runs.
+        const int64_t* next = sl + stride;
+        for (int64_t t = next[0]; t < next[1]; t += 16) {
+          _mm_prefetch(reinterpret_cast<const char*>(taps.k.data() + t), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(taps.at.data() + t), _MM_HINT_T0);
+        }
+      }
       const int kind = taps.kind[static_cast<size_t>(m)];
-      if (kind == 2 && m + 1 < m1 && taps.same_k[static_cast<size_t>(m) + 1] && taps.kind[static_cast<size_t>(m) + 1] == 2) {
-        // Two channels with the same taps' k: one activation load for both.
-        rows[1] = taps.row.data() + sl[stride];
-        a[1] = a[0] + ld_acc;
-        ErrorPlanesAvx512<1, 2>(taps.tables.planes8, ks, rows, n, index, off, cols, a);
-        ++m;
-        continue;
-      }
-      if (kind == 2) {
-        ErrorPlanesAvx512<1, 1>(taps.tables.planes8, ks, rows, n, index, off, cols, a);
-        continue;
-      }
-      if (kind == 1) {
-        ErrorPlanesAvx512<2, 1>(taps.tables.planes16, ks, rows, n, index, off, cols, a);
+      if (kind != 0) {
+        const int64_t* split = taps.split.data() + (static_cast<size_t>(m) * static_cast<size_t>(taps.slices) + static_cast<size_t>(s)) * 2;
+        const size_t ends[3] = {static_cast<size_t>(split[0] - sl[0]), static_cast<size_t>(split[1] - sl[0]), n};
+        const int32_t* at = taps.at.data() + sl[0];
+        if (kind == 2) {
+          ErrorPlanesAvx512<1>(taps.tables.planes8, ks, at, ends, index, off, cols, a);
+        } else {
+          ErrorPlanesAvx512<2>(taps.tables.planes16, ks, at, ends, index, off, cols, a);
+        }
         continue;
       }
       if (kAvx2) {
-        ErrorRowsAvx2(taps.tables.rows32, ks, rows[0], n, index, off, cols, a[0]);
+        ErrorRowsAvx2(taps.tables.rows32, ks, rows, n, index, off, cols, a);
         continue;
       }
 #endif
-      ErrorRowsPortable(taps.tables.rows32, ks, rows[0], n, index, off, cols, a[0]);
+      ErrorRowsPortable(taps.tables.rows32, ks, rows, n, index, off, cols, a);
     }
   }
 }

@@ -39,32 +39,40 @@ void GemmS16(const int16_t* weights, int nrows, const int32_t* row_of, int kp,
 
 // LUT error rows: row r (a LUT's ordinal * 256 + the weight index) maps the activation index u to
 // the error T[a][b] - a*b. rows32 holds every row; planes16 (two byte planes: the low bytes, the
-// high bytes + 128) and planes8 (the row + 128) hold the rows that fit int16 and int8 (other rows'
-// bytes there are meaningless: `fits` says which), 64-byte aligned.
+// high bytes + 128, 512 bytes a row) holds the rows that fit int16 (other rows' bytes there are
+// meaningless: `fits` says which), 64-byte aligned. planes8 holds each row that fits int8 as bytes
+// (the row + 128) over one period: 64, 128 or 256 bytes (lines8[r] 64-byte lines, 0: no int8 row)
+// from line at8[r]; a periodic row is looked up with fewer instructions and less cache.
 struct LutTables {
   const int32_t* rows32 = nullptr;    // [R][256]
   const uint8_t* planes16 = nullptr;  // [R][512]
-  const uint8_t* planes8 = nullptr;   // [R][256]
+  const uint8_t* planes8 = nullptr;   // lines of 64 bytes
+  const int32_t* at8 = nullptr;       // [R]
+  const uint8_t* lines8 = nullptr;    // [R]: 1, 2, 4 or 0
   const uint8_t* fits = nullptr;      // [R]: bit 0: the row fits int16, bit 1: int8
 };
 
 // The LUT positions of a plan's output channels: tap i is (k[i], row[i]), and output channel m's
-// taps are [start[m], start[m + 1]), by ascending k. slice[m * (slices + 1) + s] is m's first tap
-// with k >= kLutSlice * s: the error kernels run slice by slice over a block of channels, so that
-// the slice's activation rows stay in cache, and each slice's byte sums fit uint16.
+// taps are [start[m], start[m + 1]). slice[m * (slices + 1) + s] is m's first tap with
+// k >= kLutSlice * s: the error kernels run slice by slice over a block of channels, so that the
+// slice's activation rows stay in cache, and each slice's byte sums fit uint16. Within a slice
+// the taps ascend by k, except in channels of kind 2, whose taps are grouped by their rows'
+// lines8 (1, 2, then 4; split[(m * slices + s) * 2 + j] is the first tap of the group after j),
+// each group by ascending k. at[i] is the tap's row in 64-byte lines of planes8 (kind 2) or
+// planes16 (kind 1).
 constexpr int kLutSlice = 256;
 struct LutTaps {
   LutTables tables;
   std::vector<int64_t> start;
-  std::vector<int32_t> k, row;
-  std::vector<int64_t> slice;
+  std::vector<int32_t> k, row, at;
+  std::vector<int64_t> slice, split;
   int64_t slices = 0;
   std::vector<int8_t> kind;  // per m: the loop its rows allow (2: all int8, 1: all int16, 0: other)
-  std::vector<char> same_k;  // per m: its taps' k are those of m - 1
   bool any() const { return !k.empty(); }
   bool any(int64_t m0, int64_t m1) const { return start[static_cast<size_t>(m1)] > start[static_cast<size_t>(m0)]; }
 };
-// Builds start, slice and kind from k and row filled in channel order (`count[m]` taps each).
+// Builds start, slice, split, at and kind from k and row filled in channel order (`count[m]` taps
+// each, by ascending k), and groups the taps of kind-2 channels.
 void FinishLutTaps(LutTaps& taps, const std::vector<int64_t>& count, int64_t K);
 
 // For output channels m in [m0, m1) and every column c < cols:

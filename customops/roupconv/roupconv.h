@@ -187,7 +187,8 @@ class ROUPConvKernel {
   std::vector<int64_t> lut_signedness_;           // [2L]
   // The error rows of every LUT (row l * 256 + weight index; LutTables), and each row's largest |error|.
   std::vector<int32_t> lut_rows_;
-  std::vector<uint8_t> lut_bytes_, lut_fits_;  // lut_bytes_ holds the 64-byte aligned planes
+  std::vector<uint8_t> lut_bytes_, lut_fits_, lut_lines8_;  // lut_bytes_ holds the 64-byte aligned planes
+  std::vector<int32_t> lut_at8_;
   uint8_t* lut_planes16_ = nullptr;
   uint8_t* lut_planes8_ = nullptr;
   std::vector<int64_t> lut_worst_;
