@@ -20,8 +20,7 @@ from axonnx.model import fix_input_shape, load_model, tensor_shapes
 from axonnx.multipliers.operands import DEFAULT_FORMATS, layer_operand_formats
 from axonnx.passes import (
     CONV, REWRITTEN_FORMS, TRANSPOSED_CONV, ConvLayer, GraphIndex, canonicalize,
-    name_unnamed_nodes,
-    rewrite_to_roupconv, shift_int8_activations, survey_convs,
+    name_unnamed_nodes, rewrite_to_roupconv, shift_int8_activations, survey_convs,
 )
 from axonnx.plan import Coverage, Plan
 
