@@ -255,26 +255,27 @@ def test_portable_loops_equal_avx2():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
-def small_error_lut(rng, name, bound):
-    """An approximate product whose errors lie in [-bound, bound)."""
+def lut_with_errors(rng, name, error):
+    """The exact product plus ``error`` ([256, 256]), operands signed or not at random."""
     a_signed, b_signed = bool(rng.integers(2)), bool(rng.integers(2))
     a = np.arange(256)[:, None] - (128 if a_signed else 0)
     b = np.arange(256)[None, :] - (128 if b_signed else 0)
-    table = a * b + rng.integers(-bound, bound, (256, 256))
-    return LUT(name, table, a_signed=a_signed, b_signed=b_signed, source="test")
+    return LUT(name, a * b + error, a_signed=a_signed, b_signed=b_signed, source="test")
+
+
+def small_error_lut(rng, name, bound):
+    """An approximate product whose errors lie in [-bound, bound)."""
+    return lut_with_errors(rng, name, rng.integers(-bound, bound, (256, 256)))
 
 
 def periodic_lut(rng, name, bound):
     """Errors in [-bound, bound) whose rows (one per second operand, over the first) repeat every 64,
     128 or 256 indices, chosen per row: the error kernel's 1-, 2- and 4-line rows, mixed in every
     channel."""
-    a_signed, b_signed = bool(rng.integers(2)), bool(rng.integers(2))
-    a = np.arange(256)[:, None] - (128 if a_signed else 0)
-    b = np.arange(256)[None, :] - (128 if b_signed else 0)
     period = rng.choice([64, 128, 256], 256)
     error = rng.integers(-bound, bound, (256, 256))
     error = error[np.arange(256)[:, None] % period[None, :], np.arange(256)[None, :]]
-    return LUT(name, a * b + error, a_signed=a_signed, b_signed=b_signed, source="test")
+    return lut_with_errors(rng, name, error)
 
 
 @pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
@@ -307,6 +308,18 @@ def test_simd_paths_equal_oracle(switch):
         print("ok")
     """)
     run_in_dispatch_mode(script, switch, timeout=300)
+
+
+def run_check_in_dispatch_mode(check: str, switch: str | None, timeout: int = 600) -> None:
+    """Run this module's function ``check`` in a child process in dispatch mode ``switch``."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        import test_kernel as t
+        t.{check}()
+        print("ok")
+    """)
+    run_in_dispatch_mode(script, switch, timeout=timeout)
 
 
 def run_in_dispatch_mode(script: str, switch: str | None, timeout: int) -> None:
@@ -629,14 +642,7 @@ def check_imagenet_shapes():
 @pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
 def test_imagenet_shapes_equal_oracle(switch):
     """Depthwise, 1x1 and large-channel layers equal the oracle in every CPU dispatch mode."""
-    script = textwrap.dedent("""
-        import sys
-        sys.path.insert(0, sys.argv[1])
-        import test_kernel as t
-        t.check_imagenet_shapes()
-        print("ok")
-    """)
-    run_in_dispatch_mode(script, switch, timeout=600)
+    run_check_in_dispatch_mode("check_imagenet_shapes", switch)
 
 
 # ---- depthwise channel blocks: small planes, 16 output channels per vector -----------------------
@@ -694,14 +700,7 @@ def check_depthwise_blocks():
 def test_depthwise_blocks_equal_oracle(switch):
     """The channel-block depthwise kernel (AVX-512 VNNI; AVX2 with AXONNX_NO_VNNI) and the portable
     per-channel one equal the oracle."""
-    script = textwrap.dedent("""
-        import sys
-        sys.path.insert(0, sys.argv[1])
-        import test_kernel as t
-        t.check_depthwise_blocks()
-        print("ok")
-    """)
-    run_in_dispatch_mode(script, switch, timeout=600)
+    run_check_in_dispatch_mode("check_depthwise_blocks", switch)
 
 
 # ---- LUT errors: byte planes in registers, k slices, channel pairs ---------------------------------
@@ -752,11 +751,4 @@ def check_lut_errors():
 def test_lut_errors_equal_oracle(switch):
     """The LUT error kernels (AVX-512 VBMI byte planes; AVX2 gathers with AXONNX_NO_VNNI; portable
     loops) equal the oracle."""
-    script = textwrap.dedent("""
-        import sys
-        sys.path.insert(0, sys.argv[1])
-        import test_kernel as t
-        t.check_lut_errors()
-        print("ok")
-    """)
-    run_in_dispatch_mode(script, switch, timeout=600)
+    run_check_in_dispatch_mode("check_lut_errors", switch)

@@ -22,6 +22,7 @@ from axonnx.passes import ATTENTION, FULLY_CONNECTED_KIND, survey_convs
 from axonnx.plan import Plan, plan_from_options
 from axonnx.transform import inspect_model, plan_of, prepared, transform_model
 
+from test_encoder import products_io
 from transformer_model import build_encoder, quantize_encoder
 
 FORMS = [("qdq", "int8", True), ("qoperator", "int8", False), ("qdq", "uint8", False),
@@ -88,25 +89,14 @@ def test_exact_plan_gives_identical_output_bytes(encoders, form):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (name, optimize)
 
 
-def roupmatmul_io(model, feeds):
-    """Every ROUPMatMul's inputs and output, as onnxruntime computes them."""
-    nodes = [n for n in model.graph.node if n.op_type == OP_TYPE]
-    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    names = list(dict.fromkeys(i for n in nodes for i in list(n.input) + [n.output[0]]
-                               if i and i not in inits))
-    values = dict(zip(names, session(with_outputs(model, names), False).run(names, feeds)))
-    values.update(inits)
-    return [(n, [values[i] if i else None for i in n.input], values[n.output[0]]) for n in nodes]
-
-
 @pytest.mark.parametrize("form", FORMS[:2], ids=lambda f: "-".join(map(str, f)))
 def test_approximate_plan_equals_the_oracle(encoders, form):
     original = encoders[form]
     rewritten = transform_model(original, APPROXIMATE)
     exact = transform_model(original, Plan(matmul=True), exact_layers="roup")
     differ = 0
-    for (node, inputs, got), (_, _, exact_out) in zip(roupmatmul_io(rewritten, sample()),
-                                                      roupmatmul_io(exact, sample())):
+    for (node, inputs, got), (_, _, exact_out) in zip(products_io(rewritten, sample()),
+                                                      products_io(exact, sample())):
         assignment = read_assignment(node)
         assert len(assignment.multipliers) == 3 or base(node.name) == "head", node.name
         want = roup_matmul(*inputs, multipliers=assignment.multipliers,
@@ -198,7 +188,7 @@ def test_two_attention_heads_are_batched_products(encoders, fmt):
         got = session(rewritten, optimize).run(None, sample())[0]
         assert want.tobytes() == got.tobytes(), optimize
     approximate = transform_model(original, APPROXIMATE)
-    for node, inputs, got in roupmatmul_io(approximate, sample()):
+    for node, inputs, got in products_io(approximate, sample()):
         assignment = read_assignment(node)
         want = roup_matmul(*inputs, multipliers=assignment.multipliers,
                            multiplier_index=assignment.index)

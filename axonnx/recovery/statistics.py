@@ -211,13 +211,14 @@ def _transposed_tap_histograms(layer, value: np.ndarray) -> tuple[np.ndarray, in
     """[C, kH, kW, 256] counts of the input values each tap of a transposed conv multiplies
     (those that land inside the output: padding crops it), and the windows (images x output
     pixels). The weight is in conv layout: taps not flipped (``to_conv_layout``)."""
-    from axonnx.ops.roupconvtranspose import from_conv_layout, resolve_transpose_geometry
+    from axonnx.ops.roupconvtranspose import resolve_transpose_geometry
 
     a = layer.attributes
     group = int(a.get("group", 1))
     n, c, h, w = value.shape
+    m, c_g, kh, kw = layer.weight.shape  # conv layout; ConvTranspose's is [c_g * group, m / group, ...]
     geom = resolve_transpose_geometry(
-        from_conv_layout(layer.weight, group).shape, (h, w), auto_pad=a.get("auto_pad", "NOTSET"),
+        (c_g * group, m // group, kh, kw), (h, w), auto_pad=a.get("auto_pad", "NOTSET"),
         dilations=a.get("dilations"), group=group, kernel_shape=a.get("kernel_shape"),
         output_padding=a.get("output_padding"), output_shape=a.get("output_shape"),
         pads=a.get("pads"), strides=a.get("strides"))

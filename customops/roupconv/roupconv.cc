@@ -17,6 +17,13 @@ namespace axonnx::roupconv {
 
 ONNXTensorElementDataType ElementTypeOf(uint8_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8; }
 ONNXTensorElementDataType ElementTypeOf(int8_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8; }
+ONNXTensorElementDataType ElementTypeOf(int32_t) { return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32; }
+
+void CheckScalar(const Ort::Custom::TensorBase& t, const char* name) {
+  if (t.NumberOfElement() != 1) {
+    throw OpError(std::string(name) + " must be a scalar (per-tensor), got shape " + ShapeString(t.Shape()));
+  }
+}
 
 namespace {
 
@@ -54,17 +61,22 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
                                ONNXTensorElementDataType y_type)
     : ROUPConvKernel(api, info, x_type, w_type, y_type, kOpName, true) {}
 
+ROUPConvKernel::ROUPConvKernel(const char* op_name, const OrtApi& api, const OrtKernelInfo* info,
+                               ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
+                               ONNXTensorElementDataType y_type)
+    : api_(api),
+      y_type_(y_type),
+      op_name_(op_name),
+      node_name_(KernelAttributes(api, info).node_name()),
+      x_flip_(IsSigned(x_type) ? 0x80 : 0),
+      w_flip_(IsSigned(w_type) ? 0x80 : 0) {}
+
 ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
                                ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
                                ONNXTensorElementDataType y_type, const char* op_name,
                                bool plan_constant_weight)
-    : api_(api),
-      y_type_(y_type),
-      op_name_(op_name),
-      x_flip_(IsSigned(x_type) ? 0x80 : 0),
-      w_flip_(IsSigned(w_type) ? 0x80 : 0) {
+    : ROUPConvKernel(op_name, api, info, x_type, w_type, y_type) {
   KernelAttributes attrs(api, info);
-  node_name_ = attrs.node_name();
   try {
     if (attrs.InputCount() < 8) {
       throw OpError("needs QLinearConv's 8 inputs (x, x_scale, x_zero_point, w, w_scale, "
@@ -107,13 +119,8 @@ ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
 ROUPConvKernel::ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info,
                                ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
                                ONNXTensorElementDataType y_type, const char* op_name)
-    : api_(api),
-      y_type_(y_type),
-      op_name_(op_name),
-      x_flip_(IsSigned(x_type) ? 0x80 : 0),
-      w_flip_(IsSigned(w_type) ? 0x80 : 0) {
+    : ROUPConvKernel(op_name, api, info, x_type, w_type, y_type) {
   KernelAttributes attrs(api, info);
-  node_name_ = attrs.node_name();
   try {
     ReadAttributes(attrs, /*conv_index=*/false);
     BuildLutRows();
@@ -221,20 +228,25 @@ void ROUPConvKernel::ReadAttributes(const KernelAttributes& attrs, bool conv_ind
 }
 
 void ROUPConvKernel::CheckWeightShape(const std::vector<int64_t>& w_shape) const {
+  CheckRank4Weight(w_shape, conv_.kernel_shape, conv_.group, "convolution only: the weight must have rank 4",
+                   "output");
+}
+
+void ROUPConvKernel::CheckRank4Weight(const std::vector<int64_t>& w_shape, const std::vector<int64_t>& kernel_shape,
+                                      int64_t group, const char* rank_rule, const char* axis0) const {
   if (w_shape.size() != 4) {
-    throw OpError("supports 2-D convolution only: the weight must have rank 4, got shape " + ShapeString(w_shape));
+    throw OpError(std::string("supports 2-D ") + rank_rule + ", got shape " + ShapeString(w_shape));
   }
   if (std::any_of(w_shape.begin(), w_shape.end(), [](int64_t d) { return d < 1; })) {
     throw OpError("the weight has an empty dimension: " + ShapeString(w_shape));
   }
-  if (!conv_.kernel_shape.empty() &&
-      (conv_.kernel_shape[0] != w_shape[2] || conv_.kernel_shape[1] != w_shape[3])) {
-    throw OpError("kernel_shape " + ShapeString(conv_.kernel_shape) + " does not match the weight " +
+  if (!kernel_shape.empty() && (kernel_shape[0] != w_shape[2] || kernel_shape[1] != w_shape[3])) {
+    throw OpError("kernel_shape " + ShapeString(kernel_shape) + " does not match the weight " +
                   ShapeString(w_shape));
   }
-  if (w_shape[0] % conv_.group) {
-    throw OpError("the weight's " + std::to_string(w_shape[0]) + " output channels do not divide into group=" +
-                  std::to_string(conv_.group));
+  if (w_shape[0] % group) {
+    throw OpError("the weight's " + std::to_string(w_shape[0]) + " " + axis0 +
+                  " channels do not divide into group=" + std::to_string(group));
   }
   if (index_ && index_->shape != w_shape) {
     throw OpError("multiplier_index has shape " + ShapeString(index_->shape) + ", the weight has " +

@@ -136,6 +136,37 @@ class ROUPConvKernel {
   ROUPConvKernel(const OrtApi& api, const OrtKernelInfo* info, ONNXTensorElementDataType x_type,
                  ONNXTensorElementDataType w_type, ONNXTensorElementDataType y_type, const char* op_name);
 
+  // The inputs ROUPConv and the ops built on it share (ROUPMatMul: a as x, b as w); y's scale
+  // and zero point are left to the caller (ROUPMatMul's int32 form has neither).
+  template <typename TX, typename TW>
+  static Inputs ReadInputs(const Ort::Custom::Tensor<TX>& x, const Ort::Custom::Tensor<float>& x_scale,
+                           const Ort::Custom::Tensor<TX>& x_zero_point, const Ort::Custom::Tensor<TW>& w,
+                           const Ort::Custom::Tensor<float>& w_scale,
+                           const Ort::Custom::Tensor<TW>& w_zero_point,
+                           std::optional<const Ort::Custom::Tensor<int32_t>*> bias) {
+    Inputs in{};
+    in.x = reinterpret_cast<const uint8_t*>(x.Data());
+    in.x_shape = x.Shape();
+    in.x_scale = *x_scale.Data();
+    in.x_zero_point = static_cast<uint8_t>(*x_zero_point.Data());
+    in.w = reinterpret_cast<const uint8_t*>(w.Data());
+    in.w_shape = w.Shape();
+    in.w_scale = w_scale.Data();
+    in.w_scale_size = static_cast<size_t>(w_scale.NumberOfElement());
+    in.w_zero_point = reinterpret_cast<const uint8_t*>(w_zero_point.Data());
+    in.w_zero_point_size = static_cast<size_t>(w_zero_point.NumberOfElement());
+    if (bias.has_value() && *bias) {
+      in.bias = (*bias)->Data();
+      in.bias_size = static_cast<size_t>((*bias)->NumberOfElement());
+    }
+    return in;
+  }
+
+  // A rank-4 weight with no empty dim, matching kernel_shape and multiplier_index, whose axis 0
+  // (the `axis0` channels) divides into `group`; `rank_rule` names the op and its layout.
+  void CheckRank4Weight(const std::vector<int64_t>& w_shape, const std::vector<int64_t>& kernel_shape,
+                        int64_t group, const char* rank_rule, const char* axis0) const;
+
   struct Geometry {
     int64_t pad_top = 0, pad_left = 0, out_h = 0, out_w = 0;
   };
@@ -159,6 +190,11 @@ class ROUPConvKernel {
   // Booth digit j of the zero-point-free weight b under ROUP multiplier `mult`: its slot and value.
   std::pair<int, int> RoupTerm(const Multiplier& mult, int j, int b) const;
   const std::vector<Multiplier>& multipliers() const { return multipliers_; }
+
+  // What every constructor sets (the public and protected ones delegate here).
+  ROUPConvKernel(const char* op_name, const OrtApi& api, const OrtKernelInfo* info,
+                 ONNXTensorElementDataType x_type, ONNXTensorElementDataType w_type,
+                 ONNXTensorElementDataType y_type);
 
   const OrtApi& api_;
   ONNXTensorElementDataType y_type_;
@@ -198,6 +234,10 @@ class ROUPConvKernel {
 
 ONNXTensorElementDataType ElementTypeOf(uint8_t);
 ONNXTensorElementDataType ElementTypeOf(int8_t);
+ONNXTensorElementDataType ElementTypeOf(int32_t);  // ROUPMatMul's int32 form
+
+// A per-tensor input (a scale or zero point) holds one value.
+void CheckScalar(const Ort::Custom::TensorBase& t, const char* name);
 
 // One struct per (x, w, y) element-type combination, all registered under the same op name.
 // `Kernel` is ROUPConvKernel, or an op with QLinearConv's inputs built on it (its Run and Prefix).
@@ -216,32 +256,13 @@ struct ROUPConv : Kernel {
                       std::optional<const Ort::Custom::Tensor<int32_t>*> bias,
                       Ort::Custom::Tensor<TY>& y) {
     try {
-      const auto scalar = [](const Ort::Custom::TensorBase& t, const char* name) {
-        if (t.NumberOfElement() != 1) {
-          throw OpError(std::string(name) + " must be a scalar, got shape " + ShapeString(t.Shape()));
-        }
-      };
-      scalar(x_scale, "x_scale");
-      scalar(x_zero_point, "x_zero_point");
-      scalar(y_scale, "y_scale");
-      scalar(y_zero_point, "y_zero_point");
-      typename Kernel::Inputs in{};
-      in.x = reinterpret_cast<const uint8_t*>(x.Data());
-      in.x_shape = x.Shape();
-      in.x_scale = *x_scale.Data();
-      in.x_zero_point = static_cast<uint8_t>(*x_zero_point.Data());
-      in.w = reinterpret_cast<const uint8_t*>(w.Data());
-      in.w_shape = w.Shape();
-      in.w_scale = w_scale.Data();
-      in.w_scale_size = static_cast<size_t>(w_scale.NumberOfElement());
-      in.w_zero_point = reinterpret_cast<const uint8_t*>(w_zero_point.Data());
-      in.w_zero_point_size = static_cast<size_t>(w_zero_point.NumberOfElement());
+      CheckScalar(x_scale, "x_scale");
+      CheckScalar(x_zero_point, "x_zero_point");
+      CheckScalar(y_scale, "y_scale");
+      CheckScalar(y_zero_point, "y_zero_point");
+      typename Kernel::Inputs in = Kernel::ReadInputs(x, x_scale, x_zero_point, w, w_scale, w_zero_point, bias);
       in.y_scale = *y_scale.Data();
       in.y_zero_point = static_cast<int>(*y_zero_point.Data());
-      if (bias.has_value() && *bias) {
-        in.bias = (*bias)->Data();
-        in.bias_size = static_cast<size_t>((*bias)->NumberOfElement());
-      }
       this->Run(context, in, [&y](const std::vector<int64_t>& shape) {
         return reinterpret_cast<uint8_t*>(y.Allocate(shape));
       });

@@ -73,26 +73,8 @@ ROUPConvTransposeKernel::ROUPConvTransposeKernel(const OrtApi& api, const OrtKer
 }
 
 void ROUPConvTransposeKernel::CheckWeight(const std::vector<int64_t>& w_shape) const {
-  if (w_shape.size() != 4) {
-    throw OpError("supports 2-D transposed convolution only: the weight must be [C_in, C_out/group, kH, kW], "
-                  "got shape " + ShapeString(w_shape));
-  }
-  if (std::any_of(w_shape.begin(), w_shape.end(), [](int64_t d) { return d < 1; })) {
-    throw OpError("the weight has an empty dimension: " + ShapeString(w_shape));
-  }
-  if (!geometry_.kernel_shape.empty() &&
-      (geometry_.kernel_shape[0] != w_shape[2] || geometry_.kernel_shape[1] != w_shape[3])) {
-    throw OpError("kernel_shape " + ShapeString(geometry_.kernel_shape) + " does not match the weight " +
-                  ShapeString(w_shape));
-  }
-  if (w_shape[0] % geometry_.group) {
-    throw OpError("the weight's " + std::to_string(w_shape[0]) + " input channels do not divide into group=" +
-                  std::to_string(geometry_.group));
-  }
-  if (index_ && index_->shape != w_shape) {
-    throw OpError("multiplier_index has shape " + ShapeString(index_->shape) + ", the weight has " +
-                  ShapeString(w_shape));
-  }
+  CheckRank4Weight(w_shape, geometry_.kernel_shape, geometry_.group,
+                   "transposed convolution only: the weight must be [C_in, C_out/group, kH, kW]", "input");
 }
 
 WeightPlan ROUPConvTransposeKernel::Plan(const uint8_t* w, const std::vector<int64_t>& w_shape,

@@ -352,9 +352,9 @@ void ROUPMatMulKernel::PlanBLean(const uint8_t* b, int64_t G, int64_t K, int64_t
   plan.gemms.resize(kept);
 }
 
-void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
+void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const Inputs& in,
                                  const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const {
-  const std::vector<int64_t>&as = in.a_shape, &bs = in.b_shape;
+  const std::vector<int64_t>&as = in.x_shape, &bs = in.w_shape;
   if (as.size() < 2 || bs.size() < 2) {
     throw OpError("a and b need rank 2 or more, got shapes " + ShapeString(as) + " and " + ShapeString(bs));
   }
@@ -366,17 +366,17 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   if (constant_b_plan_ || !constant_b_shape_.empty()) {
     if (bs != constant_b_shape_) throw OpError("b changed shape after the session was created");
   } else {
-    CheckB(bs, in.b_zero_point_size);
+    CheckB(bs, in.w_zero_point_size);
   }
   const auto positive = [](float v) { return std::isfinite(v) && v > 0.0f; };
-  if (!positive(in.a_scale) || (!integer_output_ && !positive(in.y_scale)) ||
-      !std::all_of(in.b_scale, in.b_scale + in.b_scale_size, positive)) {
+  if (!positive(in.x_scale) || (!integer_output_ && !positive(in.y_scale)) ||
+      !std::all_of(in.w_scale, in.w_scale + in.w_scale_size, positive)) {
     throw OpError(integer_output_ ? "a_scale and b_scale must be positive finite numbers"
                                   : "a_scale, b_scale and y_scale must be positive finite numbers");
   }
-  if (in.b_scale_size != 1 && static_cast<int64_t>(in.b_scale_size) != N) {
+  if (in.w_scale_size != 1 && static_cast<int64_t>(in.w_scale_size) != N) {
     throw OpError("b_scale must be a scalar or hold one value per column of b (" + std::to_string(N) +
-                  "), got " + std::to_string(in.b_scale_size) + " values");
+                  "), got " + std::to_string(in.w_scale_size) + " values");
   }
   if (in.bias && static_cast<int64_t>(in.bias_size) != N) {
     throw OpError("the bias must hold one value per column of b (" + std::to_string(N) + "), got " +
@@ -410,7 +410,7 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
     for (int64_t e = 0; e < total * M * N; ++e) {
       const int64_t n = e % N;
       const int32_t acc = in.bias ? in.bias[n] : 0;
-      const float scale = in.a_scale * in.b_scale[in.b_scale_size == 1 ? 0 : n] / in.y_scale;
+      const float scale = in.x_scale * in.w_scale[in.w_scale_size == 1 ? 0 : n] / in.y_scale;
       roupconv::Requantize(&acc, 1, scale, in.y_zero_point, y_lo, y_hi, y + e);
     }
     return;
@@ -426,9 +426,9 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   const WeightPlan* plan = constant_b_plan_.get();
   if (!plan) {
     if (uniform_multiplier_ >= 0) {
-      PlanBLean(in.b, Product(bs, 0, bs.size() - 2), K, N, in.b_zero_point, in.b_zero_point_size, buffers);
+      PlanBLean(in.w, Product(bs, 0, bs.size() - 2), K, N, in.w_zero_point, in.w_zero_point_size, buffers);
     } else {
-      buffers.plan = PlanB(in.b, bs, in.b_zero_point, in.b_zero_point_size);
+      buffers.plan = PlanB(in.w, bs, in.w_zero_point, in.w_zero_point_size);
     }
     plan = &buffers.plan;
   }
@@ -461,7 +461,7 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   std::vector<uint8_t>& x = buffers.x;
   x.resize(static_cast<size_t>(total * K * M));
   for (int64_t o = 0; o < total; ++o) {
-    const uint8_t* a = in.a + a_of[static_cast<size_t>(o)] * M * K;
+    const uint8_t* a = in.x + a_of[static_cast<size_t>(o)] * M * K;
     const int64_t slot = slot_of[static_cast<size_t>(o)];
     if (fold) {
       Transpose(a, M, K, K, x.data() + slot * M, H);
@@ -475,16 +475,16 @@ void ROUPMatMulKernel::RunMatMul(OrtKernelContext* context, const MatInputs& in,
   // The rows of A are the pixels of one image row (1 x H): 16 consecutive rows make a GEMM tile
   // (as H x 1, each "row" of one pixel would fill a tile of its own).
   conv.x_shape = {conv_images, G * K, 1, H};
-  conv.x_scale = in.a_scale;
-  conv.x_zero_point = in.a_zero_point;
+  conv.x_scale = in.x_scale;
+  conv.x_zero_point = in.x_zero_point;
   conv.w = nullptr;
   conv.w_shape = {G * N, K, 1, 1};
   std::vector<float> scales;
   std::vector<int32_t> bias;
-  conv.w_scale = in.b_scale;
-  conv.w_scale_size = in.b_scale_size;
-  if (in.b_scale_size != 1 && G > 1) {  // per column, repeated for every group
-    for (int64_t i = 0; i < G * N; ++i) scales.push_back(in.b_scale[i % N]);
+  conv.w_scale = in.w_scale;
+  conv.w_scale_size = in.w_scale_size;
+  if (in.w_scale_size != 1 && G > 1) {  // per column, repeated for every group
+    for (int64_t i = 0; i < G * N; ++i) scales.push_back(in.w_scale[i % N]);
     conv.w_scale = scales.data();
     conv.w_scale_size = scales.size();
   }

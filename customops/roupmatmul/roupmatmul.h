@@ -34,25 +34,10 @@ class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
                    ONNXTensorElementDataType b_type, ONNXTensorElementDataType y_type);
 
  protected:
-  struct MatInputs {
-    const uint8_t* a;
-    std::vector<int64_t> a_shape;
-    float a_scale;
-    uint8_t a_zero_point;  // stored byte
-    const uint8_t* b;
-    std::vector<int64_t> b_shape;
-    const float* b_scale;
-    size_t b_scale_size;
-    const uint8_t* b_zero_point;
-    size_t b_zero_point_size;
-    float y_scale;
-    int y_zero_point;
-    const int32_t* bias;  // nullptr when absent
-    size_t bias_size;
-  };
   // Checks the inputs and computes y (int32 accumulators when integer_output_); throws OpError
   // (without the node prefix) for bad inputs.
-  void RunMatMul(OrtKernelContext* context, const MatInputs& in,
+  // `in` holds a as x and b as w.
+  void RunMatMul(OrtKernelContext* context, const Inputs& in,
                  const std::function<uint8_t*(const std::vector<int64_t>&)>& allocate) const;
 
  private:
@@ -90,15 +75,6 @@ class ROUPMatMulKernel : public roupconv::ROUPConvKernel {
   mutable std::vector<std::unique_ptr<RunBuffers>> free_buffers_;
 };
 
-template <typename T>
-ONNXTensorElementDataType TypeOf() {
-  if constexpr (std::is_same_v<T, int32_t>) {
-    return ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32;
-  } else {
-    return roupconv::ElementTypeOf(T{});
-  }
-}
-
 // TY int32_t: the int32 form (y_scale and y_zero_point absent). y_scale and y_zero_point are
 // optional in every kernel so that onnxruntime's schema takes both forms; the int32 kernels are
 // registered first (register.cc): a node without y_zero_point infers int32 output from them, and
@@ -106,7 +82,7 @@ ONNXTensorElementDataType TypeOf() {
 template <typename TA, typename TB, typename TY>
 struct ROUPMatMul : ROUPMatMulKernel {
   ROUPMatMul(const OrtApi* api, const OrtKernelInfo* info)
-      : ROUPMatMulKernel(*api, info, TypeOf<TA>(), TypeOf<TB>(), TypeOf<TY>()) {}
+      : ROUPMatMulKernel(*api, info, roupconv::ElementTypeOf(TA{}), roupconv::ElementTypeOf(TB{}), roupconv::ElementTypeOf(TY{})) {}
 
   Ort::Status Compute(OrtKernelContext* context, const Ort::Custom::Tensor<TA>& a,
                       const Ort::Custom::Tensor<float>& a_scale,
@@ -118,37 +94,15 @@ struct ROUPMatMul : ROUPMatMulKernel {
                       std::optional<const Ort::Custom::Tensor<int32_t>*> bias,
                       Ort::Custom::Tensor<TY>& y) {
     try {
-      const auto scalar = [](const Ort::Custom::TensorBase& t, const char* name) {
-        if (t.NumberOfElement() != 1) {
-          throw OpError(std::string(name) + " must be a scalar (per-tensor), got shape " +
-                        ShapeString(t.Shape()));
-        }
-      };
-      scalar(a_scale, "a_scale");
-      scalar(a_zero_point, "a_zero_point");
+      roupconv::CheckScalar(a_scale, "a_scale");
+      roupconv::CheckScalar(a_zero_point, "a_zero_point");
       const bool requantize = y_scale.has_value() && *y_scale && y_zero_point.has_value() && *y_zero_point;
+      Inputs in = ReadInputs(a, a_scale, a_zero_point, b, b_scale, b_zero_point, bias);
       if (requantize) {  // the constructor checked that the int32 form has neither
-        scalar(**y_scale, "y_scale");
-        scalar(**y_zero_point, "y_zero_point");
-      }
-      MatInputs in{};
-      in.a = reinterpret_cast<const uint8_t*>(a.Data());
-      in.a_shape = a.Shape();
-      in.a_scale = *a_scale.Data();
-      in.a_zero_point = static_cast<uint8_t>(*a_zero_point.Data());
-      in.b = reinterpret_cast<const uint8_t*>(b.Data());
-      in.b_shape = b.Shape();
-      in.b_scale = b_scale.Data();
-      in.b_scale_size = static_cast<size_t>(b_scale.NumberOfElement());
-      in.b_zero_point = reinterpret_cast<const uint8_t*>(b_zero_point.Data());
-      in.b_zero_point_size = static_cast<size_t>(b_zero_point.NumberOfElement());
-      if (requantize) {
+        roupconv::CheckScalar(**y_scale, "y_scale");
+        roupconv::CheckScalar(**y_zero_point, "y_zero_point");
         in.y_scale = *(*y_scale)->Data();
         in.y_zero_point = static_cast<int>(*(*y_zero_point)->Data());
-      }
-      if (bias.has_value() && *bias) {
-        in.bias = (*bias)->Data();
-        in.bias_size = static_cast<size_t>((*bias)->NumberOfElement());
       }
       RunMatMul(context, in, [&y](const std::vector<int64_t>& shape) {
         return reinterpret_cast<uint8_t*>(y.Allocate(shape));
