@@ -197,11 +197,7 @@ def conv_cases(draw):
 @given(conv_cases())
 def test_kernel_equals_oracle(case):
     kw = dict(multipliers=case["mults"], index=case["index"], encoded=case["encoded"])
-    # y_scale spreads the outputs over the output range, so that few saturate.
-    args = case["args"]
-    acc = roup_conv(*args, multipliers=case["mults"], multiplier_index=case["index"],
-                    encoded_operand=case["encoded"], return_accumulator=True, **case["attrs"])
-    args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
+    spread_outputs(case["args"], case["attrs"], case["mults"], case["index"], case["encoded"])
     expected = oracle(case["args"], case["attrs"], **kw)
     got = run_roupconv(case["args"], case["attrs"], threads=case["threads"],
                        weight_input=case["weight_input"], **kw)
@@ -619,6 +615,23 @@ def imagenet_shape_cases():
 IMAGENET_MULTS = ("ROUP(0,0)", "ROUP(1,4)", "ROUP(2,6)", "SKIP", "ROUP(0;r=4/2/1/0)")
 
 
+def spread_outputs(args, attrs, mults, index, encoded="weight") -> None:
+    """Set y_scale (args[6]) so that the plan's outputs spread over the output range and few
+    saturate."""
+    acc = roup_conv(*args, multipliers=mults, multiplier_index=index, encoded_operand=encoded,
+                    return_accumulator=True, **attrs)
+    args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
+
+
+def assert_threads_equal_oracle(args, attrs, mults, index, encoded, label) -> None:
+    """The kernel with 1 and 2 threads gives the oracle's bytes."""
+    kw = dict(multipliers=mults, index=index, encoded=encoded)
+    want = oracle(args, attrs, **kw)
+    for threads in (1, 2):
+        got = run_roupconv(args, attrs, threads=threads, **kw)
+        assert got.tobytes() == want.tobytes(), (*label, threads)
+
+
 def check_imagenet_shapes():
     """Every case under exact, ROUP(1,4), a filter-level mix, a per-position mix with a LUT, and
     ROUP(1,4) activation-encoded, with 1 and 2 threads, equals the oracle."""
@@ -632,11 +645,7 @@ def check_imagenet_shapes():
                  ("position+lut", assignment(rng, "position", len(mults), shape), "weight"),
                  ("roup14-act", np.ones(shape, np.uint8), "activation")]
         for plan, index, encoded in plans:
-            kw = dict(multipliers=mults, index=index, encoded=encoded)
-            want = oracle(args, attrs, **kw)
-            for threads in (1, 2):
-                got = run_roupconv(args, attrs, threads=threads, **kw)
-                assert got.tobytes() == want.tobytes(), (name, plan, threads)
+            assert_threads_equal_oracle(args, attrs, mults, index, encoded, (name, plan))
 
 
 @pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
@@ -686,14 +695,8 @@ def check_depthwise_blocks():
                  ("position-act", assignment(rng, "position", 5, shape), "activation"),
                  ("position+lut", assignment(rng, "position", len(mults), shape), "weight")]
         for plan, index, encoded in plans:
-            kw = dict(multipliers=mults, index=index, encoded=encoded)
-            acc = roup_conv(*args, multipliers=mults, multiplier_index=index, encoded_operand=encoded,
-                            return_accumulator=True, **attrs)
-            args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
-            want = oracle(args, attrs, **kw)
-            for threads in (1, 2):
-                got = run_roupconv(args, attrs, threads=threads, **kw)
-                assert got.tobytes() == want.tobytes(), (name, plan, threads)
+            spread_outputs(args, attrs, mults, index, encoded)
+            assert_threads_equal_oracle(args, attrs, mults, index, encoded, (name, plan))
 
 
 @pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
@@ -738,13 +741,8 @@ def check_lut_errors():
         plans += [("filter", assignment(rng, "filter", 5, shape)),
                   ("position", assignment(rng, "position", len(mults), shape))]
         for plan, index in plans:
-            kw = dict(multipliers=mults, index=index, encoded="weight")
-            acc = roup_conv(*args, multipliers=mults, multiplier_index=index, return_accumulator=True, **attrs)
-            args[6] = np.float32(args[1] * np.max(args[4]) * max(1, np.abs(acc).max()) / 150)
-            want = oracle(args, attrs, **kw)
-            for threads in (1, 2):
-                got = run_roupconv(args, attrs, threads=threads, **kw)
-                assert got.tobytes() == want.tobytes(), (name, plan, threads)
+            spread_outputs(args, attrs, mults, index)
+            assert_threads_equal_oracle(args, attrs, mults, index, "weight", (name, plan))
 
 
 @pytest.mark.parametrize("switch", ["AXONNX_NO_AMX", "AXONNX_NO_VNNI", "AXONNX_NO_AVX2", None])
